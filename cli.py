@@ -1,0 +1,224 @@
+"""``uncrop``: the engine from the command line, with no ComfyUI.
+
+    uncrop inpaint IMAGE --mask MASK -o OUT
+    uncrop outpaint IMAGE --width W --height H [--fit pad] [--anchor center] -o OUT
+    uncrop outpaint IMAGE --left 128 --right 128 [--unit px] -o OUT
+    uncrop demo [-o DIR]
+
+Exit codes: 0 done, 2 bad input (the message says which), 1 anything unexpected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .core import canvas, imageio, model_free
+from .core.errors import UncropError
+from .core.fill import FILL_METHODS, parse_color
+from .core.masks import refine_mask
+
+log = logging.getLogger("uncrop")
+
+SAMPLES = Path(__file__).resolve().parent / "samples"
+SAMPLE_IMAGE = SAMPLES / "coffee.jpg"
+SAMPLE_MASK = SAMPLES / "coffee-mask.png"
+
+
+class TqdmProgress:
+    """A ProgressHook drawn as a tqdm bar on stderr (hidden when not a terminal)."""
+
+    def __init__(self, desc: str):
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=1, desc=desc, unit="img", disable=None, leave=False)
+
+    def update(self, done: int, total: int, preview: torch.Tensor | None = None) -> None:
+        self._bar.total = total
+        self._bar.n = done
+        self._bar.refresh()
+
+    def check_interrupted(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _add_common(p: argparse.ArgumentParser, default_method: str) -> None:
+    p.add_argument("image", help="input image (PNG, JPEG, WebP, TIFF; RGBA and 16-bit are fine)")
+    p.add_argument(
+        "-o", "--output", required=True, help="where to write the result (.png, .jpg, .webp)"
+    )
+    p.add_argument(
+        "--method",
+        choices=list(FILL_METHODS),
+        default=default_method,
+        help=f"model-free fill method (default: {default_method})",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed for methods that use randomness")
+    p.add_argument("--color", default="#808080", help="colour for --method color (hex)")
+    p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1, mps")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="uncrop", description="Inpaint and outpaint images.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("inpaint", help="fill the masked area of an image")
+    _add_common(p, "smooth")
+    p.add_argument("--mask", required=True, help="mask image or http(s) URL; white = area to fill")
+    p.add_argument(
+        "--channel",
+        choices=imageio.MASK_CHANNELS,
+        default="luminance",
+        help="mask channel; alpha means transparent = fill",
+    )
+    p.add_argument("--invert", action="store_true", help="invert the mask")
+    p.add_argument(
+        "--grow", type=int, default=0, help="grow (or with a negative value shrink) the mask, px"
+    )
+    p.add_argument("--feather", type=float, default=0.0, help="feather the mask edge, px")
+
+    p = sub.add_parser("outpaint", help="extend an image beyond its borders")
+    _add_common(p, "mirror")
+    p.add_argument("--width", type=int, help="target width (with --height)")
+    p.add_argument("--height", type=int, help="target height (with --width)")
+    p.add_argument(
+        "--fit", choices=canvas.FITS, default="pad", help="how the image fits the target size"
+    )
+    p.add_argument(
+        "--anchor", choices=canvas.ANCHORS, default="center", help="where the image sits"
+    )
+    for side in ("left", "top", "right", "bottom"):
+        p.add_argument(f"--{side}", type=float, default=0, help=f"margin to add on the {side}")
+    p.add_argument("--unit", choices=("px", "%"), default="px", help="unit of the margins")
+    p.add_argument(
+        "--multiple-of", type=int, default=8, help="round the canvas up to this multiple"
+    )
+
+    p = sub.add_parser("demo", help="inpaint and outpaint the bundled sample photo")
+    p.add_argument(
+        "-o", "--output", default="results", help="folder for the results (default: results)"
+    )
+    p.add_argument("--device", default="auto", help="torch device")
+    return parser
+
+
+def _load_mask(source: str, channel: str, invert: bool) -> torch.Tensor:
+    data = imageio.fetch_url(source, name="--mask") if imageio.is_url(source) else source
+    return imageio.load_mask(data, channel=channel, invert=invert, name="--mask")
+
+
+def run_inpaint(args: argparse.Namespace) -> Path:
+    device = _device(args.device)
+    image, _ = imageio.load_image(args.image)
+    mask = _load_mask(args.mask, args.channel, args.invert)
+    image, mask = image.to(device), mask.to(device)
+    mask = refine_mask(mask, grow_px=args.grow, feather_px=args.feather)
+    bar = TqdmProgress("inpaint")
+    try:
+        out = model_free.inpaint(
+            image,
+            mask,
+            args.method,
+            seed=args.seed,
+            color=parse_color(args.color, "--color"),
+            progress=bar,
+        )
+    finally:
+        bar.close()
+    imageio.save_image(out, args.output)
+    return Path(args.output)
+
+
+def _plan(args: argparse.Namespace, width: int, height: int) -> canvas.CanvasPlan:
+    margins = (args.left, args.top, args.right, args.bottom)
+    if args.width or args.height:
+        if not (args.width and args.height):
+            raise UncropError("--width and --height go together; give both.")
+        if any(margins):
+            raise UncropError("give either --width/--height or per-side margins, not both.")
+        return canvas.plan_target(
+            width, height, args.width, args.height, args.fit, args.anchor, args.multiple_of
+        )
+    if not any(margins):
+        raise UncropError(
+            "say how to grow the canvas: --width and --height, or --left/--top/--right/--bottom."
+        )
+    return canvas.plan_margins(
+        width, height, *margins, unit=args.unit, multiple_of=args.multiple_of
+    )
+
+
+def run_outpaint(args: argparse.Namespace) -> Path:
+    device = _device(args.device)
+    image, _ = imageio.load_image(args.image)
+    plan = _plan(args, image.shape[2], image.shape[1])
+    bar = TqdmProgress("outpaint")
+    try:
+        out, _mask = model_free.outpaint(
+            image.to(device), plan, args.method, seed=args.seed,
+            color=parse_color(args.color, "--color"), progress=bar,
+        )  # fmt: skip
+    finally:
+        bar.close()
+    imageio.save_image(out, args.output)
+    return Path(args.output)
+
+
+def run_demo(args: argparse.Namespace) -> list[Path]:
+    folder = Path(args.output)
+    common = {"seed": 0, "color": "#808080", "device": args.device}
+    jobs = [
+        ("inpaint", argparse.Namespace(
+            image=str(SAMPLE_IMAGE), mask=str(SAMPLE_MASK), channel="luminance", invert=False,
+            grow=4, feather=3.0, method="smooth", output=str(folder / "inpaint.png"), **common)),
+        ("outpaint", argparse.Namespace(
+            image=str(SAMPLE_IMAGE), width=1024, height=512, fit="pad", anchor="center",
+            left=0, top=0, right=0, bottom=0, unit="px", multiple_of=8, method="mirror",
+            output=str(folder / "outpaint.png"), **common)),
+    ]  # fmt: skip
+    written = []
+    for name, job in jobs:
+        written.append(run_inpaint(job) if name == "inpaint" else run_outpaint(job))
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    start = time.perf_counter()
+    try:
+        with torch.inference_mode():
+            if args.command == "inpaint":
+                written = [run_inpaint(args)]
+            elif args.command == "outpaint":
+                written = [run_outpaint(args)]
+            else:
+                written = run_demo(args)
+    except UncropError as exc:
+        print(f"uncrop: error: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    log.info("done in %.2f s", time.perf_counter() - start)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Canvas geometry for outpainting: where the image sits on a bigger canvas.
+
+:class:`CanvasPlan` is a small pure description (no tensors) built either from
+per-side margins or from a target size with a fit mode and an anchor;
+:func:`expand_canvas` applies a plan to an IMAGE batch.
+
+Fit modes for a target size:
+- ``pad``: keep the whole image, scaled to fit inside the target, and generate the
+  rest (the API's ``fit: canvas outpainting``).
+- ``crop``: scale to cover the target and crop the overflow; nothing to generate.
+- ``stretch``: resize to the target exactly; nothing to generate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .errors import UncropError
+
+FITS = ("pad", "crop", "stretch")
+ANCHORS = (
+    "center", "top", "bottom", "left", "right",
+    "top-left", "top-right", "bottom-left", "bottom-right",
+)  # fmt: skip
+MAX_SIDE = 16384
+
+
+@dataclass(frozen=True)
+class CanvasPlan:
+    """The original image, resized to ``scaled_w x scaled_h``, pasted at ``(x, y)`` on a
+    ``canvas_w x canvas_h`` canvas. ``x``/``y`` are negative when the image is cropped."""
+
+    source_w: int
+    source_h: int
+    scaled_w: int
+    scaled_h: int
+    canvas_w: int
+    canvas_h: int
+    x: int
+    y: int
+
+    @property
+    def left(self) -> int:
+        return max(0, self.x)
+
+    @property
+    def top(self) -> int:
+        return max(0, self.y)
+
+    @property
+    def right(self) -> int:
+        return max(0, self.canvas_w - self.x - self.scaled_w)
+
+    @property
+    def bottom(self) -> int:
+        return max(0, self.canvas_h - self.y - self.scaled_h)
+
+    @property
+    def adds_area(self) -> bool:
+        return any((self.left, self.top, self.right, self.bottom))
+
+
+def _anchor_fractions(anchor: str) -> tuple[float, float]:
+    """Where the image sits: (0, 0) is top-left, (1, 1) bottom-right."""
+    if anchor not in ANCHORS:
+        raise UncropError(f"anchor: expected one of {', '.join(ANCHORS)}, got '{anchor}'.")
+    fx = 0.0 if "left" in anchor else 1.0 if "right" in anchor else 0.5
+    fy = 0.0 if "top" in anchor else 1.0 if "bottom" in anchor else 0.5
+    return fx, fy
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return int(math.ceil(value / multiple) * multiple)
+
+
+def _check_multiple(multiple: int) -> None:
+    if multiple < 1:
+        raise UncropError(f"multiple_of: expected 1 or more, got {multiple}.")
+
+
+def _check_size(w: int, h: int, what: str) -> None:
+    if w < 1 or h < 1 or w > MAX_SIDE or h > MAX_SIDE:
+        raise UncropError(f"{what}: {w}x{h} is outside 1..{MAX_SIDE} px per side.")
+
+
+def plan_margins(
+    width: int,
+    height: int,
+    left: float = 0,
+    top: float = 0,
+    right: float = 0,
+    bottom: float = 0,
+    unit: str = "px",
+    multiple_of: int = 8,
+) -> CanvasPlan:
+    """Grow each side by a margin in px or in percent of the image width/height.
+
+    When rounding the canvas up to ``multiple_of``, the extra pixels go to the sides
+    already being grown (split evenly); an axis with no growth is centred.
+    """
+    _check_multiple(multiple_of)
+    margins = {"left": left, "top": top, "right": right, "bottom": bottom}
+    for side, value in margins.items():
+        if value < 0:
+            raise UncropError(f"{side}: margins cannot be negative, got {value}.")
+    if unit == "%":
+        px = {
+            s: round(v / 100.0 * (width if s in ("left", "right") else height))
+            for s, v in margins.items()
+        }
+    elif unit == "px":
+        px = {s: int(round(v)) for s, v in margins.items()}
+    else:
+        raise UncropError(f"unit: expected 'px' or '%', got '{unit}'.")
+
+    def distribute(a: int, b: int, size: int) -> tuple[int, int]:
+        extra = _round_up(size + a + b, multiple_of) - (size + a + b)
+        if a and b or not (a or b):
+            return a + extra // 2, b + extra - extra // 2
+        return (a + extra, b) if a else (a, b + extra)
+
+    lx, rx = distribute(px["left"], px["right"], width)
+    ty, by = distribute(px["top"], px["bottom"], height)
+    cw, ch = width + lx + rx, height + ty + by
+    _check_size(cw, ch, "canvas size")
+    return CanvasPlan(width, height, width, height, cw, ch, lx, ty)
+
+
+def plan_target(
+    width: int,
+    height: int,
+    target_w: int,
+    target_h: int,
+    fit: str = "pad",
+    anchor: str = "center",
+    multiple_of: int = 8,
+) -> CanvasPlan:
+    """Fit a ``width x height`` image into a ``target_w x target_h`` canvas.
+
+    The target is first rounded up to ``multiple_of``.
+    """
+    _check_multiple(multiple_of)
+    if fit not in FITS:
+        raise UncropError(f"fit: expected one of {', '.join(FITS)}, got '{fit}'.")
+    _check_size(target_w, target_h, "target size")
+    cw, ch = _round_up(target_w, multiple_of), _round_up(target_h, multiple_of)
+    _check_size(cw, ch, "target size rounded to multiple_of")
+    fx, fy = _anchor_fractions(anchor)
+    if fit == "stretch":
+        return CanvasPlan(width, height, cw, ch, cw, ch, 0, 0)
+    scale = min(cw / width, ch / height) if fit == "pad" else max(cw / width, ch / height)
+    # Snap to the canvas on the limiting axis so no 1 px sliver is left to generate.
+    sw = cw if abs(width * scale - cw) < 1 else max(1, round(width * scale))
+    sh = ch if abs(height * scale - ch) < 1 else max(1, round(height * scale))
+    x = round((cw - sw) * fx)
+    y = round((ch - sh) * fy)
+    return CanvasPlan(width, height, sw, sh, cw, ch, x, y)
+
+
+def resize_image(image: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Resize an IMAGE batch with antialiasing (bicubic up, area-aware down)."""
+    if image.shape[2] == width and image.shape[1] == height:
+        return image
+    t = image.movedim(-1, 1)
+    t = F.interpolate(t, size=(height, width), mode="bicubic", antialias=True, align_corners=False)
+    return t.movedim(1, -1).clamp(0.0, 1.0)
+
+
+def known_region(plan: CanvasPlan) -> tuple[slice, slice, slice, slice]:
+    """Canvas and source slices (ys, xs, src_ys, src_xs) of the visible image part."""
+    x0, y0 = max(0, plan.x), max(0, plan.y)
+    x1 = min(plan.canvas_w, plan.x + plan.scaled_w)
+    y1 = min(plan.canvas_h, plan.y + plan.scaled_h)
+    return (
+        slice(y0, y1),
+        slice(x0, x1),
+        slice(y0 - plan.y, y1 - plan.y),
+        slice(x0 - plan.x, x1 - plan.x),
+    )
+
+
+def outpaint_mask(plan: CanvasPlan, overlap: int = 0, device=None) -> torch.Tensor:
+    """``[1,H,W]`` mask: 1 on new area, plus a linear ramp ``overlap`` px into the image.
+
+    The ramp only runs in from sides that were grown, so a crop edge stays hard.
+    """
+    h, w = plan.canvas_h, plan.canvas_w
+    mask = torch.ones((1, h, w), device=device)
+    ys, xs, _, _ = known_region(plan)
+    mask[:, ys, xs] = 0.0
+    if overlap <= 0 or not plan.adds_area:
+        return mask
+    yy = torch.arange(ys.start, ys.stop, device=device, dtype=torch.float32).view(-1, 1)
+    xx = torch.arange(xs.start, xs.stop, device=device, dtype=torch.float32).view(1, -1)
+    # Distance (in px, from 1 at the first image pixel) to each grown side.
+    dist = torch.full((ys.stop - ys.start, xs.stop - xs.start), float("inf"), device=device)
+    if plan.left:
+        dist = torch.minimum(dist, (xx - xs.start + 1).expand_as(dist))
+    if plan.right:
+        dist = torch.minimum(dist, (xs.stop - xx).expand_as(dist))
+    if plan.top:
+        dist = torch.minimum(dist, (yy - ys.start + 1).expand_as(dist))
+    if plan.bottom:
+        dist = torch.minimum(dist, (ys.stop - yy).expand_as(dist))
+    ramp = torch.where(
+        dist.isinf(), torch.zeros_like(dist), (1.0 - dist / (overlap + 1)).clamp(0, 1)
+    )
+    mask[:, ys, xs] = ramp
+    return mask
+
+
+def expand_canvas(
+    image: torch.Tensor, plan: CanvasPlan, overlap: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Place ``image`` on the plan's canvas. New area is left at 0 (fill it next).
+
+    Returns ``(canvas [B,H,W,C], mask [B,H,W])`` with 1 = area to generate.
+    """
+    if image.shape[2] != plan.source_w or image.shape[1] != plan.source_h:
+        raise UncropError(
+            f"image: the canvas plan was made for {plan.source_w}x{plan.source_h}, "
+            f"got {image.shape[2]}x{image.shape[1]}."
+        )
+    scaled = resize_image(image, plan.scaled_w, plan.scaled_h)
+    b, c = image.shape[0], image.shape[-1]
+    canvas = torch.zeros(
+        (b, plan.canvas_h, plan.canvas_w, c), device=image.device, dtype=image.dtype
+    )
+    ys, xs, sys_, sxs = known_region(plan)
+    canvas[:, ys, xs] = scaled[:, sys_, sxs]
+    mask = outpaint_mask(plan, overlap, device=image.device).to(image.dtype).expand(b, -1, -1)
+    return canvas, mask.contiguous()

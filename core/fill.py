@@ -1,0 +1,292 @@
+"""Model-free filling of the masked area of an IMAGE batch.
+
+Every method has the same signature, ``method(image, hole, seed=..., **options)``
+with ``image [B,H,W,C]`` and ``hole [B,H,W]`` boolean (True = unknown), and
+returns an image whose known pixels are untouched. :data:`FILL_METHODS` is the
+single table the Fill node, Expand Canvas, the diffusion pre-fill and the CLI
+choose from; :func:`fill` is the entry point that checks inputs and dispatches.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .errors import UncropError
+from .inputs import is_empty, match_mask
+from .progress import ProgressHook, or_null
+
+log = logging.getLogger(__name__)
+
+FillMethod = Callable[..., torch.Tensor]
+
+
+def _bbox(hole: torch.Tensor, margin: int) -> tuple[slice, slice]:
+    """Bounding box of all holes in the batch, grown by ``margin`` and clipped."""
+    any_hole = hole.any(dim=0)
+    rows = torch.nonzero(any_hole.any(dim=1)).flatten()
+    cols = torch.nonzero(any_hole.any(dim=0)).flatten()
+    h, w = any_hole.shape
+    y0, y1 = max(0, int(rows[0]) - margin), min(h, int(rows[-1]) + 1 + margin)
+    x0, x1 = max(0, int(cols[0]) - margin), min(w, int(cols[-1]) + 1 + margin)
+    return slice(y0, y1), slice(x0, x1)
+
+
+def nearest_known(hole: torch.Tensor) -> torch.Tensor:
+    """For every pixel, the ``(y, x)`` of the nearest known pixel: ``[B,H,W,2]`` long.
+
+    Jump flooding (Rong & Tan 2006): log2(size) passes, each looking 8 ways at a
+    halving distance, plus one pass at distance 1 to fix the rare misses. Rows
+    with no known pixel at all keep pointing at themselves.
+    """
+    b, h, w = hole.shape
+    dev = hole.device
+    yy = torch.arange(h, device=dev).view(1, h, 1).expand(b, h, w)
+    xx = torch.arange(w, device=dev).view(1, 1, w).expand(b, h, w)
+    big = torch.iinfo(torch.int32).max // 4
+    sy = torch.where(hole, big, yy).to(torch.int32)
+    sx = torch.where(hole, big, xx).to(torch.int32)
+    py, px = yy.to(torch.int32), xx.to(torch.int32)
+    best = (sy - py).float() ** 2 + (sx - px).float() ** 2
+    step = 1 << max(0, (max(h, w) - 1).bit_length() - 1)
+    steps = []
+    while step >= 1:
+        steps.append(step)
+        step //= 2
+    steps.append(1)
+    for k in steps:
+        for dy in (-k, 0, k):
+            for dx in (-k, 0, k):
+                if dy == 0 and dx == 0:
+                    continue
+                y0, y1 = max(0, -dy), min(h, h - dy)
+                x0, x1 = max(0, -dx), min(w, w - dx)
+                if y0 >= y1 or x0 >= x1:
+                    continue
+                cy = sy[:, y0 + dy : y1 + dy, x0 + dx : x1 + dx]
+                cx = sx[:, y0 + dy : y1 + dy, x0 + dx : x1 + dx]
+                d = (cy - py[:, y0:y1, x0:x1]).float() ** 2 + (
+                    cx - px[:, y0:y1, x0:x1]
+                ).float() ** 2
+                region = best[:, y0:y1, x0:x1]
+                better = d < region
+                region[better] = d[better]
+                sy[:, y0:y1, x0:x1][better] = cy[better]
+                sx[:, y0:y1, x0:x1][better] = cx[better]
+    unresolved = sy == big
+    sy = torch.where(unresolved, py, sy)
+    sx = torch.where(unresolved, px, sx)
+    return torch.stack((sy, sx), dim=-1).long()
+
+
+def _gather(image: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    b, h, w, c = image.shape
+    flat = image.reshape(b, h * w, c)
+    index = (ys * w + xs).reshape(b, -1, 1).expand(-1, -1, c)
+    return torch.gather(flat, 1, index).reshape(b, *ys.shape[1:], c)
+
+
+def _in_crop(image: torch.Tensor, hole: torch.Tensor, margin: int, fn) -> torch.Tensor:
+    """Run ``fn`` on the holes' bounding box only and paste the result back."""
+    ys, xs = _bbox(hole, margin)
+    out = image.clone()
+    out[:, ys, xs] = fn(image[:, ys, xs].contiguous(), hole[:, ys, xs].contiguous())
+    return out
+
+
+def fill_edge(image: torch.Tensor, hole: torch.Tensor, **_: object) -> torch.Tensor:
+    """Each unknown pixel takes the colour of the nearest known pixel."""
+
+    def run(img: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        near = nearest_known(h)
+        return torch.where(h.unsqueeze(-1), _gather(img, near[..., 0], near[..., 1]), img)
+
+    return _in_crop(image, hole, 1, run)
+
+
+def _reflect_index(i: torch.Tensor, n: int) -> torch.Tensor:
+    """Mirror indices into 0..n-1 (edge pixel not repeated), for any distance."""
+    if n == 1:
+        return torch.zeros_like(i)
+    period = 2 * (n - 1)
+    i = torch.remainder(i, period)
+    return torch.where(i >= n, period - i, i)
+
+
+def fill_mirror(image: torch.Tensor, hole: torch.Tensor, **_: object) -> torch.Tensor:
+    """Reflect the known image across the nearest border of the hole.
+
+    An unknown pixel ``p`` whose nearest known pixel is ``q`` takes the colour at
+    ``2q - p`` (mirrored again at the frame edge); if that lands in the hole too,
+    it takes ``q``'s colour. On an outpaint canvas this is reflection padding.
+    """
+    b, h, w, _c = image.shape
+    ys, xs = _bbox(hole, 1)
+    crop = hole[:, ys, xs].contiguous()
+    near = nearest_known(crop)
+    qy, qx = near[..., 0] + ys.start, near[..., 1] + xs.start
+    py = torch.arange(ys.start, ys.stop, device=image.device).view(1, -1, 1)
+    px = torch.arange(xs.start, xs.stop, device=image.device).view(1, 1, -1)
+    ty = _reflect_index(2 * qy - py, h)
+    tx = _reflect_index(2 * qx - px, w)
+    bad = torch.gather(hole.reshape(b, -1), 1, (ty * w + tx).reshape(b, -1)).reshape(ty.shape)
+    ty = torch.where(bad, qy, ty)
+    tx = torch.where(bad, qx, tx)
+    out = image.clone()
+    out[:, ys, xs] = torch.where(crop.unsqueeze(-1), _gather(image, ty, tx), image[:, ys, xs])
+    return out
+
+
+def _downsample(values: torch.Tensor, known: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Halve a level: average of known children; a parent is known if all children are."""
+    weight = F.avg_pool2d(known, 2, ceil_mode=True)
+    total = F.avg_pool2d(values * known, 2, ceil_mode=True)
+    return total / weight.clamp_min(1e-6), (weight > 0.999).to(values.dtype)
+
+
+def _relax(
+    x: torch.Tensor, free: torch.Tensor, max_sweeps: int, tol: float, omega: float = 1.7
+) -> torch.Tensor:
+    """Red-black SOR on the Laplace equation, updating only ``free`` pixels.
+
+    ``x`` is ``[N,C,H,W]``; borders are Neumann (replicated), so a hole touching the
+    frame edge takes the value of its known neighbours rather than black. Stops
+    when no pixel moves by more than ``tol`` in a sweep.
+    """
+    h, w = x.shape[-2:]
+    parity = (torch.arange(h, device=x.device).view(-1, 1) + torch.arange(w, device=x.device)) % 2
+    masks = [free * (parity == p).to(x.dtype) for p in (0, 1)]
+    for sweep in range(max_sweeps):
+        change = x.new_zeros(())
+        for m in masks:
+            p = F.pad(x, (1, 1, 1, 1), mode="replicate")
+            avg = 0.25 * (
+                p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]
+            )
+            step = omega * m * (avg - x)
+            x = x + step
+            if sweep % 4 == 3:
+                change = torch.maximum(change, step.abs().max())
+        if sweep % 4 == 3 and float(change) < tol:
+            break
+    return x
+
+
+def fill_smooth(
+    image: torch.Tensor, hole: torch.Tensor, tol: float = 1e-4, **_: object
+) -> torch.Tensor:
+    """Harmonic (membrane) interpolation of the hole from its border.
+
+    Cascadic multigrid: the hole is solved on a pyramid from the coarsest level up,
+    each finer level starting from the upsampled coarser solution and relaxed with
+    red-black SOR until it settles (a handful of sweeps, since the coarse level
+    already got the large scales right). A linear ramp across a hole comes back
+    exactly.
+    """
+
+    def run(img: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        x = img.movedim(-1, 1)
+        known = (~h).unsqueeze(1).to(x.dtype)
+        levels = [(x, known)]
+        while min(levels[-1][0].shape[-2:]) > 8 and levels[-1][1].min() < 1:
+            levels.append(_downsample(*levels[-1]))
+        values, k = levels[-1]
+        # Coarsest level: start from the mean of what is known.
+        mean = (values * k).sum(dim=(-2, -1), keepdim=True) / k.sum(
+            dim=(-2, -1), keepdim=True
+        ).clamp_min(1)
+        sol = torch.where(k > 0, values, mean.expand_as(values))
+        sol = _relax(sol, 1 - k, 400, tol / 10)
+        for values, k in reversed(levels[:-1]):
+            up = F.interpolate(sol, size=values.shape[-2:], mode="bilinear", align_corners=False)
+            sol = torch.where(k > 0, values, up)
+            sol = _relax(sol, 1 - k, 48, tol)
+        return sol.movedim(1, -1).clamp(0, 1)
+
+    return _in_crop(image, hole, 2, run)
+
+
+def fill_color(
+    image: torch.Tensor, hole: torch.Tensor, color: tuple[float, ...] = (0.5, 0.5, 0.5), **_: object
+) -> torch.Tensor:
+    """A flat colour (RGB in 0..1; extra channels such as alpha get 1)."""
+    c = image.shape[-1]
+    values = list(color)[:c] + [1.0] * max(0, c - len(color))
+    flat = torch.tensor(values, device=image.device, dtype=image.dtype)
+    return torch.where(hole.unsqueeze(-1), flat.expand_as(image), image)
+
+
+def fill_noise(image: torch.Tensor, hole: torch.Tensor, seed: int = 0, **_: object) -> torch.Tensor:
+    """Gaussian noise with the known area's per-image colour mean and spread.
+
+    Gives a diffusion model something to denoise that already has the right
+    average colour, which avoids the grey cast a flat fill leaves.
+    """
+    known = (~hole).unsqueeze(-1).to(image.dtype)
+    count = known.sum(dim=(1, 2), keepdim=True).clamp_min(1)
+    mean = (image * known).sum(dim=(1, 2), keepdim=True) / count
+    var = (((image - mean) ** 2) * known).sum(dim=(1, 2), keepdim=True) / count
+    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    noise = torch.randn(image.shape, generator=gen, dtype=image.dtype).to(image.device)
+    values = (mean + noise * var.sqrt()).clamp(0, 1)
+    return torch.where(hole.unsqueeze(-1), values, image)
+
+
+FILL_METHODS: dict[str, FillMethod] = {
+    "smooth": fill_smooth,
+    "edge": fill_edge,
+    "mirror": fill_mirror,
+    "color": fill_color,
+    "noise": fill_noise,
+}
+
+
+def fill(
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    method: str = "smooth",
+    *,
+    seed: int = 0,
+    progress: ProgressHook | None = None,
+    **options: object,
+) -> torch.Tensor:
+    """Fill every pixel where ``mask > 0``; all other pixels are returned unchanged.
+
+    The result is not blended: use :func:`uncrop.core.composite.composite` to
+    feather it into the original along a soft mask.
+    """
+    if method not in FILL_METHODS:
+        raise UncropError(f"method: expected one of {', '.join(FILL_METHODS)}, got '{method}'.")
+    image, mask = match_mask(image, mask)
+    if is_empty(mask):
+        return image
+    hook = or_null(progress)
+    hole = mask > 0
+    out = []
+    for i in range(image.shape[0]):
+        hook.check_interrupted()
+        if bool(hole[i].all()):
+            log.warning("Fill: image %d is masked entirely, nothing to fill from; using grey.", i)
+            out.append(fill_color(image[i : i + 1], hole[i : i + 1]))
+        else:
+            out.append(
+                FILL_METHODS[method](image[i : i + 1], hole[i : i + 1], seed=seed + i, **options)
+            )
+        hook.update(i + 1, image.shape[0])
+    return torch.cat(out)
+
+
+def parse_color(text: str, name: str = "color") -> tuple[float, float, float]:
+    """``#rrggbb`` / ``rrggbb`` / ``#rgb`` to an RGB tuple in 0..1."""
+    value = text.strip().lstrip("#")
+    if len(value) == 3:
+        value = "".join(ch * 2 for ch in value)
+    try:
+        if len(value) != 6:
+            raise ValueError
+        return tuple(int(value[i : i + 2], 16) / 255.0 for i in (0, 2, 4))  # type: ignore[return-value]
+    except ValueError:
+        raise UncropError(f"{name}: expected a hex colour like #808080, got '{text}'.") from None

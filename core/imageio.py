@@ -1,0 +1,203 @@
+"""Reading images and masks from files and URLs into IMAGE / MASK tensors.
+
+Handles what users actually feed in: RGBA, grayscale, palette images, 16-bit PNG
+and TIFF, EXIF rotation. A mask can come from the alpha channel (inverted, as
+ComfyUI's LoadImage does: transparent = area to fill), the luminance or any
+single colour channel.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from .errors import UncropError
+
+log = logging.getLogger(__name__)
+
+MASK_CHANNELS = ("alpha", "luminance", "red", "green", "blue")
+URL_TIMEOUT_S = 20.0
+URL_MAX_BYTES = 50 * 1024 * 1024
+
+
+def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
+    try:
+        img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        img.load()
+    except FileNotFoundError:
+        raise UncropError(f"{name}: file not found: {source}") from None
+    except (OSError, Image.DecompressionBombError) as exc:
+        where = "the downloaded data" if isinstance(source, bytes) else str(source)
+        raise UncropError(f"{name}: {where} is not a readable image ({exc}).") from None
+    return ImageOps.exif_transpose(img) or img
+
+
+def _to_float_array(img: Image.Image) -> np.ndarray:
+    """``[H, W, C]`` float32 in 0..1, keeping 16-bit precision where there is any."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        arr = np.asarray(img, dtype=np.float32) / 65535.0
+        return arr[..., None]
+    if img.mode == "I":
+        arr = np.asarray(img, dtype=np.float32)
+        scale = 65535.0 if arr.max() > 255 else 255.0
+        return (arr / scale).clip(0, 1)[..., None]
+    if img.mode == "F":
+        return np.asarray(img, dtype=np.float32).clip(0, 1)[..., None]
+    if img.mode in ("1", "L"):
+        return (np.asarray(img.convert("L"), dtype=np.float32) / 255.0)[..., None]
+    if img.mode == "LA":
+        return np.asarray(img, dtype=np.float32) / 255.0
+    if img.mode in ("RGBA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        return np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
+    return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def _split_alpha(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    if arr.shape[-1] in (2, 4):
+        return arr[..., :-1], arr[..., -1]
+    return arr, None
+
+
+def load_image(
+    source: str | os.PathLike | bytes, name: str = "image"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return ``(image [1,H,W,3], mask [1,H,W])``; the mask is 1 - alpha (zeros if opaque)."""
+    arr = _to_float_array(_open(source, name))
+    colour, alpha = _split_alpha(arr)
+    if colour.shape[-1] == 1:
+        colour = np.repeat(colour, 3, axis=-1)
+    image = torch.from_numpy(np.ascontiguousarray(colour)).unsqueeze(0)
+    if alpha is None:
+        mask = torch.zeros(image.shape[:3])
+    else:
+        mask = 1.0 - torch.from_numpy(np.ascontiguousarray(alpha)).unsqueeze(0)
+    return image, mask
+
+
+def load_mask(
+    source: str | os.PathLike | bytes,
+    channel: str = "luminance",
+    invert: bool = False,
+    threshold: float = 0.0,
+    name: str = "mask",
+) -> torch.Tensor:
+    """Return a ``[1,H,W]`` mask read from one channel of an image.
+
+    ``alpha`` is inverted as ComfyUI's LoadImage does (transparent = fill); the other
+    channels are taken as they are (white = fill). ``invert`` flips the result and a
+    ``threshold`` above 0 makes it binary.
+    """
+    if channel not in MASK_CHANNELS:
+        raise UncropError(
+            f"{name}: channel must be one of {', '.join(MASK_CHANNELS)}, got '{channel}'."
+        )
+    arr = _to_float_array(_open(source, name))
+    colour, alpha = _split_alpha(arr)
+    if channel == "alpha":
+        if alpha is None:
+            raise UncropError(
+                f"{name}: the image has no alpha channel, so 'alpha' would give an empty "
+                "mask. Choose channel 'luminance' for a black-and-white mask."
+            )
+        values = 1.0 - alpha
+    elif channel == "luminance" or colour.shape[-1] == 1:
+        values = (
+            colour[..., 0]
+            if colour.shape[-1] == 1
+            else colour @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        )
+    else:
+        values = colour[..., {"red": 0, "green": 1, "blue": 2}[channel]]
+    mask = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).unsqueeze(0)
+    if invert:
+        mask = 1.0 - mask
+    if threshold > 0:
+        mask = (mask >= threshold).float()
+    return mask
+
+
+def save_image(image: torch.Tensor, path: str | os.PathLike) -> None:
+    """Write the first image of an IMAGE batch (8-bit PNG/JPEG/WebP by extension)."""
+    arr = (image[0].detach().float().cpu().clamp(0, 1).numpy() * 255.0 + 0.5).astype(np.uint8)
+    if arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+def resolve_in_folder(folder: str | os.PathLike, filename: str, name: str = "image") -> Path:
+    """The path of ``filename`` inside ``folder``; refuses anything that leaves it."""
+    root = Path(folder).resolve()
+    candidate = (root / filename).resolve()
+    if not filename or os.path.isabs(filename) or not candidate.is_relative_to(root):
+        raise UncropError(
+            f"{name}: '{filename}' is outside the input folder; pick a file inside it."
+        )
+    if not candidate.is_file():
+        raise UncropError(f"{name}: '{filename}' was not found in the input folder {root}.")
+    return candidate
+
+
+def fetch_url(
+    url: str,
+    *,
+    timeout: float = URL_TIMEOUT_S,
+    max_bytes: int = URL_MAX_BYTES,
+    name: str = "mask_url",
+) -> bytes:
+    """Download an image over http(s) with a timeout, a size cap and a type check."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UncropError(f"{name}: only http:// and https:// URLs are accepted, got '{url}'.")
+    request = urllib.request.Request(url, headers={"User-Agent": "uncrop", "Accept": "image/*"})
+    opener = urllib.request.build_opener(_NoSchemeChangeRedirect())
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if content_type and not content_type.startswith("image/"):
+                raise UncropError(f"{name}: {url} returned '{content_type}', not an image.")
+            length = response.headers.get("Content-Length")
+            if length is not None and length.isdigit() and int(length) > max_bytes:
+                raise UncropError(
+                    f"{name}: {url} is {int(length)} bytes, over the {max_bytes}-byte limit."
+                )
+            data = response.read(max_bytes + 1)
+    except UncropError:
+        raise
+    except OSError as exc:  # URLError, HTTPError, socket.timeout are all OSErrors
+        raise UncropError(f"{name}: could not download {url}: {exc}.") from None
+    if len(data) > max_bytes:
+        raise UncropError(f"{name}: {url} is over the {max_bytes}-byte limit.")
+    return data
+
+
+class _NoSchemeChangeRedirect(urllib.request.HTTPRedirectHandler):
+    """Follow redirects only to other http(s) URLs."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D401
+        if urllib.parse.urlsplit(newurl).scheme not in ("http", "https"):
+            raise UncropError(f"mask_url: refused a redirect to '{newurl}'.")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def is_url(text: str) -> bool:
+    return urllib.parse.urlsplit(text).scheme in ("http", "https")
+
+
+__all__ = [
+    "MASK_CHANNELS",
+    "fetch_url",
+    "is_url",
+    "load_image",
+    "load_mask",
+    "resolve_in_folder",
+    "save_image",
+]

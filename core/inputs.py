@@ -1,0 +1,110 @@
+"""Checking IMAGE and MASK inputs and reconciling them with each other.
+
+This is the only place where shapes are normalised and where a mask is matched
+to an image; every other function in ``core`` can assume the result. Rules:
+
+- IMAGE ``[H,W,C]`` gains a batch dimension; C must be 1, 3 or 4.
+- MASK ``[H,W]`` gains a batch dimension; ``[B,1,H,W]`` and ``[B,H,W,1]`` lose the 1.
+- Batches: a single mask is broadcast over a batch of images, a single image over
+  a batch of masks; any other difference is refused, naming both shapes.
+- Sizes: a mask of another size but the same aspect ratio is resized to the
+  image (bilinear) with a warning; a different aspect ratio is refused.
+- Values are clamped to 0..1; NaN or infinity is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+
+from .errors import UncropError
+
+log = logging.getLogger(__name__)
+
+ASPECT_TOLERANCE = 0.01
+
+
+def _shape(t: torch.Tensor) -> str:
+    return "[" + ", ".join(str(s) for s in t.shape) + "]"
+
+
+def check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:
+    """Return ``image`` as a float ``[B,H,W,C]`` tensor in 0..1 or raise UncropError."""
+    if not isinstance(image, torch.Tensor):
+        raise UncropError(f"{name}: expected an IMAGE tensor, got {type(image).__name__}.")
+    if image.ndim == 3:
+        image = image.unsqueeze(0)
+    if image.ndim != 4 or image.shape[-1] not in (1, 3, 4):
+        raise UncropError(
+            f"{name}: expected an IMAGE of shape [batch, height, width, channels] with 1, 3 "
+            f"or 4 channels, got {_shape(image)}."
+        )
+    if image.shape[0] == 0 or image.shape[1] == 0 or image.shape[2] == 0:
+        raise UncropError(f"{name}: the image is empty, shape {_shape(image)}.")
+    if not image.is_floating_point():
+        raise UncropError(f"{name}: expected float values in 0..1, got dtype {image.dtype}.")
+    if not torch.isfinite(image).all():
+        raise UncropError(f"{name}: contains NaN or infinite values.")
+    return image.clamp(0.0, 1.0) if (image.min() < 0 or image.max() > 1) else image
+
+
+def check_mask(mask: torch.Tensor, name: str = "mask") -> torch.Tensor:
+    """Return ``mask`` as a float ``[B,H,W]`` tensor in 0..1 or raise UncropError."""
+    if not isinstance(mask, torch.Tensor):
+        raise UncropError(f"{name}: expected a MASK tensor, got {type(mask).__name__}.")
+    if mask.ndim == 2:
+        mask = mask.unsqueeze(0)
+    elif mask.ndim == 4 and mask.shape[1] == 1:
+        mask = mask[:, 0]
+    elif mask.ndim == 4 and mask.shape[-1] == 1:
+        mask = mask[..., 0]
+    if mask.ndim != 3 or 0 in mask.shape:
+        raise UncropError(
+            f"{name}: expected a MASK of shape [batch, height, width], got {_shape(mask)}."
+        )
+    if not mask.is_floating_point():
+        mask = mask.float()
+    if not torch.isfinite(mask).all():
+        raise UncropError(f"{name}: contains NaN or infinite values.")
+    return mask.clamp(0.0, 1.0) if (mask.min() < 0 or mask.max() > 1) else mask
+
+
+def match_mask(
+    image: torch.Tensor, mask: torch.Tensor, image_name: str = "image", mask_name: str = "mask"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check both inputs and return ``(image, mask)`` with equal batch and size.
+
+    The mask ends up on the image's device and dtype.
+    """
+    image = check_image(image, image_name)
+    mask = check_mask(mask, mask_name).to(device=image.device, dtype=image.dtype)
+    b_img, h, w = image.shape[:3]
+    b_mask, mh, mw = mask.shape
+    if b_img != b_mask:
+        if b_mask == 1:
+            mask = mask.expand(b_img, mh, mw)
+        elif b_img == 1:
+            image = image.expand(b_mask, *image.shape[1:])
+        else:
+            raise UncropError(
+                f"{mask_name} batch of {b_mask} does not match {image_name} batch of {b_img}: "
+                f"{mask_name} {_shape(mask)} vs {image_name} {_shape(image)}. Use one mask for "
+                "all images or one mask per image."
+            )
+    if (mh, mw) != (h, w):
+        if abs(mw / mh - w / h) > ASPECT_TOLERANCE * (w / h):
+            raise UncropError(
+                f"{mask_name} size {mw}x{mh} has a different aspect ratio than {image_name} "
+                f"size {w}x{h}; resize or crop the mask to match the image."
+            )
+        log.warning("Resizing %s from %dx%d to the image size %dx%d.", mask_name, mw, mh, w, h)
+        mask = F.interpolate(mask.unsqueeze(1), size=(h, w), mode="bilinear", align_corners=False)
+        mask = mask[:, 0].clamp(0.0, 1.0)
+    return image, mask.contiguous()
+
+
+def is_empty(mask: torch.Tensor) -> bool:
+    """True when nothing is to be filled."""
+    return not bool((mask > 0).any())

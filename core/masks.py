@@ -1,0 +1,235 @@
+"""Mask operations on ``[B,H,W]`` float masks (1 = area to fill).
+
+Morphology and blurring run in torch on the mask's device, batched. Growing uses
+an octagon built from line dilations that cost O(log radius) passes each, so a
+radius of 100 px on a 4K mask is a few dozen whole-frame ops rather than 100.
+Topology (filling holes, removing specks) needs connected components, which
+scipy labels in linear time on the CPU; only those two ops leave the device.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from .errors import UncropError
+
+# Octagon proportions that best approximate a disc: square half-width a and
+# diamond radius d with a + d = r (along the axes) and sqrt(2)(a + d/2) = r.
+_DIAMOND_SHARE = 2.0 - math.sqrt(2.0)
+
+
+def _shift_max(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """``max(x[y, x], x[y + dy, x + dx])`` with nothing beyond the border."""
+    h, w = x.shape[-2:]
+    out = x.clone()
+    if abs(dy) >= h or abs(dx) >= w:
+        return out
+    y0, y1 = max(0, -dy), min(h, h - dy)
+    x0, x1 = max(0, -dx), min(w, w - dx)
+    region = out[..., y0:y1, x0:x1]
+    torch.maximum(region, x[..., y0 + dy : y1 + dy, x0 + dx : x1 + dx], out=region)
+    return out
+
+
+def _line_dilate(x: torch.Tensor, half: int, dy: int, dx: int) -> torch.Tensor:
+    """Max over the segment of offsets ``-half..half`` along direction (dy, dx).
+
+    Windows of doubling length are built by shifting the partial result by its own
+    length, then two overlapping power-of-two windows cover any length exactly.
+    The frame is zero-padded by ``half`` first so windows that start beyond the
+    border still exist.
+    """
+    if half <= 0:
+        return x
+    h, w = x.shape[-2:]
+    py, px = half * abs(dy), half * abs(dx)
+    window = F.pad(x, (px, px, py, py))
+    length = 2 * half + 1
+    size = 1
+    while size * 2 <= length:
+        window = _shift_max(window, dy * size, dx * size)
+        size *= 2
+    if size < length:
+        rest = length - size
+        window = _shift_max(window, dy * rest, dx * rest)
+    # window[p] covers offsets 0..length-1 from p; the centred value for pixel q
+    # sits at p = q - half * (dy, dx), i.e. at padded index q + pad - half * (dy, dx).
+    y0 = py - half * dy
+    x0 = px - half * dx
+    return window[..., y0 : y0 + h, x0 : x0 + w]
+
+
+def _shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """``x[y + dy, x + dx]``, zero beyond the border."""
+    h, w = x.shape[-2:]
+    out = torch.zeros_like(x)
+    if abs(dy) >= h or abs(dx) >= w:
+        return out
+    y0, y1 = max(0, -dy), min(h, h - dy)
+    x0, x1 = max(0, -dx), min(w, w - dx)
+    out[..., y0:y1, x0:x1] = x[..., y0 + dy : y1 + dy, x0 + dx : x1 + dx]
+    return out
+
+
+def _cross(x: torch.Tensor) -> torch.Tensor:
+    out = x
+    for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+        out = torch.maximum(out, _shift(x, dy, dx))
+    return out
+
+
+def _diamond(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Dilate by ``|dx| + |dy| <= radius``."""
+    if radius <= 0:
+        return x
+    # Two diagonal segments give the even-parity points of a diamond; a cross
+    # fills the odd ones and adds one to the radius.
+    crosses = 1 if radius % 2 == 1 else 2
+    half = (radius - crosses) // 2
+    x = _line_dilate(x, half, 1, 1)
+    x = _line_dilate(x, half, 1, -1)
+    for _ in range(crosses):
+        x = _cross(x)
+    return x
+
+
+def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """Grey dilation of ``[B,H,W]`` by a near-disc octagon of ``radius`` px."""
+    if radius <= 0:
+        return mask
+    d = max(1, round(_DIAMOND_SHARE * radius))
+    a = radius - d
+    out = _diamond(mask, d)
+    out = _line_dilate(out, a, 0, 1)
+    return _line_dilate(out, a, 1, 0)
+
+
+def grow(mask: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Grow the area to fill by ``pixels`` (negative shrinks it).
+
+    Shrinking treats everything beyond the image border as masked, so a mask that
+    touches the border (an outpaint band) is not eaten from that side.
+    """
+    if pixels > 0:
+        return dilate(mask, pixels)
+    if pixels < 0:
+        return 1.0 - dilate(1.0 - mask, -pixels)
+    return mask
+
+
+def _gaussian_kernel(sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    radius = max(1, math.ceil(3.0 * sigma))
+    t = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    return k / k.sum()
+
+
+def _convolve_axis(x: torch.Tensor, kernel: torch.Tensor, dim: int) -> torch.Tensor:
+    """1-D convolution along ``dim`` as a weighted sum of shifted views.
+
+    For the short kernels used here this beats a single-channel conv2d on the CPU
+    by several times and is just as fast on a GPU. Borders are reflected.
+    """
+    r = (kernel.numel() - 1) // 2
+    n = x.shape[dim]
+    mode = "reflect" if r < n else "replicate"
+    pad = (r, r, 0, 0) if dim == -1 else (0, 0, r, r)
+    padded = F.pad(x, pad, mode=mode)
+    out = padded.narrow(dim, 0, n) * kernel[0]
+    for i in range(1, kernel.numel()):
+        out.add_(padded.narrow(dim, i, n), alpha=float(kernel[i]))
+    return out
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable gaussian blur of ``[B,H,W]`` or ``[B,C,H,W]`` with reflected borders.
+
+    Wide blurs run on an area-downscaled copy (the result is smooth at that scale
+    anyway), which keeps a 100 px feather on a 4K mask well under a second.
+    """
+    if sigma <= 0:
+        return x
+    squeeze = x.ndim == 3
+    t = x.unsqueeze(1) if squeeze else x
+    h, w = t.shape[-2:]
+    factor = int(sigma // 4) if sigma >= 8 else 1
+    factor = min(factor, max(1, min(h, w) // 8))
+    if factor > 1:
+        small = F.avg_pool2d(t, factor, ceil_mode=True, count_include_pad=False)
+        small = gaussian_blur(small, sigma / factor)
+        out = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+    else:
+        k = _gaussian_kernel(sigma, t.device, t.dtype)
+        out = _convolve_axis(_convolve_axis(t, k, -1), k, -2)
+    return out[:, 0] if squeeze else out
+
+
+def feather(mask: torch.Tensor, pixels: float) -> torch.Tensor:
+    """Soften the mask edge so it ramps over about ``pixels`` px (sigma = pixels / 3)."""
+    if pixels <= 0:
+        return mask
+    return gaussian_blur(mask, pixels / 3.0).clamp(0.0, 1.0)
+
+
+def threshold(mask: torch.Tensor, level: float) -> torch.Tensor:
+    """1 where ``mask >= level``, else 0."""
+    return (mask >= level).to(mask.dtype)
+
+
+def _per_item(mask: torch.Tensor, fn) -> torch.Tensor:
+    binary = (mask > 0.5).cpu().numpy()
+    out = np.stack([fn(m) for m in binary])
+    return torch.from_numpy(out).to(device=mask.device, dtype=mask.dtype)
+
+
+def fill_holes(mask: torch.Tensor) -> torch.Tensor:
+    """Also mark unmasked regions enclosed entirely by the mask."""
+    filled = _per_item(mask, ndimage.binary_fill_holes)
+    return torch.maximum(mask, filled)
+
+
+def remove_specks(mask: torch.Tensor, min_area: int) -> torch.Tensor:
+    """Drop masked islands smaller than ``min_area`` px (8-connected)."""
+    if min_area <= 1:
+        return mask
+
+    def keep_large(m: np.ndarray) -> np.ndarray:
+        labels, count = ndimage.label(m, structure=np.ones((3, 3), dtype=bool))
+        if count == 0:
+            return m
+        areas = np.bincount(labels.ravel())
+        keep = areas >= min_area
+        keep[0] = False
+        return keep[labels]
+
+    keep = _per_item(mask, keep_large)
+    return mask * keep
+
+
+def refine_mask(
+    mask: torch.Tensor,
+    *,
+    grow_px: int = 0,
+    feather_px: float = 0.0,
+    fill_holes_: bool = False,
+    min_speck_area: int = 0,
+    threshold_level: float = 0.0,
+) -> torch.Tensor:
+    """Clean up a mask in a fixed order: threshold, specks, holes, grow, feather."""
+    if threshold_level < 0 or threshold_level > 1:
+        raise UncropError(f"threshold: expected a value in 0..1, got {threshold_level}.")
+    if feather_px < 0:
+        raise UncropError(f"feather: expected a value >= 0 px, got {feather_px}.")
+    if threshold_level > 0:
+        mask = threshold(mask, threshold_level)
+    if min_speck_area > 1:
+        mask = remove_specks(mask, min_speck_area)
+    if fill_holes_:
+        mask = fill_holes(mask)
+    mask = grow(mask, int(grow_px))
+    return feather(mask, feather_px)

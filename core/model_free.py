@@ -1,0 +1,51 @@
+"""Model-free inpaint and outpaint jobs: the steps the Fill node, Expand Canvas and
+the CLI share, so all three give the same pixels for the same settings."""
+
+from __future__ import annotations
+
+import torch
+
+from . import canvas
+from .composite import composite
+from .fill import fill
+from .inputs import check_image, match_mask
+from .progress import ProgressHook
+
+
+def inpaint(
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    method: str = "smooth",
+    *,
+    seed: int = 0,
+    progress: ProgressHook | None = None,
+    **options: object,
+) -> torch.Tensor:
+    """Fill the masked area and blend it in along the mask; mask == 0 stays exact."""
+    image, mask = match_mask(image, mask)
+    filled = fill(image, mask, method, seed=seed, progress=progress, **options)
+    return composite(image, filled, mask)
+
+
+def outpaint(
+    image: torch.Tensor,
+    plan: canvas.CanvasPlan,
+    method: str = "mirror",
+    *,
+    overlap: int = 0,
+    seed: int = 0,
+    progress: ProgressHook | None = None,
+    **options: object,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Place the image on the plan's canvas and fill the new area.
+
+    Returns ``(image, mask)``: the mask marks the new area (1) plus the optional
+    ``overlap`` band, ready for a model to refine; the image is final as it is.
+    """
+    image = check_image(image)
+    placed, mask = canvas.expand_canvas(image, plan, overlap=overlap)
+    if not plan.adds_area:
+        return placed, mask
+    new_area = canvas.outpaint_mask(plan, 0, device=placed.device).expand_as(mask)
+    filled = fill(placed, new_area, method, seed=seed, progress=progress, **options)
+    return filled, mask

@@ -1,0 +1,145 @@
+"""Expand Canvas: the outpaint setup."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..core import canvas, model_free
+from ..core import fill as filling
+from ..core.inputs import check_image
+from . import host
+
+SIZE_MODES = ("per side", "target size")
+
+
+class ExpandCanvas(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        side = "Pixels (or percent of the image, see unit) to add on the {} side. Used with size mode 'per side'."
+        return io.Schema(
+            node_id="UncropExpandCanvas",
+            display_name="Expand Canvas",
+            category="Uncrop/canvas",
+            description=(
+                "Grows the canvas for outpainting, per side or to a target size with a fit mode and "
+                "anchor. Outputs the new image, with the new area pre-filled, and the mask of the "
+                "area to generate (1 = new), optionally reaching into the image as a feathered band."
+            ),
+            inputs=[
+                io.Image.Input("image", tooltip="The image to extend."),
+                io.Combo.Input(
+                    "size_mode",
+                    options=list(SIZE_MODES),
+                    default="target size",
+                    tooltip="per side: add margins. target size: fit the image into width x height.",
+                ),  # fmt: skip
+                io.Int.Input(
+                    "width",
+                    default=1024,
+                    min=8,
+                    max=canvas.MAX_SIDE,
+                    step=8,
+                    tooltip="Target width in px (size mode 'target size').",
+                ),
+                io.Int.Input(
+                    "height",
+                    default=1024,
+                    min=8,
+                    max=canvas.MAX_SIDE,
+                    step=8,
+                    tooltip="Target height in px (size mode 'target size').",
+                ),
+                io.Combo.Input(
+                    "fit",
+                    options=list(canvas.FITS),
+                    default="pad",
+                    tooltip=(
+                        "pad: keep the whole image, scaled to fit, and generate the rest. "
+                        "crop: scale to cover and crop. stretch: resize exactly."
+                    ),
+                ),  # fmt: skip
+                io.Combo.Input(
+                    "anchor",
+                    options=list(canvas.ANCHORS),
+                    default="center",
+                    tooltip="Where the image sits on the new canvas (or which part is kept when cropping).",
+                ),  # fmt: skip
+                io.Int.Input(
+                    "left", default=0, min=0, max=canvas.MAX_SIDE, tooltip=side.format("left")
+                ),
+                io.Int.Input(
+                    "top", default=0, min=0, max=canvas.MAX_SIDE, tooltip=side.format("top")
+                ),
+                io.Int.Input(
+                    "right", default=0, min=0, max=canvas.MAX_SIDE, tooltip=side.format("right")
+                ),
+                io.Int.Input(
+                    "bottom", default=0, min=0, max=canvas.MAX_SIDE, tooltip=side.format("bottom")
+                ),
+                io.Combo.Input(
+                    "unit",
+                    options=["px", "%"],
+                    default="px",
+                    tooltip="Unit of the per-side margins: px, or % of the image width/height.",
+                ),
+                io.Int.Input(
+                    "multiple_of",
+                    default=8,
+                    min=1,
+                    max=256,
+                    tooltip="Round the canvas up to a multiple of this (8 for SD latents, 64 to be safe).",
+                ),  # fmt: skip
+                io.Int.Input(
+                    "overlap",
+                    default=0,
+                    min=0,
+                    max=1024,
+                    tooltip="Let the mask reach this many px into the image, fading out, to blend seams.",
+                ),  # fmt: skip
+                io.Combo.Input(
+                    "fill",
+                    options=list(filling.FILL_METHODS),
+                    default="edge",
+                    tooltip="How the new area starts out: context for a model, or the final result.",
+                ),  # fmt: skip
+                io.String.Input(
+                    "color", default="#808080", tooltip="Colour for fill 'color' (hex)."
+                ),
+                io.Int.Input(
+                    "seed",
+                    default=0,
+                    min=0,
+                    max=2**32 - 1,
+                    tooltip="Seed for fills that use randomness (noise, patch).",
+                ),
+            ],
+            outputs=[io.Image.Output(display_name="image"), io.Mask.Output(display_name="mask")],
+        )
+
+    @classmethod
+    def execute(
+        cls, image, size_mode: str, width: int, height: int, fit: str, anchor: str,
+        left: int, top: int, right: int, bottom: int, unit: str, multiple_of: int,
+        overlap: int, fill: str, color: str, seed: int,
+    ) -> io.NodeOutput:  # fmt: skip
+        image = check_image(image).to(host.torch_device())
+        h, w = image.shape[1:3]
+        if size_mode == "per side":
+            plan = canvas.plan_margins(
+                w, h, left, top, right, bottom, unit=unit, multiple_of=multiple_of
+            )
+        else:
+            plan = canvas.plan_target(
+                w, h, width, height, fit=fit, anchor=anchor, multiple_of=multiple_of
+            )
+        out, mask = model_free.outpaint(
+            image,
+            plan,
+            fill,
+            overlap=overlap,
+            seed=seed,
+            color=filling.parse_color(color),
+            progress=host.Progress(image.shape[0]),
+        )
+        dev = host.intermediate_device()
+        return io.NodeOutput(out.to(dev), mask.to(dev))

@@ -1,0 +1,64 @@
+"""Fill (model-free)."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..core import fill as filling
+from ..core import model_free
+from ..core.inputs import match_mask
+from . import host
+
+
+class Fill(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="UncropFill",
+            display_name="Fill (model-free)",
+            category="Uncrop/fill",
+            description=(
+                "Fills the masked area without any model and blends it in along the mask's soft "
+                "edge; pixels where the mask is 0 are returned bit-identical."
+            ),
+            inputs=[
+                io.Image.Input("image", tooltip="The image with an area to fill."),
+                io.Mask.Input("mask", tooltip="1 = area to fill; soft values blend the fill in."),
+                io.Combo.Input(
+                    "method",
+                    options=list(filling.FILL_METHODS),
+                    default="smooth",
+                    tooltip=(
+                        "smooth: interpolate from the border (scratches, small holes). edge: nearest "
+                        "border colour. mirror: reflect the surroundings. color: flat colour. "
+                        "noise: coloured noise (a start for diffusion)."
+                    ),
+                ),  # fmt: skip
+                io.Int.Input(
+                    "seed",
+                    default=0,
+                    min=0,
+                    max=2**32 - 1,
+                    tooltip="Seed for methods that use randomness.",
+                ),
+                io.String.Input(
+                    "color", default="#808080", tooltip="Colour for method 'color' (hex)."
+                ),
+            ],
+            outputs=[io.Image.Output(display_name="image")],
+        )
+
+    @classmethod
+    def execute(cls, image, mask, method: str, seed: int, color: str) -> io.NodeOutput:
+        image, mask = match_mask(image, mask)
+        device = host.torch_device()
+        image, mask = image.to(device), mask.to(device)
+        out = model_free.inpaint(
+            image,
+            mask,
+            method,
+            seed=seed,
+            color=filling.parse_color(color),
+            progress=host.Progress(image.shape[0]),
+        )
+        return io.NodeOutput(out.to(host.intermediate_device()))

@@ -1,0 +1,189 @@
+"""What ComfyUI provides to the pack, in one place, with fallbacks outside ComfyUI.
+
+Nodes reach ComfyUI's services (devices, progress bar, cancel button, model
+folders, input folder) only through this module. Each function works without
+ComfyUI too, with sensible defaults, so the nodes can be unit-tested and the
+same code paths run from scripts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+log = logging.getLogger("uncrop")
+
+PREVIEW_MAX_SIZE = 512
+
+
+def _comfy_mm():
+    try:
+        import comfy.model_management as mm
+    except ImportError:
+        return None
+    return mm
+
+
+def _folder_paths():
+    try:
+        import folder_paths
+    except ImportError:
+        return None
+    return folder_paths
+
+
+def torch_device() -> torch.device:
+    """The device heavy work runs on: ComfyUI's choice, else CUDA, MPS or CPU."""
+    mm = _comfy_mm()
+    if mm is not None:
+        return mm.get_torch_device()
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def intermediate_device() -> torch.device:
+    """Where node outputs live between nodes (the CPU in ComfyUI's default setup)."""
+    mm = _comfy_mm()
+    return mm.intermediate_device() if mm is not None else torch.device("cpu")
+
+
+def offload_device() -> torch.device:
+    """Where idle models are parked."""
+    mm = _comfy_mm()
+    return mm.unet_offload_device() if mm is not None else torch.device("cpu")
+
+
+def check_interrupted() -> None:
+    """Raise ComfyUI's interruption exception if the user pressed cancel."""
+    mm = _comfy_mm()
+    if mm is not None:
+        mm.throw_exception_if_processing_interrupted()
+
+
+def _preview(image: torch.Tensor) -> tuple[str, Image.Image, int]:
+    arr = (image[0, ..., :3].detach().float().cpu().clamp(0, 1).numpy() * 255).astype(np.uint8)
+    return ("JPEG", Image.fromarray(arr), PREVIEW_MAX_SIZE)
+
+
+class Progress:
+    """ComfyUI's progress bar (with live preview) and cancel button as a ProgressHook."""
+
+    def __init__(self, total: int, node_id: str | None = None):
+        self._bar = None
+        try:
+            import comfy.utils
+
+            self._bar = comfy.utils.ProgressBar(total, node_id=node_id)
+        except ImportError:
+            pass
+        self.total = total
+
+    def update(self, done: int, total: int, preview: torch.Tensor | None = None) -> None:
+        if self._bar is not None:
+            self._bar.update_absolute(
+                done, total, _preview(preview) if preview is not None else None
+            )
+
+    def check_interrupted(self) -> None:
+        check_interrupted()
+
+
+def input_directory() -> str:
+    fp = _folder_paths()
+    return fp.get_input_directory() if fp is not None else os.path.abspath("input")
+
+
+def input_files(content: str = "image") -> list[str]:
+    """Files in the input folder, as LoadImage lists them."""
+    folder = input_directory()
+    if not os.path.isdir(folder):
+        return []
+    files = [f for f in os.listdir(folder) if os.path.isfile(os.path.join(folder, f))]
+    fp = _folder_paths()
+    if fp is not None:
+        files = fp.filter_files_content_types(files, [content])
+    return sorted(files)
+
+
+def input_file_path(name: str) -> tuple[str, str]:
+    """Split ComfyUI's annotated name (``a.png [output]``) into (folder, filename)."""
+    fp = _folder_paths()
+    if fp is not None:
+        filename, base = fp.annotated_filepath(name)
+        return base or fp.get_input_directory(), filename
+    return input_directory(), name
+
+
+def _default_models_dir() -> str:
+    fp = _folder_paths()
+    if fp is not None:
+        return fp.models_dir
+    return os.environ.get("UNCROP_MODELS_DIR", os.path.abspath("models"))
+
+
+def register_model_folder(name: str, extensions: set[str] | None = None) -> None:
+    """Make ``models/<name>`` a ComfyUI model folder, keeping what others registered.
+
+    If another pack or ``extra_model_paths.yaml`` already registered ``name``, our
+    default path and extensions are added to theirs instead of replacing them.
+    """
+    fp = _folder_paths()
+    if fp is None:
+        return
+    default = os.path.join(fp.models_dir, name)
+    exts = set(extensions or ())
+    if name in fp.folder_names_and_paths:
+        paths, known = fp.folder_names_and_paths[name]
+        if default not in paths:
+            paths.append(default)
+        if exts:
+            merged = set(known) | exts
+            fp.folder_names_and_paths[name] = (paths, merged)
+    else:
+        fp.folder_names_and_paths[name] = ([default], exts)
+
+
+def model_folders(name: str) -> list[str]:
+    """Every folder registered for ``name``."""
+    fp = _folder_paths()
+    if fp is not None and name in fp.folder_names_and_paths:
+        return list(fp.get_folder_paths(name))
+    return [os.path.join(_default_models_dir(), name)]
+
+
+def list_model_dirs(name: str) -> list[str]:
+    """Sub-folders (diffusers-style models) found in the ``name`` model folders."""
+    found: set[str] = set()
+    for root in model_folders(name):
+        if os.path.isdir(root):
+            found.update(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    return sorted(found)
+
+
+def list_model_files(name: str) -> list[str]:
+    fp = _folder_paths()
+    if fp is not None and name in fp.folder_names_and_paths:
+        return list(fp.get_filename_list(name))
+    found: list[str] = []
+    for root in model_folders(name):
+        base = Path(root)
+        if base.is_dir():
+            found.extend(str(p.relative_to(base)) for p in base.rglob("*") if p.is_file())
+    return sorted(found)
+
+
+def model_path(name: str, entry: str) -> str | None:
+    """Full path of a file or folder ``entry`` in the ``name`` model folders."""
+    for root in model_folders(name):
+        candidate = os.path.join(root, entry)
+        if os.path.exists(candidate):
+            return candidate
+    return None

@@ -1,0 +1,171 @@
+"""Load Mask and Refine Mask."""
+
+from __future__ import annotations
+
+import hashlib
+
+from comfy_api.latest import io
+
+from ..core import imageio
+from ..core.inputs import check_mask
+from ..core.masks import refine_mask
+from . import host
+
+
+class LoadMask(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="UncropLoadMask",
+            display_name="Load Mask",
+            category="Uncrop/mask",
+            description=(
+                "Loads a mask from an image in ComfyUI's input folder or from an http(s) URL. "
+                "White (or transparent, with the alpha channel) marks the area to fill."
+            ),
+            inputs=[
+                io.Combo.Input(
+                    "image",
+                    options=host.input_files(),
+                    upload=io.UploadType.image,
+                    tooltip="Mask image in ComfyUI's input folder; use the upload button to add one.",
+                ),
+                io.Combo.Input(
+                    "channel",
+                    options=list(imageio.MASK_CHANNELS),
+                    default="luminance",
+                    tooltip=(
+                        "Which channel holds the mask. alpha: transparent = fill (as LoadImage). "
+                        "luminance/red/green/blue: white = fill."
+                    ),
+                ),
+                io.Boolean.Input(
+                    "invert", default=False, tooltip="Swap the area to fill and the area to keep."
+                ),
+                io.Float.Input(
+                    "threshold",
+                    default=0.0,
+                    min=0.0,
+                    max=1.0,
+                    step=0.01,
+                    tooltip="0 keeps soft edges; above 0, values at or above it become 1 and the rest 0.",
+                ),  # fmt: skip
+                io.String.Input(
+                    "url",
+                    default="",
+                    optional=True,
+                    tooltip="Optional http(s) URL of the mask image; when set it is used instead of the file.",
+                ),
+            ],
+            outputs=[io.Mask.Output(display_name="mask")],
+        )
+
+    @classmethod
+    def execute(
+        cls, image: str, channel: str, invert: bool, threshold: float, url: str = ""
+    ) -> io.NodeOutput:
+        if url.strip():
+            source = imageio.fetch_url(url.strip(), name="url")
+        else:
+            folder, filename = host.input_file_path(image)
+            source = imageio.resolve_in_folder(folder, filename, name="image")
+        mask = imageio.load_mask(source, channel=channel, invert=invert, threshold=threshold)
+        return io.NodeOutput(mask)
+
+    @classmethod
+    def fingerprint_inputs(
+        cls, image: str, channel: str, invert: bool, threshold: float, url: str = ""
+    ):
+        if url.strip():
+            return url.strip()
+        folder, filename = host.input_file_path(image)
+        try:
+            path = imageio.resolve_in_folder(folder, filename, name="image")
+        except ValueError:
+            return image
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    @classmethod
+    def validate_inputs(cls, image: str, url: str = "", **_) -> bool | str:
+        if url and url.strip():
+            return (
+                True
+                if imageio.is_url(url.strip())
+                else f"url: only http(s) URLs are accepted, got '{url}'."
+            )
+        folder, filename = host.input_file_path(image)
+        try:
+            imageio.resolve_in_folder(folder, filename, name="image")
+        except ValueError as exc:
+            return str(exc)
+        return True
+
+
+class RefineMask(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="UncropRefineMask",
+            display_name="Refine Mask",
+            category="Uncrop/mask",
+            description=(
+                "Cleans up a mask in a fixed order: threshold, remove specks, fill holes, "
+                "grow or shrink, feather. Batched, on the GPU when there is one."
+            ),
+            inputs=[
+                io.Mask.Input("mask", tooltip="The mask to refine (1 = area to fill)."),
+                io.Int.Input(
+                    "grow",
+                    default=0,
+                    min=-1024,
+                    max=1024,
+                    step=1,
+                    tooltip="Grow the area to fill by this many px; negative values shrink it.",
+                ),  # fmt: skip
+                io.Float.Input(
+                    "feather",
+                    default=0.0,
+                    min=0.0,
+                    max=512.0,
+                    step=0.5,
+                    tooltip="Soften the edge over about this many px (gaussian) so fills blend in.",
+                ),  # fmt: skip
+                io.Boolean.Input(
+                    "fill_holes",
+                    default=False,
+                    tooltip="Also fill unmasked islands completely enclosed by the mask.",
+                ),  # fmt: skip
+                io.Int.Input(
+                    "remove_specks",
+                    default=0,
+                    min=0,
+                    max=1_000_000,
+                    step=1,
+                    tooltip="Drop masked islands smaller than this many px (0 = keep all).",
+                ),  # fmt: skip
+                io.Float.Input(
+                    "threshold",
+                    default=0.0,
+                    min=0.0,
+                    max=1.0,
+                    step=0.01,
+                    tooltip="Applied first: values at or above it become 1, the rest 0 (0 = off).",
+                ),  # fmt: skip
+            ],
+            outputs=[io.Mask.Output(display_name="mask")],
+        )
+
+    @classmethod
+    def execute(
+        cls, mask, grow: int, feather: float, fill_holes: bool, remove_specks: int, threshold: float
+    ) -> io.NodeOutput:
+        mask = check_mask(mask).to(host.torch_device())
+        out = refine_mask(
+            mask,
+            grow_px=grow,
+            feather_px=feather,
+            fill_holes_=fill_holes,
+            min_speck_area=remove_specks,
+            threshold_level=threshold,
+        )
+        return io.NodeOutput(out.to(host.intermediate_device()))

@@ -170,8 +170,11 @@ def fetch_url(
                     f"{name}: {url} is {int(length)} bytes, over the {max_bytes}-byte limit."
                 )
             data = response.read(max_bytes + 1)
-    except UncropError:
-        raise
+    except UncropError as exc:
+        message = str(exc)
+        raise UncropError(
+            message if message.startswith(f"{name}:") else f"{name}: {message}"
+        ) from None
     except OSError as exc:  # URLError, HTTPError, socket.timeout are all OSErrors
         raise UncropError(f"{name}: could not download {url}: {exc}.") from None
     if len(data) > max_bytes:
@@ -182,9 +185,10 @@ def fetch_url(
 class _NoSchemeChangeRedirect(urllib.request.HTTPRedirectHandler):
     """Follow redirects only to other http(s) URLs."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D401
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        # urllib already stops file:// redirects but would follow ftp://.
         if urllib.parse.urlsplit(newurl).scheme not in ("http", "https"):
-            raise UncropError(f"mask_url: refused a redirect to '{newurl}'.")
+            raise UncropError(f"refused a redirect to '{newurl}'.")
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 

@@ -18,9 +18,11 @@ from scipy import ndimage
 
 from .errors import UncropError
 
-# Octagon proportions that best approximate a disc: square half-width a and
-# diamond radius d with a + d = r (along the axes) and sqrt(2)(a + d/2) = r.
-_DIAMOND_SHARE = 2.0 - math.sqrt(2.0)
+# Octagon proportions: square half-width a plus diamond radius d, a + d = r. The
+# continuous optimum is d = (2 - sqrt 2) r; on the pixel lattice, d = 0.68 r + 0.3
+# minimises the pixels that differ from a true disc for radii 1..16 (measured).
+_DIAMOND_SHARE = 0.68
+_DIAMOND_OFFSET = 0.3
 
 
 def _shift_max(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
@@ -102,7 +104,7 @@ def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
     """Grey dilation of ``[B,H,W]`` by a near-disc octagon of ``radius`` px."""
     if radius <= 0:
         return mask
-    d = max(1, round(_DIAMOND_SHARE * radius))
+    d = min(radius, max(1, int(_DIAMOND_SHARE * radius + _DIAMOND_OFFSET + 0.5)))
     a = radius - d
     out = _diamond(mask, d)
     out = _line_dilate(out, a, 0, 1)

@@ -1,0 +1,109 @@
+import itertools
+
+import pytest
+import torch
+from uncrop.core import canvas
+from uncrop.core.errors import UncropError
+
+
+@pytest.mark.parametrize("fit,anchor", list(itertools.product(canvas.FITS, canvas.ANCHORS)))
+@pytest.mark.parametrize(
+    "src,target", [((1000, 1500), (2000, 1000)), ((640, 480), (512, 512)), ((300, 200), (300, 200))]
+)
+def test_every_fit_and_anchor(fit, anchor, src, target):
+    w, h = src
+    plan = canvas.plan_target(w, h, *target, fit=fit, anchor=anchor, multiple_of=8)
+    tw, th = (-(-target[0] // 8) * 8, -(-target[1] // 8) * 8)
+    assert (plan.canvas_w, plan.canvas_h) == (tw, th)
+    if fit == "stretch":
+        assert (plan.scaled_w, plan.scaled_h, plan.x, plan.y) == (tw, th, 0, 0)
+        return
+    # aspect ratio of the image is kept
+    assert abs(plan.scaled_w / plan.scaled_h - w / h) < 0.01
+    if fit == "pad":
+        assert plan.x >= 0 and plan.y >= 0
+        assert plan.x + plan.scaled_w <= tw and plan.y + plan.scaled_h <= th
+        assert plan.scaled_w == tw or plan.scaled_h == th  # fits one axis exactly
+    else:
+        assert plan.x <= 0 and plan.y <= 0
+        assert plan.x + plan.scaled_w >= tw and plan.y + plan.scaled_h >= th
+        assert not plan.adds_area
+    free_x, free_y = tw - plan.scaled_w, th - plan.scaled_h
+    expected_x = {"left": 0, "right": free_x}.get(
+        next((a for a in ("left", "right") if a in anchor), ""), round(free_x / 2)
+    )
+    expected_y = {"top": 0, "bottom": free_y}.get(
+        next((a for a in ("top", "bottom") if a in anchor), ""), round(free_y / 2)
+    )
+    assert (plan.x, plan.y) == (expected_x, expected_y)
+
+
+def test_api_example_portrait_to_landscape():
+    plan = canvas.plan_target(1000, 1500, 2000, 1000, fit="pad", anchor="center", multiple_of=8)
+    assert (plan.scaled_w, plan.scaled_h) == (667, 1000)
+    assert (plan.left, plan.right, plan.top, plan.bottom) == (666, 667, 0, 0)
+
+
+@pytest.mark.parametrize("multiple", [1, 8, 64])
+def test_margins_px_rounding_goes_to_grown_sides(multiple):
+    plan = canvas.plan_margins(500, 300, left=10, right=30, multiple_of=multiple)
+    assert plan.canvas_w % multiple == 0 and plan.canvas_h % multiple == 0
+    assert plan.left >= 10 and plan.right >= 30
+    assert plan.canvas_w - 500 - 40 < multiple
+    assert plan.x == plan.left
+
+
+def test_margins_percent():
+    plan = canvas.plan_margins(400, 200, left=25, top=50, unit="%", multiple_of=1)
+    assert (plan.left, plan.top, plan.right, plan.bottom) == (100, 100, 0, 0)
+
+
+def test_bad_geometry_errors():
+    with pytest.raises(UncropError, match="left: margins cannot be negative"):
+        canvas.plan_margins(10, 10, left=-1)
+    with pytest.raises(UncropError, match="unit"):
+        canvas.plan_margins(10, 10, left=1, unit="cm")
+    with pytest.raises(UncropError, match="fit: expected one of pad, crop, stretch"):
+        canvas.plan_target(10, 10, 20, 20, fit="zoom")
+    with pytest.raises(UncropError, match="anchor"):
+        canvas.plan_target(10, 10, 20, 20, anchor="middle")
+    with pytest.raises(UncropError, match="target size"):
+        canvas.plan_target(10, 10, 0, 20)
+    with pytest.raises(UncropError, match="multiple_of"):
+        canvas.plan_target(10, 10, 20, 20, multiple_of=0)
+
+
+def test_expand_canvas_places_image_exactly(coffee):
+    plan = canvas.plan_margins(600, 400, left=40, top=8, right=0, bottom=16, multiple_of=8)
+    out, mask = canvas.expand_canvas(coffee, plan)
+    assert out.shape == (1, plan.canvas_h, plan.canvas_w, 3) and mask.shape == (
+        1,
+        plan.canvas_h,
+        plan.canvas_w,
+    )
+    assert torch.equal(out[:, plan.y : plan.y + 400, plan.x : plan.x + 600], coffee)
+    assert mask[:, plan.y : plan.y + 400, plan.x : plan.x + 600].max() == 0
+    assert mask.sum() == plan.canvas_w * plan.canvas_h - 600 * 400
+
+
+def test_overlap_band_ramps_into_image_from_grown_sides_only():
+    plan = canvas.plan_margins(40, 20, left=8, multiple_of=1)
+    mask = canvas.outpaint_mask(plan, overlap=4)[0]
+    row = mask[10]
+    assert row[:8].tolist() == [1.0] * 8
+    assert row[8:13].tolist() == pytest.approx([0.8, 0.6, 0.4, 0.2, 0.0])
+    assert row[13:].max() == 0
+    assert mask[0, 20:].max() == 0  # no band along the top: it was not grown
+
+
+def test_crop_plan_crops_by_anchor(astronaut):
+    plan = canvas.plan_target(512, 512, 512, 256, fit="crop", anchor="top", multiple_of=8)
+    out, mask = canvas.expand_canvas(astronaut, plan)
+    assert out.shape == (1, 256, 512, 3) and mask.max() == 0
+    assert torch.equal(out, astronaut[:, :256])
+
+
+def test_expand_canvas_refuses_other_size(coffee):
+    plan = canvas.plan_margins(100, 100, left=8)
+    with pytest.raises(UncropError, match="100x100"):
+        canvas.expand_canvas(coffee, plan)

@@ -1,0 +1,79 @@
+import pytest
+import torch
+from uncrop.core.composite import color_match, composite, lab_to_rgb, rgb_to_lab
+from uncrop.core.errors import UncropError
+from uncrop.core.masks import feather
+
+
+def hole_mask(h, w, soft=0.0):
+    m = torch.zeros(1, h, w)
+    m[:, h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = 1
+    return feather(m, soft) if soft else m
+
+
+def test_unmasked_pixels_bit_identical_even_with_soft_mask(astronaut):
+    generated = torch.rand_like(astronaut)
+    mask = hole_mask(512, 512, soft=12)
+    out = composite(astronaut, generated, mask)
+    keep = (mask == 0).unsqueeze(-1).expand_as(out)
+    assert torch.equal(out[keep], astronaut[keep])
+    inside = (mask == 1).unsqueeze(-1).expand_as(out)
+    assert torch.equal(out[inside], generated[inside])
+    mid = (mask > 0.2) & (mask < 0.8)
+    blend = astronaut[0][mid[0]] * (1 - mask[0][mid[0]].unsqueeze(-1)) + generated[0][
+        mid[0]
+    ] * mask[0][mid[0]].unsqueeze(-1)
+    assert torch.allclose(out[0][mid[0]], blend, atol=1e-6)
+
+
+def test_composite_exact_even_if_generated_has_garbage_outside():
+    orig = torch.rand(2, 16, 16, 3)
+    gen = torch.full_like(orig, 1e9)
+    gen[..., :] = float("inf")
+    mask = hole_mask(16, 16)
+    with pytest.raises(UncropError, match="generated: contains NaN or infinite"):
+        composite(orig, gen, mask)
+
+
+def test_composite_batches_and_single_generated():
+    orig = torch.rand(3, 8, 8, 3)
+    out = composite(orig, torch.zeros(1, 8, 8, 3), hole_mask(8, 8))
+    assert out.shape == (3, 8, 8, 3)
+    assert torch.equal(out[:, 0], orig[:, 0])
+
+
+def test_composite_size_mismatch_is_clear():
+    with pytest.raises(UncropError, match="generated image is 4x4 but the original is 8x8"):
+        composite(torch.rand(1, 8, 8, 3), torch.rand(1, 4, 4, 3), torch.ones(1, 8, 8))
+
+
+def test_composite_keeps_alpha_channel():
+    orig = torch.rand(1, 8, 8, 4)
+    out = composite(orig, torch.rand(1, 8, 8, 3), hole_mask(8, 8))
+    assert out.shape[-1] == 4 and torch.equal(out[0, 0], orig[0, 0])
+
+
+def test_lab_roundtrip():
+    x = torch.rand(1000, 3)
+    assert torch.allclose(lab_to_rgb(rgb_to_lab(x)), x, atol=1e-4)
+    assert rgb_to_lab(torch.tensor([1.0, 1.0, 1.0]))[0] == pytest.approx(100, abs=0.01)
+
+
+@pytest.mark.parametrize("mode", ["mean_std", "histogram"])
+def test_color_match_removes_cast(astronaut, mode):
+    mask = hole_mask(512, 512)
+    # A generated image with the right content but a strong warm cast and low contrast.
+    cast = (astronaut * 0.6 + torch.tensor([0.3, 0.1, 0.0])).clamp(0, 1)
+    fixed = color_match(cast, astronaut, mask, mode)
+    inside = mask[0] > 0
+    before = (cast[0][inside] - astronaut[0][inside]).mean(0).abs().max()
+    after = (fixed[0][inside] - astronaut[0][inside]).mean(0).abs().max()
+    assert after < before / 3
+    assert torch.equal(fixed[0][~inside], cast[0][~inside])
+
+
+def test_color_match_none_and_bad_mode():
+    x = torch.rand(1, 8, 8, 3)
+    assert color_match(x, x, torch.ones(1, 8, 8), "none") is x
+    with pytest.raises(UncropError, match="color_match"):
+        color_match(x, x, torch.ones(1, 8, 8), "lut")

@@ -1,0 +1,153 @@
+import http.server
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from uncrop.core import imageio
+from uncrop.core.errors import UncropError
+
+
+def save(path, arr, mode=None):
+    Image.fromarray(arr, mode=mode).save(path) if mode else Image.fromarray(arr).save(path)
+    return path
+
+
+def test_rgba_image_and_alpha_mask(tmp_path):
+    arr = np.zeros((6, 8, 4), np.uint8)
+    arr[..., 0] = 200
+    arr[..., 3] = 255
+    arr[2:4, 2:4, 3] = 0  # transparent hole
+    image, mask = imageio.load_image(save(tmp_path / "a.png", arr))
+    assert image.shape == (1, 6, 8, 3) and mask.shape == (1, 6, 8)
+    assert image[0, 0, 0, 0] == pytest.approx(200 / 255)
+    assert mask[0, 2:4, 2:4].min() == 1 and mask.sum() == 4
+
+
+def test_grayscale_image_becomes_rgb(tmp_path):
+    arr = np.arange(48, dtype=np.uint8).reshape(6, 8)
+    image, mask = imageio.load_image(save(tmp_path / "g.png", arr))
+    assert image.shape == (1, 6, 8, 3) and mask.max() == 0
+    assert torch.equal(image[..., 0], image[..., 2])
+
+
+def test_16bit_grayscale_keeps_precision(tmp_path):
+    arr = np.arange(48, dtype=np.uint16).reshape(6, 8) * 1000 + 7
+    image, _ = imageio.load_image(save(tmp_path / "g16.png", arr))
+    assert image[0, 0, 1, 0].item() == pytest.approx(1007 / 65535, abs=1e-7)
+
+
+@pytest.mark.parametrize(
+    "channel,expected", [("luminance", 0.299), ("red", 1.0), ("green", 0.0), ("blue", 0.0)]
+)
+def test_mask_channels(tmp_path, channel, expected):
+    arr = np.zeros((4, 4, 3), np.uint8)
+    arr[..., 0] = 255
+    mask = imageio.load_mask(save(tmp_path / "m.png", arr), channel=channel)
+    assert mask.shape == (1, 4, 4) and mask[0, 0, 0].item() == pytest.approx(expected, abs=1e-3)
+
+
+def test_mask_alpha_is_inverted_like_loadimage(tmp_path):
+    arr = np.zeros((4, 4, 4), np.uint8)
+    arr[..., 3] = 255
+    arr[0, 0, 3] = 0
+    mask = imageio.load_mask(save(tmp_path / "m.png", arr), channel="alpha")
+    assert mask[0, 0, 0] == 1 and mask[0, 1, 1] == 0
+
+
+def test_mask_alpha_without_alpha_is_an_actionable_error(tmp_path):
+    path = save(tmp_path / "m.png", np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(UncropError, match="no alpha channel.*luminance"):
+        imageio.load_mask(path, channel="alpha")
+
+
+def test_mask_invert_and_threshold(tmp_path):
+    arr = np.array([[0, 100, 200, 255]], np.uint8)
+    mask = imageio.load_mask(save(tmp_path / "m.png", arr), invert=True, threshold=0.5)
+    assert mask.tolist() == [[[1.0, 1.0, 0.0, 0.0]]]
+
+
+def test_not_an_image_and_missing_file(tmp_path):
+    (tmp_path / "x.png").write_text("hello")
+    with pytest.raises(UncropError, match="not a readable image"):
+        imageio.load_image(tmp_path / "x.png")
+    with pytest.raises(UncropError, match="file not found"):
+        imageio.load_image(tmp_path / "nope.png")
+
+
+def test_resolve_in_folder_refuses_escape(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "secret.png").write_bytes(b"x")
+    (tmp_path / "in" / "ok.png").write_bytes(b"x")
+    assert imageio.resolve_in_folder(tmp_path / "in", "ok.png").name == "ok.png"
+    for bad in ["../secret.png", str(tmp_path / "secret.png"), "sub/../../secret.png"]:
+        with pytest.raises(UncropError, match="outside the input folder"):
+            imageio.resolve_in_folder(tmp_path / "in", bad)
+    with pytest.raises(UncropError, match="not found"):
+        imageio.resolve_in_folder(tmp_path / "in", "missing.png")
+
+
+def test_save_image_roundtrip(tmp_path):
+    img = torch.rand(1, 5, 7, 3)
+    imageio.save_image(img, tmp_path / "o" / "x.png")
+    back, _ = imageio.load_image(tmp_path / "o" / "x.png")
+    assert torch.allclose(back, img, atol=1 / 255)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A loopback HTTP server with a PNG, a text page, a big PNG and a redirect."""
+    root = tmp_path_factory.mktemp("www")
+    Image.fromarray(np.full((4, 4), 255, np.uint8)).save(root / "mask.png")
+    (root / "page.html").write_text("<html></html>")
+    (root / "big.png").write_bytes(b"\x89PNG" + b"0" * 5000)
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **k):
+            super().__init__(*a, directory=str(root), **k)
+
+        def do_GET(self):
+            if self.path.startswith("/redirect-"):
+                target = {
+                    "/redirect-file": "file:///etc/passwd",
+                    "/redirect-ftp": "ftp://127.0.0.1/a.png",
+                }
+                self.send_response(302)
+                self.send_header("Location", target[self.path])
+                self.end_headers()
+                return
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def test_fetch_url_reads_a_mask(server):
+    data = imageio.fetch_url(f"{server}/mask.png")
+    assert imageio.load_mask(data).min() == 1
+
+
+def test_fetch_url_refuses_non_images_and_big_files(server):
+    with pytest.raises(UncropError, match="text/html', not an image"):
+        imageio.fetch_url(f"{server}/page.html")
+    with pytest.raises(UncropError, match="over the 1000-byte limit"):
+        imageio.fetch_url(f"{server}/big.png", max_bytes=1000)
+    with pytest.raises(UncropError, match="could not download"):
+        imageio.fetch_url(f"{server}/missing.png")
+
+
+def test_fetch_url_refuses_other_schemes(server):
+    for url in ["file:///etc/passwd", "ftp://example.com/a.png", "/etc/passwd", "http://"]:
+        with pytest.raises(UncropError, match="only http:// and https://"):
+            imageio.fetch_url(url)
+    with pytest.raises(UncropError, match="file:///etc/passwd' is not allowed"):
+        imageio.fetch_url(f"{server}/redirect-file")
+    with pytest.raises(UncropError, match="refused a redirect to 'ftp://"):
+        imageio.fetch_url(f"{server}/redirect-ftp")

@@ -1,0 +1,79 @@
+import logging
+
+import pytest
+import torch
+from uncrop.core.errors import UncropError
+from uncrop.core.inputs import check_image, check_mask, is_empty, match_mask
+
+
+def test_image_gains_batch_and_keeps_values():
+    img = torch.rand(8, 6, 3)
+    out = check_image(img)
+    assert out.shape == (1, 8, 6, 3)
+    assert torch.equal(out[0], img)
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (1, 4, 4, 2), (1, 4, 4, 5), (2, 3, 4, 4, 3)])
+def test_image_wrong_shape_names_input_and_shape(shape):
+    with pytest.raises(UncropError, match=r"image: expected an IMAGE .* got \["):
+        check_image(torch.rand(shape))
+
+
+def test_image_nan_refused():
+    img = torch.rand(1, 4, 4, 3)
+    img[0, 1, 1, 0] = float("nan")
+    with pytest.raises(UncropError, match="NaN"):
+        check_image(img)
+
+
+def test_image_integer_dtype_refused():
+    with pytest.raises(UncropError, match="float"):
+        check_image(torch.zeros(1, 4, 4, 3, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (1, 5, 7), (1, 1, 5, 7), (1, 5, 7, 1)])
+def test_mask_layouts_normalised(shape):
+    assert check_mask(torch.rand(shape)).shape == (1, 5, 7)
+
+
+def test_mask_values_clamped():
+    m = check_mask(torch.tensor([[[-1.0, 0.5, 2.0]]]))
+    assert m.tolist() == [[[0.0, 0.5, 1.0]]]
+
+
+def test_single_mask_broadcast_over_batch():
+    img, mask = match_mask(torch.rand(3, 8, 8, 3), torch.ones(1, 8, 8))
+    assert mask.shape == (3, 8, 8)
+
+
+def test_single_image_broadcast_over_masks():
+    img, mask = match_mask(torch.rand(1, 8, 8, 3), torch.rand(4, 8, 8))
+    assert img.shape == (4, 8, 8, 3)
+
+
+def test_batch_mismatch_names_both_shapes():
+    with pytest.raises(
+        UncropError,
+        match=r"mask batch of 2 does not match image batch of 3.*\[2, 8, 8\].*\[3, 8, 8, 3\]",
+    ):
+        match_mask(torch.rand(3, 8, 8, 3), torch.rand(2, 8, 8))
+
+
+def test_same_aspect_mask_resized_with_warning(caplog):
+    mask = torch.zeros(1, 4, 8)
+    mask[:, :, 4:] = 1
+    with caplog.at_level(logging.WARNING):
+        _, out = match_mask(torch.rand(1, 8, 16, 3), mask)
+    assert out.shape == (1, 8, 16)
+    assert out[0, :, :6].max() == 0 and out[0, :, 10:].min() == 1
+    assert "Resizing mask" in caplog.text
+
+
+def test_other_aspect_mask_refused():
+    with pytest.raises(UncropError, match="different aspect ratio"):
+        match_mask(torch.rand(1, 8, 16, 3), torch.rand(1, 8, 8))
+
+
+def test_is_empty():
+    assert is_empty(torch.zeros(2, 4, 4))
+    assert not is_empty(torch.zeros(2, 4, 4).index_fill_(2, torch.tensor([1]), 0.01))

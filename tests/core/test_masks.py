@@ -1,0 +1,107 @@
+import math
+
+import pytest
+import torch
+from uncrop.core import masks
+from uncrop.core.errors import UncropError
+
+
+def dot(h=101, w=101, y=50, x=50):
+    m = torch.zeros(1, h, w)
+    m[0, y, x] = 1
+    return m
+
+
+@pytest.mark.parametrize("radius", [1, 2, 5, 12, 40])
+def test_grow_is_close_to_a_disc(radius):
+    grown = masks.grow(dot(), radius)[0]
+    ys, xs = torch.nonzero(grown, as_tuple=True)
+    dist = ((ys - 50) ** 2 + (xs - 50) ** 2).float().sqrt()
+    # Reaches exactly `radius` along the axes, never much past it on diagonals.
+    assert int((grown[50] > 0).sum()) == 2 * radius + 1
+    assert int((grown[:, 50] > 0).sum()) == 2 * radius + 1
+    assert dist.max() <= radius * 1.1 + 0.5
+    yy, xx = torch.meshgrid(torch.arange(101), torch.arange(101), indexing="ij")
+    disc = ((yy - 50) ** 2 + (xx - 50) ** 2) <= radius**2
+    differing = int(((grown > 0) ^ disc).sum())
+    assert differing <= 0.08 * math.pi * radius**2 + 2 * radius  # an octagon, not a disc
+
+
+def test_grow_reaches_past_border_without_losing_pixels():
+    m = dot(50, 60, 0, 0)
+    grown = masks.grow(m, 10)[0]
+    assert int(grown[0].sum()) == 11 and int(grown[:, 0].sum()) == 11
+
+
+def test_shrink_undoes_grow_on_a_square():
+    m = torch.zeros(1, 64, 64)
+    m[:, 20:40, 20:40] = 1
+    assert torch.equal(masks.grow(masks.grow(m, 5), -5), m)
+
+
+def test_shrink_keeps_border_touching_side():
+    m = torch.zeros(1, 32, 32)
+    m[:, :, :10] = 1  # an outpaint band on the left
+    shrunk = masks.grow(m, -3)[0]
+    assert shrunk[:, 0].min() == 1  # the frame edge is not eaten
+    assert shrunk[:, 6].min() == 1 and shrunk[:, 7].max() == 0
+
+
+def test_grow_is_batched_and_per_item():
+    m = torch.cat([dot(), torch.zeros(1, 101, 101)])
+    out = masks.grow(m, 3)
+    assert out[0].sum() > 1 and out[1].sum() == 0
+
+
+def test_feather_ramps_and_keeps_range():
+    m = torch.zeros(1, 64, 64)
+    m[:, :, 32:] = 1
+    f = masks.feather(m, 9)[0]
+    row = f[32]
+    assert 0.3 < row[31] < 0.5 < row[32] < 0.7
+    assert row[0] == 0 and row[-1] == pytest.approx(1)
+    assert torch.all(row[1:] >= row[:-1])  # monotone ramp
+    assert f.min() >= 0 and f.max() <= 1
+
+
+def test_wide_feather_on_large_mask_is_still_a_ramp():
+    m = torch.zeros(1, 1024, 1024)
+    m[:, :, 512:] = 1
+    f = masks.feather(m, 120)[0, 512]
+    assert f[300] < 0.05 and f[700] > 0.95 and 0.4 < f[511] < 0.6
+
+
+def test_fill_holes_fills_enclosed_only():
+    m = torch.zeros(1, 20, 20)
+    m[:, 5:15, 5:15] = 1
+    m[:, 8:12, 8:12] = 0  # enclosed hole
+    m[:, 0:3, 0:3] = 0
+    out = masks.fill_holes(m)
+    assert out[0, 8:12, 8:12].min() == 1
+    assert out[0, 0:3, 0:3].max() == 0
+
+
+def test_remove_specks_drops_small_islands():
+    m = torch.zeros(1, 30, 30)
+    m[:, 2:4, 2:4] = 1  # 4 px speck
+    m[:, 10:20, 10:20] = 1  # 100 px blob
+    out = masks.remove_specks(m, 10)
+    assert out[0, 2:4, 2:4].max() == 0 and out[0, 10:20, 10:20].min() == 1
+
+
+def test_threshold_binarises():
+    assert masks.threshold(torch.tensor([[[0.2, 0.5, 0.9]]]), 0.5).tolist() == [[[0.0, 1.0, 1.0]]]
+
+
+def test_refine_order_threshold_before_grow():
+    m = torch.zeros(1, 40, 40)
+    m[:, 20, 20] = 0.3
+    assert masks.refine_mask(m, threshold_level=0.5, grow_px=5).sum() == 0
+    assert masks.refine_mask(m, grow_px=5).max() == pytest.approx(0.3)
+
+
+def test_refine_rejects_bad_values():
+    with pytest.raises(UncropError, match="threshold"):
+        masks.refine_mask(torch.zeros(1, 4, 4), threshold_level=2)
+    with pytest.raises(UncropError, match="feather"):
+        masks.refine_mask(torch.zeros(1, 4, 4), feather_px=-1)

@@ -1,0 +1,37 @@
+import torch
+from uncrop.core import canvas, model_free
+
+
+def test_inpaint_keeps_unmasked_pixels_and_fills_hole(coffee):
+    mask = torch.zeros(1, 400, 600)
+    mask[:, 150:250, 250:350] = 1
+    out = model_free.inpaint(coffee, mask, "smooth")
+    assert out.shape == coffee.shape
+    assert torch.equal(out[:, :150], coffee[:, :150]) and torch.equal(
+        out[:, :, :250], coffee[:, :, :250]
+    )
+    # The hole now holds colours from its surroundings, not the original content.
+    assert (out[:, 150:250, 250:350] - coffee[:, 150:250, 250:350]).abs().mean() > 0.01
+
+
+def test_empty_mask_returns_input_untouched(coffee):
+    out = model_free.inpaint(coffee, torch.zeros(1, 400, 600), "smooth")
+    assert torch.equal(out, coffee)
+
+
+def test_outpaint_keeps_original_and_sizes(coffee):
+    plan = canvas.plan_target(600, 400, 1024, 512, fit="pad", anchor="center", multiple_of=64)
+    out, mask = model_free.outpaint(coffee, plan, "mirror", overlap=16)
+    assert out.shape == (1, 512, 1024, 3) and mask.shape == (1, 512, 1024)
+    ys, xs, sy, sx = canvas.known_region(plan)
+    placed = canvas.resize_image(coffee, plan.scaled_w, plan.scaled_h)
+    assert torch.equal(out[:, ys, xs], placed[:, sy, sx])
+    assert out[:, :, : plan.x].std() > 0.01  # the new band holds image content, not a flat colour
+    # the overlap band reaches 16 px into the image on the grown sides
+    assert mask[0, 256, plan.x + 8] > 0 and mask[0, 256, plan.x + 20] == 0
+
+
+def test_outpaint_without_new_area_is_a_resize(coffee):
+    plan = canvas.plan_target(600, 400, 300, 200, fit="stretch", multiple_of=1)
+    out, mask = model_free.outpaint(coffee, plan)
+    assert out.shape == (1, 200, 300, 3) and mask.max() == 0

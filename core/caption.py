@@ -1,0 +1,411 @@
+"""Writing a prompt from an image with an image-captioning model.
+
+A captioner is a model folder laid out as on the Hugging Face hub (``config.json``,
+``model.safetensors``, the image processor's and the tokenizer's files), loaded
+with ``transformers`` from disk only: never from the network, never with remote
+code and never from pickle weights. Two families are supported, told apart by
+``model_type`` in ``config.json``:
+
+- ``blip``: ``BlipForConditionalGeneration`` (e.g. Salesforce/blip-image-captioning-base
+  or -large); a prefix makes it continue that text ("a photography of ...").
+- ``git``: ``GitForCausalLM`` (e.g. microsoft/git-base-coco or git-large-coco).
+
+Masks point the usual way, 1 = the hole to fill. With ``region="visible"`` the
+model never sees the hole: each image is cropped to the bounding box of what the
+mask leaves visible, and hole pixels still inside that box are replaced by a
+smooth interpolation of their border (no content of their own), so a caption
+describes only what will be kept.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import UncropError
+from .fill import fill_smooth
+from .inputs import check_image, match_mask
+from .progress import ProgressHook, or_null
+
+log = logging.getLogger(__name__)
+
+MODEL_FOLDER = "captioners"
+"""The ComfyUI model folder name (``models/captioners/<model>/``)."""
+
+FAMILIES: dict[str, tuple[str, str]] = {
+    "blip": ("BLIP", "BlipForConditionalGeneration"),
+    "git": ("GIT", "GitForCausalLM"),
+}
+"""``config.json`` model_type -> (label, transformers class)."""
+
+REGIONS = ("visible", "whole")
+HOLE_THRESHOLD = 0.5
+"""Mask values at or above this are hole; below, the pixel counts as visible."""
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
+CACHE_SIZE = 2
+
+EXPECTED_FILES = (
+    "config.json, model.safetensors, preprocessor_config.json and the tokenizer files "
+    "(tokenizer.json or vocab.txt, with tokenizer_config.json)"
+)
+EXAMPLES = "Salesforce/blip-image-captioning-large or microsoft/git-base-coco"
+
+
+def _folder_help(root: str | os.PathLike | None = None) -> str:
+    where = f"'{root}'" if root else f"ComfyUI/models/{MODEL_FOLDER}"
+    return (
+        f"Put each captioning model in its own sub-folder of {where}, holding {EXPECTED_FILES}, "
+        f"for example the files of {EXAMPLES} (BLIP or GIT; safetensors weights only)."
+    )
+
+
+@dataclass(frozen=True)
+class CaptionOptions:
+    """How to caption.
+
+    ``region``: ``visible`` describes only what the mask leaves visible, ``whole``
+    the whole image. ``max_length``: most tokens the model may write. ``beams``:
+    beam-search width (1 = greedy). ``template``: the prompt, with ``{caption}``
+    where the caption goes. ``prefix``: text the caption must start with
+    (conditional captioning, e.g. "a photography of").
+    """
+
+    region: str = "visible"
+    max_length: int = 40
+    beams: int = 3
+    template: str = "{caption}"
+    prefix: str = ""
+
+    def checked(self) -> CaptionOptions:
+        if self.region not in REGIONS:
+            raise UncropError(f"region: expected one of {', '.join(REGIONS)}, got '{self.region}'.")
+        if not 1 <= int(self.max_length) <= 512:
+            raise UncropError(f"max_length: expected 1 to 512 tokens, got {self.max_length}.")
+        if not 1 <= int(self.beams) <= 16:
+            raise UncropError(f"beams: expected 1 to 16, got {self.beams}.")
+        if "{caption}" not in self.template:
+            raise UncropError(
+                f"template: must contain {{caption}} where the caption goes, got '{self.template}'."
+            )
+        return self
+
+
+def apply_template(template: str, caption: str) -> str:
+    """``template`` with ``{caption}`` replaced (other braces are left alone)."""
+    if not caption:
+        return ""
+    return template.replace("{caption}", caption).strip()
+
+
+def visible_region(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor | None:
+    """The part of one image ``[1,H,W,C]`` that ``hole [1,H,W]`` (bool) leaves visible.
+
+    Cropped to the bounding box of the visible pixels; hole pixels inside the box
+    are smoothly interpolated from their border. None when nothing is visible.
+    """
+    known = ~hole[0]
+    if not bool(known.any()):
+        return None
+    rows = torch.nonzero(known.any(dim=1)).flatten()
+    cols = torch.nonzero(known.any(dim=0)).flatten()
+    ys = slice(int(rows[0]), int(rows[-1]) + 1)
+    xs = slice(int(cols[0]), int(cols[-1]) + 1)
+    crop, crop_hole = image[:, ys, xs], hole[:, ys, xs]
+    if bool(crop_hole.any()):
+        crop = fill_smooth(crop, crop_hole)
+    return crop
+
+
+def _to_pil(image: torch.Tensor) -> Image.Image:
+    rgb = image[0].detach().float().cpu()
+    if rgb.shape[-1] == 1:
+        rgb = rgb.expand(-1, -1, 3)
+    arr = (rgb[..., :3].clamp(0, 1).numpy() * 255.0).round().astype(np.uint8)
+    return Image.fromarray(arr, "RGB")
+
+
+def images_for_model(
+    image: torch.Tensor, mask: torch.Tensor | None, region: str = "visible"
+) -> list[Image.Image | None]:
+    """The pictures the captioning model is shown, one per batch item.
+
+    None for an image whose mask hides everything (there is nothing to describe).
+    Without a mask, or with ``region="whole"``, each image is shown as it is.
+    """
+    if mask is None or region == "whole":
+        image = check_image(image)
+        return [_to_pil(image[i : i + 1]) for i in range(image.shape[0])]
+    image, mask = match_mask(image, mask)
+    hole = mask >= HOLE_THRESHOLD
+    out: list[Image.Image | None] = []
+    for i in range(image.shape[0]):
+        crop = visible_region(image[i : i + 1], hole[i : i + 1])
+        out.append(None if crop is None else _to_pil(crop))
+    return out
+
+
+def check_model_folder(folder: str | os.PathLike) -> str:
+    """Return the family (``blip`` or ``git``) of the model in ``folder`` or raise UncropError.
+
+    Checks the files before ``transformers`` sees them, so each problem gets a
+    message that says which folder and which files.
+    """
+    path = Path(folder)
+    if not path.is_dir():
+        raise UncropError(f"Captioner folder '{path}' does not exist. {_folder_help(path.parent)}")
+    names = {p.name for p in path.iterdir()}
+    config_file = path / "config.json"
+    if "config.json" not in names:
+        raise UncropError(f"Captioner folder '{path}' has no config.json. {_folder_help()}")
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UncropError(
+            f"Captioner folder '{path}': config.json is not readable JSON ({exc}); "
+            "download it again."
+        ) from exc
+    family = config.get("model_type") if isinstance(config, dict) else None
+    if family not in FAMILIES:
+        known = ", ".join(f"{label} (model_type '{k}')" for k, (label, _) in FAMILIES.items())
+        raise UncropError(
+            f"Captioner folder '{path}': config.json has model_type '{family}'; supported "
+            f"captioners are {known}, e.g. {EXAMPLES}."
+        )
+    has_safetensors = any(n.endswith(".safetensors") for n in names) or (
+        "model.safetensors.index.json" in names
+    )
+    if not has_safetensors:
+        pickles = sorted(n for n in names if n.endswith(PICKLE_SUFFIXES))
+        if pickles:
+            raise UncropError(
+                f"Captioner folder '{path}' has only pickle weights ({', '.join(pickles)}). "
+                "Uncrop loads safetensors only, because pickle files can run code when "
+                "loaded: download model.safetensors for this model instead (most hub models "
+                "have one, some under the 'Files' tab of a safetensors conversion pull request)."
+            )
+        raise UncropError(f"Captioner folder '{path}' has no model.safetensors. {_folder_help()}")
+    missing = []
+    if not names.intersection(PROCESSOR_FILES):
+        missing.append("preprocessor_config.json")
+    if not names.intersection(TOKENIZER_FILES):
+        missing.append("tokenizer.json (or vocab.txt)")
+    if missing:
+        raise UncropError(
+            f"Captioner folder '{path}' is missing {' and '.join(missing)}. {_folder_help()}"
+        )
+    return family
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """fp16 on CUDA, fp32 elsewhere (CPU and MPS captioning in fp16 is slow or unstable)."""
+    return torch.float16 if device.type == "cuda" else torch.float32
+
+
+class Placement(Protocol):
+    """Where a loaded model computes, and how it gets there before each use.
+
+    The default moves it to one device once. ComfyUI's host supplies its own so
+    the model is loaded and offloaded by ComfyUI's memory management.
+    """
+
+    def activate(self) -> torch.device:
+        """Make the model ready to run; return the device its inputs must be on."""
+
+    def release(self) -> None:
+        """Give the memory back."""
+
+
+class DevicePlacement:
+    def __init__(self, model: torch.nn.Module, device: torch.device):
+        self.model, self.device = model, device
+
+    def activate(self) -> torch.device:
+        self.model.to(self.device)
+        return self.device
+
+    def release(self) -> None:
+        self.model.to("cpu")
+
+
+PlacementFactory = Any  # Callable[[torch.nn.Module, torch.device], Placement]
+
+
+@dataclass
+class _Loaded:
+    model: Any
+    processor: Any
+    placement: Placement
+    dtype: torch.dtype
+
+
+class Captioner:
+    """A captioning model from one folder, with default :class:`CaptionOptions`.
+
+    ``caption(image, mask)`` is what the samplers call; the model is loaded on
+    first use and kept in a small cache shared by captioners of the same folder.
+    """
+
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        *,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        options: CaptionOptions | None = None,
+        placement: PlacementFactory | None = None,
+    ):
+        self.folder = Path(folder)
+        self.family = check_model_folder(self.folder)
+        self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = dtype or default_dtype(self.device)
+        self.options = (options or CaptionOptions()).checked()
+        self._placement_factory = placement
+
+    def __repr__(self) -> str:
+        return f"Captioner({FAMILIES[self.family][0]}, '{self.folder.name}')"
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    def with_options(self, **changes: Any) -> Captioner:
+        """The same model with other default options."""
+        other = object.__new__(Captioner)
+        other.__dict__.update(self.__dict__)
+        other.options = replace(self.options, **changes).checked()
+        return other
+
+    def _cache_key(self) -> tuple:
+        weights = sorted(self.folder.glob("*.safetensors"))
+        stamp = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in weights)
+        return (str(self.folder.resolve()), str(self.device), self.dtype, stamp)
+
+    def load(self) -> _Loaded:
+        """The loaded model, from the cache or from disk."""
+        key = self._cache_key()
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+        loaded = _load(self.folder, self.family, self.device, self.dtype, self._placement_factory)
+        _CACHE[key] = loaded
+        while len(_CACHE) > CACHE_SIZE:
+            _, old = _CACHE.popitem(last=False)
+            old.placement.release()
+        return loaded
+
+    def release(self) -> None:
+        """Drop this folder's model from the cache and free its memory."""
+        root = str(self.folder.resolve())
+        for key in [k for k in _CACHE if k[0] == root]:
+            _CACHE.pop(key).placement.release()
+
+    def caption(
+        self,
+        image: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        *,
+        options: CaptionOptions | None = None,
+        progress: ProgressHook | None = None,
+    ) -> list[str]:
+        """One prompt per image in ``image [B,H,W,C]``; ``mask [B,H,W]`` 1 = hole.
+
+        An image whose mask hides everything gets an empty string.
+        """
+        opts = (options or self.options).checked()
+        pictures = images_for_model(image, mask, opts.region)
+        hook = or_null(progress)
+        loaded = self.load()
+        device = loaded.placement.activate()
+        captions = []
+        for i, picture in enumerate(pictures):
+            hook.check_interrupted()
+            if picture is None:
+                log.warning("Caption: image %d is masked entirely; nothing to describe.", i)
+                captions.append("")
+            else:
+                text = _generate(loaded, self.family, picture, opts, device)
+                captions.append(apply_template(opts.template, text))
+            hook.update(i + 1, len(pictures))
+        log.info("Caption (%s): %s", self.name, captions)
+        return captions
+
+
+_CACHE: OrderedDict[tuple, _Loaded] = OrderedDict()
+
+
+def release_captioners() -> None:
+    """Free every cached captioning model."""
+    while _CACHE:
+        _, loaded = _CACHE.popitem()
+        loaded.placement.release()
+
+
+def _load(
+    folder: Path,
+    family: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    placement: PlacementFactory | None,
+) -> _Loaded:
+    try:
+        import transformers
+    except ImportError as exc:
+        raise UncropError(
+            "Captioning needs the 'transformers' package: pip install 'transformers>=4.50.3'."
+        ) from exc
+    model_cls = getattr(transformers, FAMILIES[family][1])
+    log.info("Loading captioner %s (%s) on %s, %s", folder, family, device, dtype)
+    try:
+        model = model_cls.from_pretrained(
+            folder, local_files_only=True, use_safetensors=True, trust_remote_code=False
+        )
+        processor = transformers.AutoProcessor.from_pretrained(
+            folder, local_files_only=True, trust_remote_code=False
+        )
+    except Exception as exc:  # transformers, safetensors and tokenizers raise many kinds
+        raise UncropError(
+            f"Captioner folder '{folder}' could not be loaded as {FAMILIES[family][0]}: "
+            f"{type(exc).__name__}: {exc}. The files may be incomplete or corrupt; download "
+            f"{EXPECTED_FILES} again."
+        ) from exc
+    model = model.eval().to(dtype=dtype)
+    model.requires_grad_(False)
+    place = placement(model, device) if placement is not None else DevicePlacement(model, device)
+    return _Loaded(model=model, processor=processor, placement=place, dtype=dtype)
+
+
+def _generate(
+    loaded: _Loaded, family: str, picture: Image.Image, opts: CaptionOptions, device: torch.device
+) -> str:
+    processor, model = loaded.processor, loaded.model
+    prefix = opts.prefix.strip()
+    if family == "blip":
+        inputs = processor(images=picture, text=prefix or None, return_tensors="pt")
+    else:
+        inputs = processor(images=picture, return_tensors="pt")
+        if prefix:
+            tokenizer = processor.tokenizer
+            ids = tokenizer(prefix, add_special_tokens=False)["input_ids"]
+            inputs["input_ids"] = torch.tensor([[tokenizer.cls_token_id, *ids]])
+    kwargs = {k: v.to(device) for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
+    kwargs["pixel_values"] = inputs["pixel_values"].to(device=device, dtype=loaded.dtype)
+    with torch.inference_mode():
+        ids = model.generate(
+            **kwargs,
+            max_new_tokens=int(opts.max_length),
+            num_beams=int(opts.beams),
+            do_sample=False,
+        )
+    return processor.batch_decode(ids, skip_special_tokens=True)[0].strip()

@@ -1,0 +1,269 @@
+"""core/caption.py with tiny random-weight BLIP and GIT models loaded from disk."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import tiny_captioners  # noqa: E402
+from uncrop.core import caption as cap  # noqa: E402
+from uncrop.core.errors import UncropError  # noqa: E402
+
+FAMILIES = ["blip", "git"]
+RED = (1.0, 0.0, 0.0)
+
+
+@pytest.fixture(scope="session")
+def models() -> Path:
+    return tiny_captioners.models_dir()
+
+
+@pytest.fixture(params=FAMILIES)
+def captioner(request, models) -> cap.Captioner:
+    return cap.Captioner(
+        models / "captioners" / f"tiny-{request.param}", device=torch.device("cpu")
+    )
+
+
+class Spy:
+    """Wraps a processor and keeps the pictures handed to it, as uint8 arrays."""
+
+    def __init__(self, processor):
+        self.processor = processor
+        self.seen: list[np.ndarray] = []
+
+    def __call__(self, *args, images=None, **kwargs):
+        self.seen.append(np.asarray(images))
+        return self.processor(*args, images=images, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.processor, name)
+
+
+@pytest.fixture
+def spy(captioner, monkeypatch) -> Spy:
+    loaded = captioner.load()
+    watcher = Spy(loaded.processor)
+    monkeypatch.setattr(loaded, "processor", watcher)
+    return watcher
+
+
+def _scene(astronaut: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The astronaut with its right 40% painted pure red, and a mask over that red."""
+    image = astronaut[:, ::4, ::4].clone()  # 128x128
+    mask = torch.zeros(image.shape[:3])
+    mask[:, :, 77:] = 1
+    image[:, :, 77:] = torch.tensor(RED)
+    return image, mask
+
+
+def _red_pixels(picture: np.ndarray) -> int:
+    return int(((picture[..., 0] > 250) & (picture[..., 1] < 5) & (picture[..., 2] < 5)).sum())
+
+
+def test_caption_is_a_deterministic_string(captioner, astronaut):
+    image = astronaut[:, ::4, ::4]
+    first = captioner.caption(image)
+    cap.release_captioners()
+    again = cap.Captioner(captioner.folder, device=torch.device("cpu")).caption(image)
+    assert isinstance(first, list) and len(first) == 1
+    assert isinstance(first[0], str) and first[0].strip()
+    assert first == again
+
+
+def test_one_caption_per_image_and_progress(captioner, astronaut, coffee):
+    batch = torch.cat([astronaut[:, :200, :300], coffee[:, :200, :300]])
+    updates = []
+
+    class Hook:
+        def update(self, done, total, preview=None):
+            updates.append((done, total))
+
+        def check_interrupted(self):
+            return None
+
+    captions = captioner.caption(batch, progress=Hook())
+    assert len(captions) == 2 and all(isinstance(c, str) and c for c in captions)
+    assert updates == [(1, 2), (2, 2)]
+
+
+def test_visible_region_hides_the_hole_from_the_model(captioner, spy, astronaut):
+    image, mask = _scene(astronaut)
+    captioner.caption(image)
+    captioner.caption(image, mask)
+    whole, visible = spy.seen
+    assert whole.shape == (128, 128, 3)
+    assert _red_pixels(whole) == 128 * 51
+    assert visible.shape == (128, 77, 3), "cropped to what the mask leaves visible"
+    assert _red_pixels(visible) == 0
+    expected = (image[0, :, :77].numpy() * 255).round().astype(np.uint8)
+    assert np.array_equal(visible, expected), "visible pixels are handed over unchanged"
+
+
+def test_hole_inside_the_visible_box_is_replaced(captioner, spy, astronaut):
+    image = astronaut[:, ::4, ::4].clone()
+    mask = torch.zeros(image.shape[:3])
+    mask[:, 40:80, 40:80] = 1
+    image[:, 40:80, 40:80] = torch.tensor(RED)
+    captioner.caption(image, mask)
+    (seen,) = spy.seen
+    assert seen.shape == (128, 128, 3)
+    assert _red_pixels(seen) == 0
+    border = (image[0, 39, 60].numpy() * 255).round()
+    assert np.abs(seen[40, 60].astype(float) - border).max() < 40, "filled from its border"
+
+
+def test_region_whole_shows_everything_even_with_a_mask(captioner, spy, astronaut):
+    image, mask = _scene(astronaut)
+    captioner.caption(image, mask, options=cap.CaptionOptions(region="whole"))
+    assert _red_pixels(spy.seen[0]) == 128 * 51
+
+
+def test_soft_mask_below_half_counts_as_visible(astronaut):
+    image, mask = _scene(astronaut)
+    (full,) = cap.images_for_model(image, mask * 0.4)
+    (cropped,) = cap.images_for_model(image, mask * 0.6)
+    assert full.size == (128, 128) and cropped.size == (77, 128)
+
+
+def test_fully_masked_image_gets_an_empty_caption(captioner, astronaut):
+    image = astronaut[:, ::4, ::4].expand(2, -1, -1, -1)
+    mask = torch.zeros(2, 128, 128)
+    mask[1] = 1
+    captions = captioner.caption(image, mask)
+    assert captions[0] and captions[1] == ""
+
+
+def test_template_and_prefix_are_applied(captioner, astronaut):
+    image = astronaut[:, ::4, ::4]
+    plain = captioner.caption(image)[0]
+    templated = captioner.with_options(template="{caption}, detailed photo").caption(image)[0]
+    assert templated == f"{plain}, detailed photo"
+    opts = cap.CaptionOptions(prefix="a photo of", template="{caption}")
+    prefixed = captioner.caption(image, options=opts)[0]
+    assert prefixed.startswith("a photo of ") and len(prefixed) > len("a photo of ")
+    assert prefixed != plain
+
+
+def test_more_tokens_make_a_longer_caption(captioner, astronaut):
+    image = astronaut[:, ::4, ::4]
+    short = captioner.caption(image, options=cap.CaptionOptions(max_length=3, beams=1))[0]
+    longer = captioner.caption(image, options=cap.CaptionOptions(max_length=12, beams=1))[0]
+    assert len(short.split()) <= 3 < len(longer.split())
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"template": "no placeholder"}, "{caption}"),
+        ({"region": "hole"}, "region"),
+        ({"beams": 0}, "beams"),
+        ({"max_length": 0}, "max_length"),
+    ],
+)
+def test_bad_options_are_refused(change, message):
+    with pytest.raises(UncropError, match=message.replace("{", r"\{").replace("}", r"\}")):
+        cap.CaptionOptions(**change).checked()
+
+
+def test_loaded_once_and_released(captioner, monkeypatch):
+    first = captioner.load()
+    assert cap.Captioner(captioner.folder, device=torch.device("cpu")).load() is first
+    captioner.release()
+    assert captioner.load() is not first
+
+
+def test_loads_from_disk_only_and_safetensors_only(captioner, monkeypatch):
+    import transformers
+
+    calls = []
+    cls = getattr(transformers, cap.FAMILIES[captioner.family][1])
+    original = cls.from_pretrained.__func__
+
+    def recording(klass, *args, **kwargs):
+        calls.append(kwargs)
+        return original(klass, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "from_pretrained", classmethod(recording))
+    captioner.release()
+    captioner.load()
+    assert calls and calls[0]["local_files_only"] is True
+    assert calls[0]["use_safetensors"] is True and calls[0]["trust_remote_code"] is False
+
+
+def test_family_is_read_from_config(models):
+    assert cap.check_model_folder(models / "captioners" / "tiny-blip") == "blip"
+    assert cap.check_model_folder(models / "captioners" / "tiny-git") == "git"
+
+
+@pytest.fixture
+def broken(models, tmp_path) -> Path:
+    folder = tmp_path / "captioners" / "broken"
+    shutil.copytree(models / "captioners" / "tiny-blip", folder)
+    return folder
+
+
+def _refused(folder: Path, *expected: str) -> str:
+    with pytest.raises(UncropError) as err:
+        cap.Captioner(folder, device=torch.device("cpu")).caption(torch.rand(1, 16, 16, 3))
+    text = str(err.value)
+    for part in expected:
+        assert part in text, f"{part!r} not in {text!r}"
+    return text
+
+
+def test_missing_folder_says_where_and_what(tmp_path):
+    _refused(
+        tmp_path / "captioners" / "blip-large",
+        str(tmp_path / "captioners" / "blip-large"),
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "tokenizer.json",
+    )
+
+
+def test_missing_config(broken):
+    (broken / "config.json").unlink()
+    _refused(broken, str(broken), "no config.json", "model.safetensors")
+
+
+def test_unsupported_family(broken):
+    (broken / "config.json").write_text('{"model_type": "llava"}')
+    _refused(broken, str(broken), "'llava'", "BLIP", "GIT")
+
+
+def test_corrupt_config(broken):
+    (broken / "config.json").write_text("{not json")
+    _refused(broken, str(broken), "config.json", "not readable")
+
+
+def test_pickle_only_weights_are_refused(broken):
+    (broken / "model.safetensors").rename(broken / "pytorch_model.bin")
+    _refused(broken, str(broken), "pytorch_model.bin", "safetensors only", "pickle")
+
+
+def test_missing_tokenizer(broken):
+    (broken / "tokenizer.json").unlink()
+    _refused(broken, str(broken), "missing tokenizer.json")
+
+
+def test_missing_image_processor(broken):
+    (broken / "processor_config.json").unlink()
+    _refused(broken, str(broken), "missing preprocessor_config.json")
+
+
+def test_corrupt_weights(broken):
+    (broken / "model.safetensors").write_bytes(b"\x00" * 64)
+    _refused(broken, str(broken), "could not be loaded as BLIP", "corrupt", "model.safetensors")
+
+
+def test_dtype_follows_the_device():
+    assert cap.default_dtype(torch.device("cuda")) == torch.float16
+    assert cap.default_dtype(torch.device("cpu")) == torch.float32

@@ -118,7 +118,7 @@ def input_file_path(name: str) -> tuple[str, str]:
     fp = _folder_paths()
     if fp is not None:
         filename, base = fp.annotated_filepath(name)
-        return base or fp.get_input_directory(), filename
+        return base or input_directory(), filename
     return input_directory(), name
 
 

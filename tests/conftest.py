@@ -15,7 +15,17 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-if not os.environ.get("COMFYUI_PATH"):
+# Test helper modules (tiny model builders, the ComfyUI harness) import by name.
+sys.path.insert(0, str(ROOT / "tests"))
+if os.environ.get("COMFYUI_PATH"):
+    import tempfile
+
+    import comfy_harness
+
+    comfy_harness.prepare_comfyui(
+        os.environ["COMFYUI_PATH"], tempfile.mkdtemp(prefix="uncrop-comfy-")
+    )
+else:
     sys.path.insert(0, str(ROOT / "tests" / "comfy_stub"))
 
 

@@ -1,0 +1,43 @@
+import torch
+from conftest import run_node
+from uncrop.nodes.canvas import ExpandCanvas
+
+
+def test_target_size_pad(coffee):
+    image, mask = run_node(
+        ExpandCanvas, image=coffee, width=1024, height=512, fit="pad", fill="mirror"
+    ).args
+    assert image.shape == (1, 512, 1024, 3) and mask.shape == (1, 512, 1024)
+    assert mask[0, :, :100].min() == 1 and mask[0, 256, 512] == 0
+    assert image.device.type == "cpu"
+
+
+def test_per_side_with_overlap_keeps_original_pixels(coffee):
+    image, mask = run_node(
+        ExpandCanvas,
+        image=coffee,
+        size_mode="per side",
+        left=64,
+        right=0,
+        top=0,
+        bottom=0,
+        overlap=8,
+        fill="edge",
+    ).args
+    assert image.shape == (1, 400, 664, 3)
+    assert torch.equal(image[:, :, 64:], coffee)
+    assert torch.equal(image[0, :, 0], coffee[0, :, 0])  # edge fill repeats the first column
+    assert 0 < mask[0, 200, 66] < 1 and mask[0, 200, 80] == 0
+
+
+def test_color_fill_uses_hex(coffee):
+    image, _ = run_node(
+        ExpandCanvas,
+        image=coffee,
+        size_mode="per side",
+        top=8,
+        fill="color",
+        color="#ff0000",
+        multiple_of=8,
+    ).args
+    assert image[0, 0, 0].tolist() == [1.0, 0.0, 0.0]

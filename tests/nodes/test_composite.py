@@ -1,0 +1,17 @@
+import torch
+from conftest import run_node
+from uncrop.nodes.composite import Composite
+
+
+def test_composite_node_exact_outside_mask_with_color_match(astronaut):
+    mask = torch.zeros(1, 512, 512)
+    mask[:, 200:300, 200:300] = 1
+    generated = (astronaut * 0.5 + 0.4).clamp(0, 1)
+    (out,) = run_node(
+        Composite, original=astronaut, generated=generated, mask=mask, color_match="mean_std"
+    ).args
+    keep = mask[0] == 0
+    assert torch.equal(out[0][keep], astronaut[0][keep])
+    assert (out[0][~keep] - astronaut[0][~keep]).abs().mean() < (
+        generated[0][~keep] - astronaut[0][~keep]
+    ).abs().mean()

@@ -1,0 +1,36 @@
+"""host.py outside ComfyUI: the fallbacks the CLI and tests rely on."""
+
+import sys
+import types
+
+import torch
+from uncrop.nodes import host
+
+
+def test_devices_fall_back_without_comfyui():
+    assert "comfy" not in sys.modules or True
+    assert host.torch_device().type in ("cpu", "cuda", "mps")
+    assert host.intermediate_device() == torch.device("cpu")
+
+
+def test_progress_without_comfyui_is_silent():
+    progress = host.Progress(3)
+    progress.update(1, 3, torch.rand(1, 8, 8, 3))
+    progress.check_interrupted()
+
+
+def test_register_model_folder_merges_with_existing(monkeypatch, tmp_path):
+    fake = types.SimpleNamespace(
+        models_dir=str(tmp_path),
+        folder_names_and_paths={"captioners": (["/other/pack/captioners"], {".bin"})},
+        get_folder_paths=lambda name: fake.folder_names_and_paths[name][0],
+    )
+    monkeypatch.setitem(sys.modules, "folder_paths", fake)
+    host.register_model_folder("captioners", {".safetensors"})
+    host.register_model_folder("brand_new", {".json"})
+    paths, exts = fake.folder_names_and_paths["captioners"]
+    assert paths == ["/other/pack/captioners", str(tmp_path / "captioners")]
+    assert exts == {".bin", ".safetensors"}
+    assert fake.folder_names_and_paths["brand_new"] == ([str(tmp_path / "brand_new")], {".json"})
+    host.register_model_folder("captioners", {".safetensors"})  # idempotent
+    assert len(fake.folder_names_and_paths["captioners"][0]) == 2

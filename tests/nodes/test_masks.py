@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+import torch
+from conftest import run_node
+from PIL import Image
+from uncrop.core.errors import UncropError
+from uncrop.nodes import host
+from uncrop.nodes.masks import LoadMask, RefineMask
+
+
+@pytest.fixture
+def input_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "input"
+    folder.mkdir()
+    monkeypatch.setattr(host, "input_directory", lambda: str(folder))
+    arr = np.zeros((8, 10, 4), np.uint8)
+    arr[..., 3] = 255
+    arr[2:6, 3:7] = [255, 255, 255, 0]
+    Image.fromarray(arr).save(folder / "mask.png")
+    return folder
+
+
+def test_load_mask_from_input_folder(input_dir):
+    (mask,) = run_node(LoadMask, image="mask.png", channel="alpha").args
+    assert mask.shape == (1, 8, 10) and mask.sum() == 16 and mask[0, 3, 4] == 1
+    (lum,) = run_node(
+        LoadMask, image="mask.png", channel="luminance", invert=True, threshold=0.5
+    ).args
+    assert lum[0, 3, 4] == 0 and lum[0, 0, 0] == 1
+
+
+def test_load_mask_lists_and_fingerprints(input_dir):
+    assert "mask.png" in host.input_files()
+    first = LoadMask.fingerprint_inputs(
+        image="mask.png", channel="alpha", invert=False, threshold=0
+    )
+    Image.fromarray(np.zeros((8, 10), np.uint8)).save(input_dir / "mask.png")
+    second = LoadMask.fingerprint_inputs(
+        image="mask.png", channel="alpha", invert=False, threshold=0
+    )
+    assert first != second and len(first) == 64
+
+
+def test_load_mask_refuses_paths_outside_input(input_dir):
+    (input_dir.parent / "secret.png").write_bytes(b"x")
+    assert "outside the input folder" in LoadMask.validate_inputs(image="../secret.png")
+    with pytest.raises(UncropError, match="outside the input folder"):
+        run_node(LoadMask, image="../secret.png", channel="alpha")
+    assert LoadMask.validate_inputs(image="mask.png") is True
+    assert "only http(s)" in LoadMask.validate_inputs(image="mask.png", url="file:///etc/passwd")
+
+
+def test_refine_mask_node_runs_pipeline():
+    mask = torch.zeros(2, 32, 32)
+    mask[:, 10:20, 10:20] = 1
+    mask[:, 2, 2] = 1  # speck
+    (out,) = run_node(RefineMask, mask=mask, grow=2, feather=0, remove_specks=5).args
+    assert out.shape == (2, 32, 32)
+    assert out[0, 2, 2] == 0 and out[0, 8, 15] == 1 and out[0, 7, 15] == 0

@@ -1,0 +1,61 @@
+"""Checks every node the pack registers, including ones added later."""
+
+import asyncio
+import inspect
+
+import pytest
+import uncrop
+from uncrop.nodes import NODES
+
+# Ids saved workflows depend on. Add new ones when they are released; never remove.
+RELEASED_IDS = {
+    "UncropLoadMask",
+    "UncropRefineMask",
+    "UncropExpandCanvas",
+    "UncropFill",
+    "UncropComposite",
+}
+
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+
+def schemas():
+    return [(node, node.define_schema()) for node in NODES]
+
+
+def test_entrypoint_lists_every_node():
+    extension = asyncio.run(uncrop.comfy_entrypoint())
+    assert asyncio.run(extension.get_node_list()) == NODES
+
+
+def test_released_ids_still_exist_and_ids_unique():
+    ids = [s.node_id for _, s in schemas()]
+    assert len(ids) == len(set(ids))
+    assert set(ids) >= RELEASED_IDS
+    assert all(i.startswith("Uncrop") for i in ids)
+
+
+@pytest.mark.parametrize("node,schema", schemas(), ids=lambda x: getattr(x, "node_id", ""))
+def test_schema_is_complete(node, schema):
+    assert schema.display_name and not schema.display_name.startswith("Uncrop")
+    assert schema.category.startswith("Uncrop")
+    assert len(schema.description) > 30
+    ids = [i.id for i in schema.inputs]
+    assert len(ids) == len(set(ids))
+    for inp in schema.inputs:
+        assert inp.tooltip and len(inp.tooltip) > 10, f"{schema.node_id}.{inp.id} needs a tooltip"
+        kind = inp.get_io_type()
+        if kind in WIDGET_TYPES and not inp.optional:
+            assert inp.default is not None or (kind == "COMBO" and not inp.options), (
+                f"{inp.id} default"
+            )
+        if kind in ("INT", "FLOAT") and inp.default is not None:
+            assert inp.min <= inp.default <= inp.max, (
+                f"{schema.node_id}.{inp.id} default out of bounds"
+            )
+        if kind == "COMBO" and inp.options and inp.default is not None:
+            assert inp.default in inp.options, f"{schema.node_id}.{inp.id} default not an option"
+    for out in schema.outputs:
+        assert out.display_name
+    params = inspect.signature(node.execute).parameters
+    assert set(ids) <= set(params) or any(p.kind is p.VAR_KEYWORD for p in params.values())

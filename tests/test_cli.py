@@ -1,0 +1,89 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+from uncrop import cli
+
+
+def test_demo_writes_inpaint_and_outpaint(tmp_path, capsys):
+    assert cli.main(["demo", "-o", str(tmp_path)]) == 0
+    inpainted = np.asarray(Image.open(tmp_path / "inpaint.png"))
+    outpainted = np.asarray(Image.open(tmp_path / "outpaint.png"))
+    original = np.asarray(Image.open(cli.SAMPLE_IMAGE))
+    mask = np.asarray(Image.open(cli.SAMPLE_MASK)) > 0
+    assert inpainted.shape == original.shape and outpainted.shape == (512, 1024, 3)
+    # Far from the (grown, feathered) mask the pixels are exactly the input's.
+    far = ~np.asarray(Image.fromarray(mask).filter(ImageFilter.MaxFilter(31)))
+    assert np.array_equal(inpainted[far], original[far])
+    assert np.abs(inpainted[mask].astype(int) - original[mask]).mean() > 5  # the spoon is gone
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_inpaint_command_exact_outside_mask(tmp_path):
+    mask = np.zeros((400, 600), np.uint8)
+    mask[100:140, 200:260] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    out = tmp_path / "out.png"
+    code = cli.main(
+        [
+            "inpaint",
+            str(cli.SAMPLE_IMAGE),
+            "--mask",
+            str(tmp_path / "m.png"),
+            "-o",
+            str(out),
+            "--method",
+            "edge",
+        ]
+    )
+    assert code == 0
+    result, original = np.asarray(Image.open(out)), np.asarray(Image.open(cli.SAMPLE_IMAGE))
+    assert np.array_equal(result[mask == 0], original[mask == 0])
+    assert not np.array_equal(result[mask > 0], original[mask > 0])
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["outpaint", "IMG", "--width", "100", "-o", "x.png"], "--width and --height go together"),
+        (["outpaint", "IMG", "-o", "x.png"], "say how to grow the canvas"),
+        (
+            ["outpaint", "IMG", "--width", "10", "--height", "10", "--left", "5", "-o", "x.png"],
+            "not both",
+        ),
+        (["outpaint", "missing.png", "--left", "8", "-o", "x.png"], "file not found"),
+        (
+            [
+                "inpaint",
+                "IMG",
+                "--mask",
+                "IMG",
+                "--color",
+                "blue",
+                "--method",
+                "color",
+                "-o",
+                "x.png",
+            ],
+            "hex colour",
+        ),
+    ],
+)
+def test_bad_input_exits_2_with_a_message(args, message, capsys, tmp_path):
+    args = [str(cli.SAMPLE_IMAGE) if a == "IMG" else a for a in args]
+    args = [str(tmp_path / a) if a == "x.png" else a for a in args]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("uncrop: error:") and message in err
+
+
+def test_console_entry_point_runs(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "uncrop.cli", "outpaint", str(cli.SAMPLE_IMAGE), "--left", "10", "--unit", "%",
+         "-o", str(tmp_path / "o.png")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert Image.open(tmp_path / "o.png").size == (664, 400)

@@ -1,0 +1,139 @@
+"""Static checks of every workflow in workflows/: node types, widget values, links.
+
+The editor saves widget values as a flat list in input order; an upload combo
+adds one value (the upload button's) and a number with ``control_after_generate``
+adds one (the control mode). Those rules are applied here exactly as the
+in-process ComfyUI run would, so a file that passes loads in the editor.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+from uncrop.nodes import NODES
+
+WORKFLOWS = sorted((Path(__file__).resolve().parent.parent / "workflows").glob("*.json"))
+OURS = {node.define_schema().node_id: node.define_schema() for node in NODES}
+WIDGETS = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+# ComfyUI core nodes the workflows may use: input sockets and output types.
+CORE = {
+    "LoadImage": ({}, ["IMAGE", "MASK"]),
+    "SaveImage": ({"images": "IMAGE"}, []),
+    "PreviewImage": ({"images": "IMAGE"}, []),
+    "MaskPreview": ({"mask": "MASK"}, []),
+    "CheckpointLoaderSimple": ({}, ["MODEL", "CLIP", "VAE"]),
+    "CLIPTextEncode": ({"clip": "CLIP"}, ["CONDITIONING"]),
+    "InpaintModelConditioning": (
+        {
+            "positive": "CONDITIONING",
+            "negative": "CONDITIONING",
+            "vae": "VAE",
+            "pixels": "IMAGE",
+            "mask": "MASK",
+        },
+        ["CONDITIONING", "CONDITIONING", "LATENT"],
+    ),
+    "KSampler": (
+        {
+            "model": "MODEL",
+            "positive": "CONDITIONING",
+            "negative": "CONDITIONING",
+            "latent_image": "LATENT",
+        },
+        ["LATENT"],
+    ),
+    "VAEDecode": ({"samples": "LATENT", "vae": "VAE"}, ["IMAGE"]),
+    "VAEEncodeForInpaint": ({"pixels": "IMAGE", "vae": "VAE", "mask": "MASK"}, ["LATENT"]),
+    "Note": ({}, []),
+    "MarkdownNote": ({}, []),
+    "Reroute": ({"": "*"}, ["*"]),
+}
+
+
+def widget_values(schema, values):
+    """Map saved widget values onto widget input ids, skipping the editor's extras."""
+    mapped, k = {}, 0
+    for inp in schema.inputs:
+        if inp.get_io_type() not in WIDGETS:
+            continue
+        if k >= len(values):
+            break
+        mapped[inp.id] = values[k]
+        k += 1
+        if getattr(inp, "upload", None) is not None or getattr(inp, "control_after_generate", None):
+            k += 1
+    assert k == len(values), f"{schema.node_id}: {len(values)} widget values, expected {k}"
+    return mapped
+
+
+def check_value(schema, inp, value):
+    where = f"{schema.node_id}.{inp.id}={value!r}"
+    kind = inp.get_io_type()
+    if kind == "INT":
+        assert isinstance(value, int) and not isinstance(value, bool), where
+        assert inp.min <= value <= inp.max, where
+    elif kind == "FLOAT":
+        assert isinstance(value, (int, float)) and not isinstance(value, bool), where
+        assert inp.min <= value <= inp.max, where
+    elif kind == "BOOLEAN":
+        assert isinstance(value, bool), where
+    elif kind == "STRING":
+        assert isinstance(value, str), where
+    elif (
+        kind == "COMBO" and getattr(inp, "upload", None) is None and not inp.extra_dict.get("files")
+    ):
+        # File lists depend on the user's folders; fixed choices must match.
+        if inp.options and not inp.id.endswith(("model", "ckpt_name", "captioner")):
+            assert value in inp.options, where
+
+
+@pytest.fixture(params=WORKFLOWS, ids=lambda p: p.name)
+def workflow(request):
+    return json.loads(request.param.read_text())
+
+
+def test_there_are_workflows_for_each_scenario():
+    names = {p.name for p in WORKFLOWS}
+    assert {"outpaint-model-free.json", "inpaint-model-free.json"} <= names
+
+
+def test_nodes_exist_and_widgets_fit(workflow):
+    for node in workflow["nodes"]:
+        kind = node["type"]
+        assert kind in OURS or kind in CORE, f"unknown node type {kind}"
+        if kind in OURS:
+            schema = OURS[kind]
+            for name, value in widget_values(schema, node.get("widgets_values", [])).items():
+                check_value(schema, next(i for i in schema.inputs if i.id == name), value)
+            required_sockets = {
+                i.id for i in schema.inputs if i.get_io_type() not in WIDGETS and not i.optional
+            }
+            linked = {i["name"] for i in node["inputs"] if i.get("link") is not None}
+            assert required_sockets <= linked, f"{kind}: unconnected {required_sockets - linked}"
+
+
+def socket_type(node, name=None, slot=None):
+    kind = node["type"]
+    if kind in OURS:
+        schema = OURS[kind]
+        if name is not None:
+            return next(i.get_io_type() for i in schema.inputs if i.id == name)
+        return schema.outputs[slot].get_io_type()
+    inputs, outputs = CORE[kind]
+    return inputs.get(name, "*") if name is not None else outputs[slot]
+
+
+def test_links_connect_matching_types(workflow):
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    for link_id, src, src_slot, dst, dst_slot, kind in workflow["links"]:
+        a, b = nodes[src], nodes[dst]
+        target = b["inputs"][dst_slot]
+        assert target["link"] == link_id
+        assert link_id in a["outputs"][src_slot]["links"]
+        produced = socket_type(a, slot=src_slot)
+        expected = socket_type(b, name=target["name"])
+        assert kind == produced, f"link {link_id}: says {kind}, {a['type']} gives {produced}"
+        assert expected in (produced, "*"), (
+            f"link {link_id}: {b['type']}.{target['name']} wants {expected}, gets {produced}"
+        )

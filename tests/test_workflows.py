@@ -80,11 +80,9 @@ def check_value(schema, inp, value):
         assert isinstance(value, bool), where
     elif kind == "STRING":
         assert isinstance(value, str), where
-    elif (
-        kind == "COMBO" and getattr(inp, "upload", None) is None and not inp.extra_dict.get("files")
-    ):
-        # File lists depend on the user's folders; fixed choices must match.
-        if inp.options and not inp.id.endswith(("model", "ckpt_name", "captioner")):
+    elif kind == "COMBO" and getattr(inp, "upload", None) is None and inp.options:
+        # File lists depend on the user's folders; only fixed choices must match.
+        if not inp.id.endswith(("model", "ckpt_name", "captioner")):
             assert value in inp.options, where
 
 

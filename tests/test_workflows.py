@@ -67,6 +67,14 @@ def widget_values(schema, values):
     return mapped
 
 
+def has_fixed_choices(inp):
+    """File lists (uploads, model folders) depend on the user's machine; other combos don't."""
+    is_file_list = getattr(inp, "upload", None) is not None or inp.id.endswith(
+        ("model", "ckpt_name", "captioner")
+    )
+    return bool(inp.options) and not is_file_list
+
+
 def check_value(schema, inp, value):
     where = f"{schema.node_id}.{inp.id}={value!r}"
     kind = inp.get_io_type()
@@ -80,10 +88,8 @@ def check_value(schema, inp, value):
         assert isinstance(value, bool), where
     elif kind == "STRING":
         assert isinstance(value, str), where
-    elif kind == "COMBO" and getattr(inp, "upload", None) is None and inp.options:
-        # File lists depend on the user's folders; only fixed choices must match.
-        if not inp.id.endswith(("model", "ckpt_name", "captioner")):
-            assert value in inp.options, where
+    elif kind == "COMBO" and has_fixed_choices(inp):
+        assert value in inp.options, where
 
 
 @pytest.fixture(params=WORKFLOWS, ids=lambda p: p.name)

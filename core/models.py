@@ -1,0 +1,550 @@
+"""Finding out what a diffusion model file is, and loading it offline.
+
+Two forms are accepted, both from the user's disk and never from a hub:
+
+- a diffusers folder (``model_index.json`` plus one sub-folder per component),
+- a single-file ``.safetensors`` checkpoint in the original (LDM) layout.
+
+A single file carries weights but no configs. The configs of each supported
+family ship with the pack in ``core/model_configs/<base>/``; the dimensions that
+vary between checkpoints (channels, depth, input channels, text width) are read
+from the file's tensor shapes, so any checkpoint of a family, down to the tiny
+test models, gets a config that matches its weights. The CLIP tokenizer
+vocabulary (1.6 MB, the same for every family) is not shipped: it is taken from
+ComfyUI's own copy (``comfy/sd1_tokenizer``), from ``UNCROP_CLIP_TOKENIZER``, or
+from the ``tokenizer_dir`` argument.
+
+Pickle files (``.ckpt``, ``.pt``, ``.pth``, ``.bin``) can run code when loaded and
+are refused. :func:`inspect_model` only reads headers and configs;
+:func:`load_model` builds the pipeline and keeps the last one in a small cache.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import UncropError
+
+log = logging.getLogger(__name__)
+
+CONFIG_ROOT = Path(__file__).resolve().parent / "model_configs"
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
+TOKENIZER_ENV = "UNCROP_CLIP_TOKENIZER"
+
+FAMILIES = {
+    "sd-inpaint": "SD 1.x/2.x inpainting model (9-channel UNet)",
+    "sd": "SD 1.x/2.x model (inpaints by re-noising only the masked latent)",
+    "sdxl-inpaint": "SDXL inpainting model (9-channel UNet)",
+    "sdxl": "SDXL model (inpaints by re-noising only the masked latent)",
+}
+NATIVE_SIZE = {"sd1": 512, "sd2": 512, "sdxl": 1024}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What was found at ``path``, read from configs or tensor shapes only."""
+
+    path: str
+    form: str  # "diffusers" or "single-file"
+    base: str  # "sd1", "sd2" or "sdxl"
+    family: str  # a key of FAMILIES
+    in_channels: int
+    notes: tuple[str, ...] = ()
+
+    @property
+    def is_inpaint_unet(self) -> bool:
+        return self.in_channels == 9
+
+    def describe(self) -> str:
+        name = os.path.basename(self.path.rstrip("/\\"))
+        text = f"{name}: {FAMILIES[self.family]}, {self.base.upper()} ({self.form})"
+        return text + "".join(f"; {n}" for n in self.notes)
+
+
+def _refuse_pickle(path: Path) -> None:
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise UncropError(
+            f"{path.name} is a pickle checkpoint ({path.suffix}), which can run arbitrary code "
+            "when loaded; Uncrop only loads .safetensors files and diffusers folders. Use the "
+            ".safetensors version of this model, or convert it once with a tool you trust."
+        )
+
+
+# ---------------------------------------------------------------- diffusers folders
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UncropError(f"model: {path} is missing; the model folder is incomplete.")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UncropError(f"model: cannot read {path}: {exc}") from None
+
+
+def _check_component(folder: Path, name: str, library: str) -> None:
+    """Raise naming the missing file if a component folder cannot be loaded."""
+    sub = folder / name
+    if name.startswith("tokenizer"):
+        if not (sub / "tokenizer.json").is_file():
+            for required in ("vocab.json", "merges.txt"):
+                if not (sub / required).is_file():
+                    raise UncropError(f"model: {sub / required} is missing (component '{name}').")
+        return
+    if name == "scheduler":
+        _read_json(sub / "scheduler_config.json")
+        return
+    _read_json(sub / "config.json")
+    files = [p.name for p in sub.iterdir()] if sub.is_dir() else []
+    if any(f.endswith(".safetensors") or f.endswith(".safetensors.index.json") for f in files):
+        return
+    pickles = [f for f in files if f.endswith(PICKLE_SUFFIXES)]
+    if pickles:
+        _refuse_pickle(sub / pickles[0])
+    weights = (
+        "model.safetensors" if library == "transformers" else "diffusion_pytorch_model.safetensors"
+    )
+    raise UncropError(f"model: {sub / weights} is missing (component '{name}' has no weights).")
+
+
+def _inspect_folder(folder: Path) -> ModelInfo:
+    index = _read_json(folder / "model_index.json")
+    components = {
+        k: v for k, v in index.items()
+        if not k.startswith("_") and isinstance(v, list) and len(v) == 2 and v[0]
+    }  # fmt: skip
+    if "transformer" in components and "unet" not in components:
+        raise UncropError(
+            f"model: {folder.name} is a {index.get('_class_name', 'transformer')} model; this "
+            "version of Uncrop samples UNet models (SD 1.x, SD 2.x, SDXL and their inpainting "
+            "versions)."
+        )
+    for required in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+        if required not in components:
+            raise UncropError(
+                f"model: {folder / 'model_index.json'} lists no '{required}' component."
+            )
+    for name, (library, _cls) in components.items():
+        if name in ("safety_checker", "feature_extractor", "image_encoder"):
+            continue
+        _check_component(folder, name, library)
+    unet = _read_json(folder / "unet" / "config.json")
+    in_channels = int(unet.get("in_channels", 4))
+    if "text_encoder_2" in components:
+        base = "sdxl"
+    else:
+        base = "sd2" if int(unet.get("cross_attention_dim", 768)) == 1024 else "sd1"
+    family = ("sdxl" if base == "sdxl" else "sd") + ("-inpaint" if in_channels == 9 else "")
+    return ModelInfo(str(folder), "diffusers", base, family, in_channels)
+
+
+# ---------------------------------------------------------------- single files
+
+_UNET = "model.diffusion_model."
+
+
+def _read_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as exc:  # safetensors raises its own error types
+        raise UncropError(
+            f"model: {path.name} is not a readable .safetensors file: {exc}"
+        ) from None
+
+
+def _base_from_shapes(path: Path, shapes: dict[str, tuple[int, ...]]) -> str:
+    if any(k.startswith("conditioner.embedders.1.model.") for k in shapes):
+        return "sdxl"
+    if any(k.startswith("cond_stage_model.model.") for k in shapes):
+        return "sd2"
+    if any(k.startswith("cond_stage_model.transformer.") for k in shapes):
+        return "sd1"
+    if any(
+        k.startswith(("double_blocks.", "model.diffusion_model.double_blocks.")) for k in shapes
+    ):
+        raise UncropError(
+            f"model: {path.name} is a Flux checkpoint; this version of Uncrop samples SD 1.x, "
+            "SD 2.x and SDXL models."
+        )
+    if _UNET + "input_blocks.0.0.weight" in shapes:
+        raise UncropError(
+            f"model: {path.name} holds a UNet but no text encoder; Uncrop needs a full "
+            "checkpoint (UNet, VAE and text encoder in one file) or a diffusers folder."
+        )
+    raise UncropError(
+        f"model: {path.name} is not an SD 1.x, SD 2.x or SDXL checkpoint (no UNet weights found)."
+    )
+
+
+def _inspect_file(path: Path) -> tuple[ModelInfo, dict[str, tuple[int, ...]]]:
+    _refuse_pickle(path)
+    if path.suffix.lower() != ".safetensors":
+        raise UncropError(
+            f"model: expected a .safetensors file or a diffusers folder, got {path.name}."
+        )
+    shapes = _read_shapes(path)
+    base = _base_from_shapes(path, shapes)
+    if "first_stage_model.encoder.conv_in.weight" not in shapes:
+        raise UncropError(f"model: {path.name} has no VAE weights (first_stage_model.*).")
+    in_channels = shapes[_UNET + "input_blocks.0.0.weight"][1]
+    family = ("sdxl" if base == "sdxl" else "sd") + ("-inpaint" if in_channels == 9 else "")
+    return ModelInfo(str(path), "single-file", base, family, in_channels), shapes
+
+
+def inspect_model(path: str | os.PathLike) -> ModelInfo:
+    """Detect the family of a diffusers folder or single ``.safetensors`` file."""
+    p = Path(path)
+    if not p.exists():
+        raise UncropError(f"model: {p} does not exist.")
+    if p.is_dir():
+        return _inspect_folder(p)
+    return _inspect_file(p)[0]
+
+
+def _count(shapes: dict[str, tuple[int, ...]], prefix: str) -> int:
+    """How many consecutive ``prefix{i}.`` indices exist."""
+    n = 0
+    while any(k.startswith(f"{prefix}{n}.") for k in shapes):
+        n += 1
+    return n
+
+
+def unet_config_from_shapes(
+    base_config: dict, shapes: dict[str, tuple[int, ...]], base: str
+) -> dict:
+    """The family's UNet config with the sizes that vary between checkpoints read from the file."""
+    s = {k[len(_UNET) :]: v for k, v in shapes.items() if k.startswith(_UNET)}
+    cfg = dict(base_config)
+    cfg["in_channels"] = s["input_blocks.0.0.weight"][1]
+    cfg["out_channels"] = s["out.2.weight"][0]
+    n_input = _count(s, "input_blocks.")
+    # input_blocks: conv_in, then per level `layers` resnets and a downsampler (not the last).
+    downs = [i for i in range(n_input) if f"input_blocks.{i}.0.op.weight" in s]
+    layers = downs[0] - 1 if downs else n_input - 1
+    levels = len(downs) + 1
+    channels, attn, depth = [], [], []
+    for level in range(levels):
+        first = 1 + level * (layers + 1)
+        channels.append(s[f"input_blocks.{first}.0.out_layers.3.weight"][0])
+        blocks = _count(s, f"input_blocks.{first}.1.transformer_blocks.")
+        attn.append(blocks > 0)
+        depth.append(max(blocks, 1))
+    cfg["layers_per_block"] = layers
+    cfg["block_out_channels"] = channels
+    cfg["down_block_types"] = ["CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attn]
+    cfg["up_block_types"] = ["CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn)]
+    first_attn = next(i for i, a in enumerate(attn) if a)
+    block = f"input_blocks.{1 + first_attn * (layers + 1)}.1."
+    cfg["cross_attention_dim"] = s[block + "transformer_blocks.0.attn2.to_k.weight"][1]
+    cfg["use_linear_projection"] = len(s[block + "proj_in.weight"]) == 2
+    if base == "sd1":
+        cfg["attention_head_dim"] = 8
+    else:  # SD 2.x and SDXL use 64-wide attention heads
+        cfg["attention_head_dim"] = [max(1, c // 64) for c in channels]
+    if "transformer_layers_per_block" in cfg or any(d > 1 for d in depth):
+        cfg["transformer_layers_per_block"] = depth
+    if "label_emb.0.0.weight" in s:
+        pooled = shapes["conditioner.embedders.1.model.text_projection"][1]
+        total = s["label_emb.0.0.weight"][1]
+        cfg["projection_class_embeddings_input_dim"] = total
+        cfg["addition_time_embed_dim"] = (total - pooled) // 6
+    return cfg
+
+
+def vae_config_from_shapes(base_config: dict, shapes: dict[str, tuple[int, ...]]) -> dict:
+    p = "first_stage_model."
+    cfg = dict(base_config)
+    levels = _count(shapes, p + "encoder.down.")
+    layers = _count(shapes, p + "encoder.down.0.block.")
+    cfg["block_out_channels"] = [
+        shapes[f"{p}encoder.down.{i}.block.{layers - 1}.conv2.weight"][0] for i in range(levels)
+    ]
+    cfg["layers_per_block"] = layers
+    cfg["down_block_types"] = ["DownEncoderBlock2D"] * levels
+    cfg["up_block_types"] = ["UpDecoderBlock2D"] * levels
+    cfg["latent_channels"] = shapes[p + "encoder.conv_out.weight"][0] // 2
+    cfg["in_channels"] = shapes[p + "encoder.conv_in.weight"][1]
+    cfg["out_channels"] = shapes[p + "decoder.conv_out.weight"][0]
+    return cfg
+
+
+def clip_config_from_shapes(
+    base_config: dict, shapes: dict[str, tuple[int, ...]], prefix: str
+) -> dict:
+    """CLIP text config from transformers-layout (``prefix`` = ``...transformer.``) or
+    OpenCLIP-layout (``prefix`` = ``...model.``) weights."""
+    cfg = dict(base_config)
+    if prefix + "text_model.embeddings.token_embedding.weight" in shapes:
+        vocab, hidden = shapes[prefix + "text_model.embeddings.token_embedding.weight"]
+        positions = shapes[prefix + "text_model.embeddings.position_embedding.weight"][0]
+        layers = _count(shapes, prefix + "text_model.encoder.layers.")
+        inter = shapes[prefix + "text_model.encoder.layers.0.mlp.fc1.weight"][0]
+    else:
+        vocab, hidden = shapes[prefix + "token_embedding.weight"]
+        positions = shapes[prefix + "positional_embedding"][0]
+        layers = _count(shapes, prefix + "transformer.resblocks.")
+        inter = shapes[prefix + "transformer.resblocks.0.mlp.c_fc.weight"][0]
+        if prefix + "text_projection" in shapes:
+            cfg["projection_dim"] = shapes[prefix + "text_projection"][1]
+    cfg.update(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        max_position_embeddings=positions,
+        num_hidden_layers=layers,
+        intermediate_size=inter,
+        num_attention_heads=max(1, hidden // 64),
+        bos_token_id=vocab - 2,
+        eos_token_id=vocab - 1,
+    )
+    return cfg
+
+
+def find_clip_tokenizer(tokenizer_dir: str | os.PathLike | None = None) -> Path:
+    """A folder with the CLIP BPE files ``vocab.json`` and ``merges.txt``."""
+    candidates: list[tuple[str, Path]] = []
+    if tokenizer_dir:
+        candidates.append(("tokenizer_dir", Path(tokenizer_dir)))
+    if os.environ.get(TOKENIZER_ENV):
+        candidates.append((TOKENIZER_ENV, Path(os.environ[TOKENIZER_ENV])))
+    try:
+        import comfy
+
+        candidates.append(("ComfyUI", Path(comfy.__file__).resolve().parent / "sd1_tokenizer"))
+    except ImportError:
+        pass
+    for _source, folder in candidates:
+        if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+            return folder
+    tried = ", ".join(f"{s}={f}" for s, f in candidates) or "none"
+    raise UncropError(
+        "model: a single-file checkpoint needs the CLIP tokenizer files vocab.json and "
+        "merges.txt. Inside ComfyUI they come from comfy/sd1_tokenizer; elsewhere set "
+        f"{TOKENIZER_ENV} to a folder holding them (for example the 'tokenizer' folder of any "
+        f"SD diffusers model). Tried: {tried}."
+    )
+
+
+def write_single_file_config(
+    info: ModelInfo, shapes: dict[str, tuple[int, ...]], folder: Path, tokenizer: Path
+) -> Path:
+    """Materialise a diffusers config folder for a single-file checkpoint."""
+    src = CONFIG_ROOT / info.base
+    shutil.copytree(src, folder, dirs_exist_ok=True)
+
+    def rewrite(rel: str, fn) -> None:
+        path = folder / rel
+        path.write_text(json.dumps(fn(json.loads(path.read_text())), indent=1))
+
+    rewrite("unet/config.json", lambda c: unet_config_from_shapes(c, shapes, info.base))
+    rewrite("vae/config.json", lambda c: vae_config_from_shapes(c, shapes))
+    first = {
+        "sd1": "cond_stage_model.transformer.",
+        "sd2": "cond_stage_model.model.",
+        "sdxl": "conditioner.embedders.0.transformer.",
+    }[info.base]
+    rewrite("text_encoder/config.json", lambda c: clip_config_from_shapes(c, shapes, first))
+    if info.base == "sdxl":
+        rewrite(
+            "text_encoder_2/config.json",
+            lambda c: clip_config_from_shapes(c, shapes, "conditioner.embedders.1.model."),
+        )
+    for sub in ("tokenizer", "tokenizer_2"):
+        if (folder / sub).is_dir():
+            for name in ("vocab.json", "merges.txt"):
+                shutil.copyfile(tokenizer / name, folder / sub / name)
+    return folder
+
+
+# ---------------------------------------------------------------- loading
+
+
+def pick_dtype(device: torch.device, requested: str = "auto") -> torch.dtype:
+    """fp32 on the CPU; bf16 on GPUs that have it (SDXL's VAE overflows in fp16), else fp16."""
+    table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if requested in table:
+        return table[requested]
+    if requested != "auto":
+        raise UncropError(f"dtype: expected auto, fp16, bf16 or fp32, got '{requested}'.")
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.float32
+
+
+@dataclass(eq=False)
+class InpaintModel:
+    """A loaded pipeline plus what the sampler needs to know about it."""
+
+    info: ModelInfo
+    pipe: Any  # StableDiffusionInpaintPipeline or StableDiffusionXLInpaintPipeline
+    dtype: torch.dtype
+    controlnet: Any = None
+    controlnet_path: str | None = None
+    vae_tiling: bool = False
+    extra: dict = field(default_factory=dict)  # host bookkeeping (e.g. ComfyUI's ModelPatcher)
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.pipe.vae.config.block_out_channels) - 1)
+
+    @property
+    def native_size(self) -> int:
+        """The side in px the UNet was trained at (512 for SD 1.5, 1024 for SDXL)."""
+        return int(self.pipe.unet.config.sample_size) * self.vae_scale_factor
+
+    @property
+    def size_multiple(self) -> int:
+        """Image sides must be a multiple of this (64 for SD: 8 px per latent x 3 downsamples)."""
+        return self.vae_scale_factor * 2 ** (len(self.pipe.unet.config.block_out_channels) - 1)
+
+    @property
+    def device(self) -> torch.device:
+        return self.pipe.unet.device
+
+    def modules(self) -> torch.nn.ModuleDict:
+        """The weights, as one module, for memory managers that move whole models."""
+        parts = {
+            name: getattr(self.pipe, name)
+            for name in ("unet", "vae", "text_encoder", "text_encoder_2")
+            if getattr(self.pipe, name, None) is not None
+        }
+        if self.controlnet is not None:
+            parts["controlnet"] = self.controlnet
+        return torch.nn.ModuleDict(parts)
+
+    def to(self, device: torch.device | str) -> InpaintModel:
+        self.pipe.to(device)
+        if self.controlnet is not None:
+            self.controlnet.to(device)
+        return self
+
+    def set_vae_tiling(self, enabled: bool) -> None:
+        self.vae_tiling = enabled
+        if enabled:
+            self.pipe.vae.enable_tiling()
+        else:
+            self.pipe.vae.disable_tiling()
+
+    def describe(self) -> str:
+        text = self.info.describe() + f"; native {self.native_size} px, {str(self.dtype)[6:]}"
+        if self.controlnet_path:
+            text += f"; ControlNet {os.path.basename(self.controlnet_path.rstrip('/'))}"
+        return text
+
+
+def _pipeline_class(base: str):
+    import diffusers
+
+    if base == "sdxl":
+        return diffusers.StableDiffusionXLInpaintPipeline
+    return diffusers.StableDiffusionInpaintPipeline
+
+
+def _load_pipeline(info: ModelInfo, dtype: torch.dtype, tokenizer_dir) -> Any:
+    cls = _pipeline_class(info.base)
+    common = {"torch_dtype": dtype, "local_files_only": True}
+    if info.base != "sdxl":
+        common.update(safety_checker=None, requires_safety_checker=False)
+    if info.form == "diffusers":
+        return cls.from_pretrained(info.path, **common)
+    _, shapes = _inspect_file(Path(info.path))
+    tokenizer = find_clip_tokenizer(tokenizer_dir)
+    with tempfile.TemporaryDirectory(prefix="uncrop-config-") as tmp:
+        config = write_single_file_config(info, shapes, Path(tmp) / "config", tokenizer)
+        return cls.from_single_file(info.path, config=str(config), **common)
+
+
+def load_controlnet(path: str | os.PathLike, dtype: torch.dtype) -> Any:
+    """A diffusers-format ControlNet folder (``config.json`` + safetensors weights)."""
+    from diffusers import ControlNetModel
+
+    p = Path(path)
+    if p.is_file():
+        _refuse_pickle(p)
+        raise UncropError(
+            f"controlnet: {p.name} is a single file; use the ControlNet as a diffusers folder "
+            "(config.json + diffusion_pytorch_model.safetensors) in models/controlnet."
+        )
+    _check_component(p.parent, p.name, "diffusers")
+    return ControlNetModel.from_pretrained(str(p), torch_dtype=dtype, local_files_only=True)
+
+
+_cache: OrderedDict[tuple, InpaintModel] = OrderedDict()
+_cache_lock = threading.Lock()
+CACHE_SIZE = 1
+
+
+def _stamp(path: str | None) -> tuple:
+    if not path:
+        return (None,)
+    p = Path(path)
+    files = [p] if p.is_file() else sorted(p.rglob("*"))
+    return (str(p.resolve()),) + tuple(
+        (str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.is_file()
+    )
+
+
+def load_model(
+    path: str | os.PathLike,
+    *,
+    controlnet: str | os.PathLike | None = None,
+    dtype: torch.dtype | None = None,
+    vae_tiling: bool = False,
+    tokenizer_dir: str | os.PathLike | None = None,
+) -> InpaintModel:
+    """Load (or take from the cache) the model at ``path``, on the CPU.
+
+    The caller moves it to the device it samples on; the cache keeps the last
+    ``CACHE_SIZE`` models, keyed by path, file dates and sizes, and dtype.
+    """
+    info = inspect_model(path)
+    dtype = dtype or torch.float32
+    key = (
+        _stamp(info.path),
+        _stamp(str(controlnet) if controlnet else None),
+        dtype,
+        str(tokenizer_dir),
+    )
+    with _cache_lock:
+        model = _cache.get(key)
+        if model is not None:
+            _cache.move_to_end(key)
+            model.set_vae_tiling(vae_tiling)
+            return model
+    log.info("Loading %s", info.describe())
+    try:
+        pipe = _load_pipeline(info, dtype, tokenizer_dir)
+        cn = load_controlnet(controlnet, dtype) if controlnet else None
+    except UncropError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise UncropError(f"model: could not load {info.path}: {exc}") from exc
+    pipe.set_progress_bar_config(disable=True)
+    model = InpaintModel(info, pipe, dtype, cn, str(controlnet) if controlnet else None)
+    model.set_vae_tiling(vae_tiling)
+    with _cache_lock:
+        _cache[key] = model
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    return model
+
+
+def clear_cache() -> None:
+    """Forget every cached model (their memory is freed once nothing else holds them)."""
+    with _cache_lock:
+        _cache.clear()

@@ -63,8 +63,9 @@ EXPECTED_FILES = (
 EXAMPLES = "Salesforce/blip-image-captioning-large or microsoft/git-base-coco"
 
 
-def _folder_help(root: str | os.PathLike | None = None) -> str:
-    where = f"'{root}'" if root else f"ComfyUI/models/{MODEL_FOLDER}"
+def folder_help(where: str | None = None) -> str:
+    """Where captioners go and which files they need; ``where`` names the folder(s)."""
+    where = where or f"ComfyUI/models/{MODEL_FOLDER}"
     return (
         f"Put each captioning model in its own sub-folder of {where}, holding {EXPECTED_FILES}, "
         f"for example the files of {EXAMPLES} (BLIP or GIT; safetensors weights only)."
@@ -164,11 +165,12 @@ def check_model_folder(folder: str | os.PathLike) -> str:
     """
     path = Path(folder)
     if not path.is_dir():
-        raise UncropError(f"Captioner folder '{path}' does not exist. {_folder_help(path.parent)}")
+        parent = f"'{path.parent}'"
+        raise UncropError(f"Captioner folder '{path}' does not exist. {folder_help(parent)}")
     names = {p.name for p in path.iterdir()}
     config_file = path / "config.json"
     if "config.json" not in names:
-        raise UncropError(f"Captioner folder '{path}' has no config.json. {_folder_help()}")
+        raise UncropError(f"Captioner folder '{path}' has no config.json. {folder_help()}")
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -195,7 +197,7 @@ def check_model_folder(folder: str | os.PathLike) -> str:
                 "loaded: download model.safetensors for this model instead (most hub models "
                 "have one, some under the 'Files' tab of a safetensors conversion pull request)."
             )
-        raise UncropError(f"Captioner folder '{path}' has no model.safetensors. {_folder_help()}")
+        raise UncropError(f"Captioner folder '{path}' has no model.safetensors. {folder_help()}")
     missing = []
     if not names.intersection(PROCESSOR_FILES):
         missing.append("preprocessor_config.json")
@@ -203,7 +205,7 @@ def check_model_folder(folder: str | os.PathLike) -> str:
         missing.append("tokenizer.json (or vocab.txt)")
     if missing:
         raise UncropError(
-            f"Captioner folder '{path}' is missing {' and '.join(missing)}. {_folder_help()}"
+            f"Captioner folder '{path}' is missing {' and '.join(missing)}. {folder_help()}"
         )
     return family
 

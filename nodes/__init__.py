@@ -6,11 +6,13 @@ from comfy_api.latest import ComfyExtension, io
 
 from . import host
 from .canvas import ExpandCanvas
+from .caption import CaptionImage, LoadCaptioner
 from .composite import Composite
 from .fill import Fill
 from .masks import LoadMask, RefineMask
 
 NODES: list[type[io.ComfyNode]] = [LoadMask, RefineMask, ExpandCanvas, Fill, Composite]
+NODES += [LoadCaptioner, CaptionImage]
 
 
 class UncropExtension(ComfyExtension):

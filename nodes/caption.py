@@ -1,0 +1,163 @@
+"""Load Captioner and Caption Image."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io, ui
+
+from ..core import caption as captioning
+from ..core.errors import UncropError
+from . import host
+
+CAPTIONER = io.Custom("UNCROP_CAPTIONER")
+NONE_FOUND = "(no captioner found)"
+
+host.register_model_folder(captioning.MODEL_FOLDER)
+
+
+def _option_inputs() -> list:
+    """The captioning options, shared by both nodes (the loader's are the defaults)."""
+    defaults = captioning.CaptionOptions()
+    return [
+        io.Combo.Input(
+            "region",
+            options=list(captioning.REGIONS),
+            default=defaults.region,
+            tooltip=(
+                "visible: describe only what the mask leaves visible (the hole is cropped away or "
+                "blurred out, so it is never described). whole: describe the whole image."
+            ),
+        ),
+        io.Int.Input(
+            "max_length",
+            default=defaults.max_length,
+            min=1,
+            max=512,
+            tooltip="Most tokens (about words) the caption may have.",
+        ),
+        io.Int.Input(
+            "beams",
+            default=defaults.beams,
+            min=1,
+            max=16,
+            tooltip="Beam-search width: more beams give more careful captions, slower. 1 = greedy.",
+        ),
+        io.String.Input(
+            "template",
+            default=defaults.template,
+            tooltip="The prompt written; {caption} is replaced by the caption, e.g. '{caption}, detailed photo'.",
+        ),
+        io.String.Input(
+            "prefix",
+            default=defaults.prefix,
+            tooltip="Optional start the caption must continue, e.g. 'a photography of' (conditional captioning).",
+        ),
+    ]
+
+
+def _options(
+    region: str, max_length: int, beams: int, template: str, prefix: str
+) -> captioning.CaptionOptions:
+    return captioning.CaptionOptions(
+        region=region, max_length=max_length, beams=beams, template=template, prefix=prefix
+    ).checked()
+
+
+def find_captioner(model: str) -> str:
+    """Full path of the sub-folder ``model`` of the captioners model folders."""
+    path = host.model_path(captioning.MODEL_FOLDER, model) if model != NONE_FOUND else None
+    if path is None:
+        folders = " or ".join(f"'{f}'" for f in host.model_folders(captioning.MODEL_FOLDER))
+        what = (
+            "No captioner is installed" if model == NONE_FOUND else f"Captioner '{model}' not found"
+        )
+        raise UncropError(f"{what}. {captioning.folder_help(folders)}")
+    return path
+
+
+class LoadCaptioner(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        models = host.list_model_dirs(captioning.MODEL_FOLDER) or [NONE_FOUND]
+        return io.Schema(
+            node_id="UncropLoadCaptioner",
+            display_name="Load Captioner",
+            category="Uncrop/caption",
+            description=(
+                "Loads an image-captioning model (BLIP or GIT) from models/captioners/<name>/. "
+                "Connect it to Caption Image, or to the Inpaint/Outpaint samplers, which then write "
+                "their prompt from the image when the prompt is empty. The options here are the "
+                "ones the samplers use."
+            ),
+            inputs=[
+                io.Combo.Input(
+                    "model",
+                    options=models,
+                    default=models[0],
+                    tooltip=(
+                        "A sub-folder of models/captioners holding config.json, model.safetensors, "
+                        "preprocessor_config.json and the tokenizer files (e.g. the files of "
+                        "Salesforce/blip-image-captioning-large or microsoft/git-base-coco)."
+                    ),
+                ),
+                *_option_inputs(),
+            ],
+            outputs=[CAPTIONER.Output(display_name="captioner")],
+        )
+
+    @classmethod
+    def execute(
+        cls, model: str, region: str, max_length: int, beams: int, template: str, prefix: str
+    ) -> io.NodeOutput:
+        captioner = captioning.Captioner(
+            find_captioner(model),
+            device=host.torch_device(),
+            options=_options(region, max_length, beams, template, prefix),
+        )
+        return io.NodeOutput(captioner)
+
+
+class CaptionImage(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="UncropCaptionImage",
+            display_name="Caption Image",
+            category="Uncrop/caption",
+            description=(
+                "Writes a prompt describing the image with a captioning model. With a mask and "
+                "region 'visible', only what the mask leaves visible is described. One line per "
+                "image of the batch; the caption is also shown on the node."
+            ),
+            inputs=[
+                CAPTIONER.Input("captioner", tooltip="From Load Captioner."),
+                io.Image.Input("image", tooltip="The image to describe."),
+                io.Mask.Input(
+                    "mask",
+                    optional=True,
+                    tooltip="Optional; 1 = the hole to fill, which is not described.",
+                ),
+                *_option_inputs(),
+            ],
+            outputs=[io.String.Output(display_name="caption")],
+        )
+
+    @classmethod
+    def execute(
+        cls,
+        captioner: captioning.Captioner,
+        image,
+        region: str,
+        max_length: int,
+        beams: int,
+        template: str,
+        prefix: str,
+        mask=None,
+    ) -> io.NodeOutput:
+        captions = captioner.caption(
+            image,
+            mask,
+            options=_options(region, max_length, beams, template, prefix),
+            progress=host.Progress(image.shape[0]),
+        )
+        text = "\n".join(captions)
+        return io.NodeOutput(text, ui=ui.PreviewText(text))

@@ -1,0 +1,110 @@
+"""nodes/caption.py: Load Captioner and Caption Image, called as ComfyUI calls them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import tiny_captioners  # noqa: E402
+from conftest import run_node  # noqa: E402
+from uncrop.core import caption as cap  # noqa: E402
+from uncrop.core.errors import UncropError  # noqa: E402
+from uncrop.nodes import NODES  # noqa: E402
+from uncrop.nodes import caption as nodes  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def models() -> Path:
+    return tiny_captioners.models_dir()
+
+
+@pytest.fixture
+def in_models(models, monkeypatch) -> Path:
+    """Point the host's model folders (no ComfyUI here) at the tiny models."""
+    monkeypatch.setenv("UNCROP_MODELS_DIR", str(models))
+    return models
+
+
+def test_nodes_are_registered():
+    ids = {n.define_schema().node_id for n in NODES}
+    assert {"UncropLoadCaptioner", "UncropCaptionImage"} <= ids
+
+
+def test_loader_lists_the_captioners_folder(in_models):
+    schema = nodes.LoadCaptioner.define_schema()
+    model = next(i for i in schema.inputs if i.id == "model")
+    assert model.options == ["tiny-blip", "tiny-git"]
+    assert schema.outputs[0].get_io_type() == "UNCROP_CAPTIONER"
+
+
+@pytest.mark.parametrize("name", ["tiny-blip", "tiny-git"])
+def test_caption_image_node(in_models, astronaut, name):
+    (captioner,) = run_node(nodes.LoadCaptioner, model=name).result
+    assert isinstance(captioner, cap.Captioner) and captioner.name == name
+    image = astronaut[:, ::4, ::4]
+    out = run_node(
+        nodes.CaptionImage, captioner=captioner, image=image, template="{caption}, detailed photo"
+    )
+    (text,) = out.result
+    assert isinstance(text, str) and text.endswith(", detailed photo") and len(text) > 16
+    assert out.ui.as_dict() == {"text": (text,)}, "the caption is shown on the node"
+    again = run_node(
+        nodes.CaptionImage, captioner=captioner, image=image, template="{caption}, detailed photo"
+    )
+    assert again.result == (text,)
+
+
+def test_caption_image_with_mask_hides_the_hole(in_models, astronaut, monkeypatch):
+    seen = []
+    original = cap.images_for_model
+
+    def spy(image, mask, region="visible"):
+        pictures = original(image, mask, region)
+        seen.append([p.size for p in pictures])
+        return pictures
+
+    monkeypatch.setattr(cap, "images_for_model", spy)
+    (captioner,) = run_node(nodes.LoadCaptioner, model="tiny-blip").result
+    image = astronaut[:, ::4, ::4].expand(2, -1, -1, -1)
+    mask = torch.zeros(1, 128, 128)
+    mask[:, :, 64:] = 1
+    (text,) = run_node(nodes.CaptionImage, captioner=captioner, image=image, mask=mask).result
+    assert seen == [[(64, 128), (64, 128)]]
+    assert len(text.split("\n")) == 2, "one line per image"
+
+
+def test_loader_options_are_the_samplers_defaults(in_models, astronaut):
+    (captioner,) = run_node(
+        nodes.LoadCaptioner, model="tiny-git", template="{caption}, photo", beams=1
+    ).result
+    assert captioner.options.template == "{caption}, photo" and captioner.options.beams == 1
+    assert captioner.caption(astronaut[:, ::4, ::4])[0].endswith(", photo")
+
+
+def test_no_captioner_installed_says_where_to_put_what(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNCROP_MODELS_DIR", str(tmp_path))
+    schema = nodes.LoadCaptioner.define_schema()
+    model = next(i for i in schema.inputs if i.id == "model")
+    assert model.options == [nodes.NONE_FOUND]
+    with pytest.raises(UncropError) as err:
+        run_node(nodes.LoadCaptioner, model=nodes.NONE_FOUND)
+    text = str(err.value)
+    assert "No captioner is installed" in text
+    assert str(tmp_path / "captioners") in text
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "tokenizer.json"):
+        assert name in text
+
+
+def test_unknown_captioner_is_named(in_models):
+    with pytest.raises(UncropError, match="Captioner 'blip-large' not found"):
+        run_node(nodes.LoadCaptioner, model="blip-large")
+
+
+def test_bad_template_is_refused_at_the_node(in_models, astronaut):
+    (captioner,) = run_node(nodes.LoadCaptioner, model="tiny-blip").result
+    with pytest.raises(UncropError, match="template"):
+        run_node(nodes.CaptionImage, captioner=captioner, image=astronaut, template="a photo")

@@ -3,6 +3,7 @@
     uncrop inpaint IMAGE --mask MASK -o OUT
     uncrop outpaint IMAGE --width W --height H [--fit pad] [--anchor center] -o OUT
     uncrop outpaint IMAGE --left 128 --right 128 [--unit px] -o OUT
+    uncrop caption IMAGE [--mask MASK] [--captioner PATH]
     uncrop demo [-o DIR]
 
 Exit codes: 0 done, 2 bad input (the message says which), 1 anything unexpected.
@@ -12,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from .core import canvas, imageio, model_free
+from .core import canvas, caption, imageio, model_free
 from .core.errors import UncropError
 from .core.fill import FILL_METHODS, parse_color
 from .core.masks import refine_mask
@@ -92,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--feather", type=float, default=0.0, help="feather the mask edge, px")
 
+    _add_captioner(p)
+
     p = sub.add_parser("outpaint", help="extend an image beyond its borders")
     _add_common(p, "mirror")
     p.add_argument("--width", type=int, help="target width (with --height)")
@@ -109,6 +113,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--multiple-of", type=int, default=8, help="round the canvas up to this multiple"
     )
 
+    _add_captioner(p)
+
+    p = sub.add_parser("caption", help="write a prompt describing an image")
+    p.add_argument("image", help="the image to describe")
+    p.add_argument("--mask", help="mask image or URL; white = hole, which is not described")
+    p.add_argument(
+        "--channel", choices=imageio.MASK_CHANNELS, default="luminance", help="mask channel"
+    )
+    p.add_argument("--invert", action="store_true", help="invert the mask")
+    _add_captioner(p)
+    defaults = caption.CaptionOptions()
+    p.add_argument(
+        "--region",
+        choices=caption.REGIONS,
+        default=defaults.region,
+        help="visible: describe only what the mask leaves visible; whole: the whole image",
+    )
+    p.add_argument("--max-length", type=int, default=defaults.max_length, help="most tokens")
+    p.add_argument("--beams", type=int, default=defaults.beams, help="beam-search width")
+    p.add_argument(
+        "--template", default=defaults.template, help="prompt template with {caption} in it"
+    )
+    p.add_argument("--prefix", default=defaults.prefix, help="text the caption must start with")
+    p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1, mps")
+
     p = sub.add_parser("demo", help="inpaint and outpaint the bundled sample photo")
     p.add_argument(
         "-o", "--output", default="results", help="folder for the results (default: results)"
@@ -122,12 +151,69 @@ def _load_mask(source: str, channel: str, invert: bool) -> torch.Tensor:
     return imageio.load_mask(data, channel=channel, invert=invert, name="--mask")
 
 
+def _add_captioner(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--captioner",
+        help=(
+            "captioning model folder (BLIP or GIT: config.json, model.safetensors, "
+            "preprocessor_config.json, tokenizer files); for inpaint/outpaint it writes the "
+            "prompt when none is given. Default for caption: the first folder in "
+            f"$UNCROP_MODELS_DIR/{caption.MODEL_FOLDER} (models/{caption.MODEL_FOLDER})"
+        ),
+    )
+
+
+def _captioner(path: str | None, device: torch.device) -> caption.Captioner:
+    """The captioner at ``path``, else the first one in the models folder."""
+    if not path:
+        models = Path(os.environ.get("UNCROP_MODELS_DIR", "models")) / caption.MODEL_FOLDER
+        found = sorted(p for p in models.glob("*") if p.is_dir()) if models.is_dir() else []
+        if not found:
+            raise UncropError(
+                f"no captioner given and none found in '{models.resolve()}'; pass --captioner "
+                f"PATH. {caption.folder_help(repr(str(models.resolve())))}"
+            )
+        path = str(found[0])
+    return caption.Captioner(path, device=device)
+
+
+def _auto_prompt(args: argparse.Namespace, image: torch.Tensor, mask: torch.Tensor | None) -> str:
+    """With --captioner, the prompt written from what the mask leaves visible."""
+    if not getattr(args, "captioner", None):
+        return ""
+    captioner = _captioner(args.captioner, _device(args.device))
+    prompt = captioner.caption(image, mask)[0]
+    print(f"prompt (captioned): {prompt}", file=sys.stderr)
+    return prompt
+
+
+def run_caption(args: argparse.Namespace) -> list[str]:
+    device = _device(args.device)
+    image, _ = imageio.load_image(args.image)
+    mask = _load_mask(args.mask, args.channel, args.invert) if args.mask else None
+    options = caption.CaptionOptions(
+        region=args.region,
+        max_length=args.max_length,
+        beams=args.beams,
+        template=args.template,
+        prefix=args.prefix,
+    )
+    bar = TqdmProgress("caption")
+    try:
+        return _captioner(args.captioner, device).caption(
+            image, mask, options=options, progress=bar
+        )
+    finally:
+        bar.close()
+
+
 def run_inpaint(args: argparse.Namespace) -> Path:
     device = _device(args.device)
     image, _ = imageio.load_image(args.image)
     mask = _load_mask(args.mask, args.channel, args.invert)
     image, mask = image.to(device), mask.to(device)
     mask = refine_mask(mask, grow_px=args.grow, feather_px=args.feather)
+    _auto_prompt(args, image, mask)
     bar = TqdmProgress("inpaint")
     try:
         out = model_free.inpaint(
@@ -167,6 +253,7 @@ def run_outpaint(args: argparse.Namespace) -> Path:
     device = _device(args.device)
     image, _ = imageio.load_image(args.image)
     plan = _plan(args, image.shape[2], image.shape[1])
+    _auto_prompt(args, image, None)
     bar = TqdmProgress("outpaint")
     try:
         out, _mask = model_free.outpaint(
@@ -209,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
                 written = [run_inpaint(args)]
             elif args.command == "outpaint":
                 written = [run_outpaint(args)]
+            elif args.command == "caption":
+                written = []
+                print("\n".join(run_caption(args)))
             else:
                 written = run_demo(args)
     except UncropError as exc:

@@ -1,0 +1,73 @@
+"""``uncrop caption`` and ``--captioner`` on inpaint/outpaint, with tiny captioners."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tiny_captioners  # noqa: E402
+
+from uncrop import cli  # noqa: E402
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+@pytest.fixture(scope="module")
+def models() -> Path:
+    return tiny_captioners.models_dir()
+
+
+def test_caption_prints_the_prompt(models, monkeypatch, capsys):
+    monkeypatch.setenv("UNCROP_MODELS_DIR", str(models))
+    args = ["caption", str(SAMPLES / "coffee.jpg"), "--template", "{caption}, detailed photo"]
+    assert cli.main(args) == 0
+    first = capsys.readouterr().out.strip()
+    assert first.endswith(", detailed photo") and len(first) > 16
+    assert cli.main([*args, "--captioner", str(models / "captioners" / "tiny-blip")]) == 0
+    assert capsys.readouterr().out.strip() == first, "the default is the first folder, tiny-blip"
+
+
+def test_caption_with_mask_and_prefix(models, capsys):
+    code = cli.main(
+        [
+            "caption",
+            str(SAMPLES / "coffee.jpg"),
+            "--mask",
+            str(SAMPLES / "coffee-mask.png"),
+            "--captioner",
+            str(models / "captioners" / "tiny-git"),
+            "--prefix",
+            "a photo of",
+        ]
+    )
+    assert code == 0
+    assert capsys.readouterr().out.startswith("a photo of ")
+
+
+def test_no_captioner_says_where_to_put_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("UNCROP_MODELS_DIR", str(tmp_path))
+    assert cli.main(["caption", str(SAMPLES / "coffee.jpg")]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "captioners") in err and "model.safetensors" in err
+
+
+def test_outpaint_with_captioner_reports_the_prompt(models, tmp_path, capsys):
+    out = tmp_path / "out.png"
+    code = cli.main(
+        [
+            "outpaint",
+            str(SAMPLES / "coffee.jpg"),
+            "--left",
+            "32",
+            "--captioner",
+            str(models / "captioners" / "tiny-git"),
+            "-o",
+            str(out),
+        ]
+    )
+    assert code == 0 and out.exists()
+    prompt = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("prompt")]
+    assert len(prompt) == 1 and len(prompt[0]) > len("prompt (captioned): ")

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from uncrop.nodes import NODES
 
 WORKFLOWS = sorted((Path(__file__).resolve().parent.parent / "workflows").glob("*.json"))

@@ -2,6 +2,7 @@ import itertools
 
 import pytest
 import torch
+
 from uncrop.core import canvas
 from uncrop.core.errors import UncropError
 

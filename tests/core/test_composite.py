@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from uncrop.core.composite import color_match, composite, lab_to_rgb, rgb_to_lab
 from uncrop.core.errors import UncropError
 from uncrop.core.masks import feather

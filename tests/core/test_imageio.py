@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
 from uncrop.core import imageio
 from uncrop.core.errors import UncropError
 

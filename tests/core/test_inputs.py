@@ -2,6 +2,7 @@ import logging
 
 import pytest
 import torch
+
 from uncrop.core.errors import UncropError
 from uncrop.core.inputs import check_image, check_mask, is_empty, match_mask
 

@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+
 from uncrop.core import masks
 from uncrop.core.errors import UncropError
 

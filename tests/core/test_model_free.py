@@ -1,4 +1,5 @@
 import torch
+
 from uncrop.core import canvas, model_free
 
 

@@ -1,5 +1,6 @@
 import torch
 from conftest import run_node
+
 from uncrop.nodes.composite import Composite
 
 

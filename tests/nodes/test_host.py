@@ -4,6 +4,7 @@ import sys
 import types
 
 import torch
+
 from uncrop.nodes import host
 
 

@@ -3,6 +3,7 @@ import pytest
 import torch
 from conftest import run_node
 from PIL import Image
+
 from uncrop.core.errors import UncropError
 from uncrop.nodes import host
 from uncrop.nodes.masks import LoadMask, RefineMask

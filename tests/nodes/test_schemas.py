@@ -4,6 +4,7 @@ import asyncio
 import inspect
 
 import pytest
+
 import uncrop
 from uncrop.nodes import NODES
 

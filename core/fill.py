@@ -13,11 +13,11 @@ import logging
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
 from .errors import UncropError
 from .inputs import is_empty, match_mask
 from .progress import ProgressHook, or_null
+from .smooth import smooth_fill
 
 log = logging.getLogger(__name__)
 
@@ -140,73 +140,23 @@ def fill_mirror(image: torch.Tensor, hole: torch.Tensor, **_: object) -> torch.T
     return out
 
 
-def _downsample(values: torch.Tensor, known: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Halve a level: average of known children; a parent is known if all children are."""
-    weight = F.avg_pool2d(known, 2, ceil_mode=True)
-    total = F.avg_pool2d(values * known, 2, ceil_mode=True)
-    return total / weight.clamp_min(1e-6), (weight > 0.999).to(values.dtype)
-
-
-def _relax(
-    x: torch.Tensor, free: torch.Tensor, max_sweeps: int, tol: float, omega: float = 1.7
-) -> torch.Tensor:
-    """Red-black SOR on the Laplace equation, updating only ``free`` pixels.
-
-    ``x`` is ``[N,C,H,W]``; borders are Neumann (replicated), so a hole touching the
-    frame edge takes the value of its known neighbours rather than black. Stops
-    when no pixel moves by more than ``tol`` in a sweep.
-    """
-    h, w = x.shape[-2:]
-    parity = (torch.arange(h, device=x.device).view(-1, 1) + torch.arange(w, device=x.device)) % 2
-    masks = [free * (parity == p).to(x.dtype) for p in (0, 1)]
-    for sweep in range(max_sweeps):
-        change = x.new_zeros(())
-        for m in masks:
-            p = F.pad(x, (1, 1, 1, 1), mode="replicate")
-            avg = 0.25 * (
-                p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]
-            )
-            step = omega * m * (avg - x)
-            x = x + step
-            if sweep % 4 == 3:
-                change = torch.maximum(change, step.abs().max())
-        if sweep % 4 == 3 and float(change) < tol:
-            break
-    return x
-
-
 def fill_smooth(
-    image: torch.Tensor, hole: torch.Tensor, tol: float = 1e-4, **_: object
+    image: torch.Tensor,
+    hole: torch.Tensor,
+    tension: float | None = None,
+    iterations: int = 16,
+    **_: object,
 ) -> torch.Tensor:
-    """Harmonic (membrane) interpolation of the hole from its border.
+    """Thin-plate interpolation of the hole from its border (see :mod:`.smooth`).
 
-    Cascadic multigrid: the hole is solved on a pyramid from the coarsest level up,
-    each finer level starting from the upsampled coarser solution and relaxed with
-    red-black SOR until it settles (a handful of sweeps, since the coarse level
-    already got the large scales right). A linear ramp across a hole comes back
-    exactly.
+    Best for scratches, thin strokes and small holes; a linear ramp comes back
+    exactly. ``tension`` 0 gives the pure biharmonic fill.
     """
-
-    def run(img: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        x = img.movedim(-1, 1)
-        known = (~h).unsqueeze(1).to(x.dtype)
-        levels = [(x, known)]
-        while min(levels[-1][0].shape[-2:]) > 8 and levels[-1][1].min() < 1:
-            levels.append(_downsample(*levels[-1]))
-        values, k = levels[-1]
-        # Coarsest level: start from the mean of what is known.
-        mean = (values * k).sum(dim=(-2, -1), keepdim=True) / k.sum(
-            dim=(-2, -1), keepdim=True
-        ).clamp_min(1)
-        sol = torch.where(k > 0, values, mean.expand_as(values))
-        sol = _relax(sol, 1 - k, 400, tol / 10)
-        for values, k in reversed(levels[:-1]):
-            up = F.interpolate(sol, size=values.shape[-2:], mode="bilinear", align_corners=False)
-            sol = torch.where(k > 0, values, up)
-            sol = _relax(sol, 1 - k, 48, tol)
-        return sol.movedim(1, -1).clamp(0, 1)
-
-    return _in_crop(image, hole, 2, run)
+    out = image.clone()
+    for i in range(image.shape[0]):
+        if bool(hole[i].any()):
+            out[i] = smooth_fill(image[i], hole[i], tension=tension, iterations=iterations)
+    return torch.where(hole.unsqueeze(-1), out, image)
 
 
 def fill_color(

@@ -23,6 +23,7 @@ def models() -> Path:
 def test_caption_prints_the_prompt(models, monkeypatch, capsys):
     monkeypatch.setenv("UNCROP_MODELS_DIR", str(models))
     args = ["caption", str(SAMPLES / "coffee.jpg"), "--template", "{caption}, detailed photo"]
+    args += ["--max-length", "8"]
     assert cli.main(args) == 0
     first = capsys.readouterr().out.strip()
     assert first.endswith(", detailed photo") and len(first) > 16
@@ -41,6 +42,8 @@ def test_caption_with_mask_and_prefix(models, capsys):
             str(models / "captioners" / "tiny-git"),
             "--prefix",
             "a photo of",
+            "--max-length",
+            "8",
         ]
     )
     assert code == 0

@@ -11,6 +11,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tiny_captioners  # noqa: E402
 from conftest import run_node  # noqa: E402
+
 from uncrop.core import caption as cap  # noqa: E402
 from uncrop.core.errors import UncropError  # noqa: E402
 from uncrop.nodes import NODES  # noqa: E402
@@ -47,13 +48,21 @@ def test_caption_image_node(in_models, astronaut, name):
     assert isinstance(captioner, cap.Captioner) and captioner.name == name
     image = astronaut[:, ::4, ::4]
     out = run_node(
-        nodes.CaptionImage, captioner=captioner, image=image, template="{caption}, detailed photo"
+        nodes.CaptionImage,
+        captioner=captioner,
+        image=image,
+        template="{caption}, detailed photo",
+        max_length=8,
     )
     (text,) = out.result
     assert isinstance(text, str) and text.endswith(", detailed photo") and len(text) > 16
     assert out.ui.as_dict() == {"text": (text,)}, "the caption is shown on the node"
     again = run_node(
-        nodes.CaptionImage, captioner=captioner, image=image, template="{caption}, detailed photo"
+        nodes.CaptionImage,
+        captioner=captioner,
+        image=image,
+        template="{caption}, detailed photo",
+        max_length=8,
     )
     assert again.result == (text,)
 
@@ -72,14 +81,16 @@ def test_caption_image_with_mask_hides_the_hole(in_models, astronaut, monkeypatc
     image = astronaut[:, ::4, ::4].expand(2, -1, -1, -1)
     mask = torch.zeros(1, 128, 128)
     mask[:, :, 64:] = 1
-    (text,) = run_node(nodes.CaptionImage, captioner=captioner, image=image, mask=mask).result
+    (text,) = run_node(
+        nodes.CaptionImage, captioner=captioner, image=image, mask=mask, max_length=8
+    ).result
     assert seen == [[(64, 128), (64, 128)]]
     assert len(text.split("\n")) == 2, "one line per image"
 
 
 def test_loader_options_are_the_samplers_defaults(in_models, astronaut):
     (captioner,) = run_node(
-        nodes.LoadCaptioner, model="tiny-git", template="{caption}, photo", beams=1
+        nodes.LoadCaptioner, model="tiny-git", template="{caption}, photo", beams=1, max_length=8
     ).result
     assert captioner.options.template == "{caption}, photo" and captioner.options.beams == 1
     assert captioner.caption(astronaut[:, ::4, ::4])[0].endswith(", photo")

@@ -97,10 +97,12 @@ def _check_component(folder: Path, name: str, library: str) -> None:
     """Raise naming the missing file if a component folder cannot be loaded."""
     sub = folder / name
     if name.startswith("tokenizer"):
-        if not (sub / "tokenizer.json").is_file():
-            for required in ("vocab.json", "merges.txt"):
-                if not (sub / required).is_file():
-                    raise UncropError(f"model: {sub / required} is missing (component '{name}').")
+        bpe = all((sub / f).is_file() for f in ("vocab.json", "merges.txt"))
+        if not (sub / "tokenizer.json").is_file() and not bpe:
+            raise UncropError(
+                f"model: {sub / 'tokenizer.json'} is missing (or vocab.json with merges.txt); "
+                f"component '{name}' cannot be loaded."
+            )
         return
     if name == "scheduler":
         _read_json(sub / "scheduler_config.json")
@@ -159,7 +161,7 @@ def _read_shapes(path: Path) -> dict[str, tuple[int, ...]]:
 
     try:
         with safe_open(str(path), framework="pt") as f:
-            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
     except Exception as exc:  # safetensors raises its own error types
         raise UncropError(
             f"model: {path.name} is not a readable .safetensors file: {exc}"

@@ -110,9 +110,9 @@ def _vae(seed: int = 2):
     return AutoencoderKL(
         in_channels=3,
         out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(32, 64),
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(32, 32, 32),
         latent_channels=4,
         norm_num_groups=32,
         sample_size=64,
@@ -145,7 +145,7 @@ def tiny_sd(tmp: str | os.PathLike, in_channels: int = 9, seed: int = 0):
     tokenizer, vocab_size = _tokenizer(tmp, "tok")
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        sample_size=32,
+        sample_size=16,
         in_channels=in_channels,
         out_channels=4,
         layers_per_block=1,
@@ -182,7 +182,7 @@ def tiny_sdxl(tmp: str | os.PathLike, in_channels: int = 4, seed: int = 0):
     tokenizer_2, _ = _tokenizer(tmp, "tok2", pad_token="!")
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        sample_size=32,
+        sample_size=16,
         in_channels=in_channels,
         out_channels=4,
         layers_per_block=1,
@@ -396,3 +396,41 @@ def save_single_file(pipe, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(single_file_state_dict(pipe), str(path))
     return path
+
+
+_trees: dict[str, dict[str, Path]] = {}
+
+
+def build_model_tree(root: str | os.PathLike) -> dict[str, Path]:
+    """A ComfyUI ``models`` tree with every tiny family, built once per process.
+
+    Keys: ``root`` (the models folder), ``tokenizer`` (the tiny CLIP BPE files a
+    single file needs), one per diffusers folder (``sd-inpaint``, ``sd``, ``sdxl``,
+    ``sdxl-inpaint``, ``controlnet``) and per single file (``sd-inpaint.safetensors``,
+    ``sd.safetensors``, ``sdxl.safetensors``); ``pipes`` holds the in-memory
+    originals for weight comparisons.
+    """
+    if _trees:
+        return next(iter(_trees.values()))
+    root = Path(root)
+    work = root / "_build"
+    models = root / "models"
+    tree: dict = {"root": models, "tokenizer": work / "sd" / "tok", "pipes": {}}
+    builders = {
+        "sd-inpaint": lambda: tiny_sd(work / "sd", 9),
+        "sd": lambda: tiny_sd(work / "sd", 4),
+        "sdxl": lambda: tiny_sdxl(work / "sdxl", 4),
+        "sdxl-inpaint": lambda: tiny_sdxl(work / "sdxl", 9),
+    }
+    for name, build in builders.items():
+        pipe = build()
+        tree["pipes"][name] = pipe
+        tree[name] = save_folder(pipe, models / "diffusers" / f"tiny-{name}")
+        if name != "sdxl-inpaint":
+            file = models / "checkpoints" / f"tiny-{name}.safetensors"
+            tree[f"{name}.safetensors"] = save_single_file(pipe, file)
+    cn = tiny_controlnet(tree["pipes"]["sd"].unet)
+    cn.save_pretrained(str(models / "controlnet" / "tiny-inpaint-cn"), safe_serialization=True)
+    tree["controlnet"] = models / "controlnet" / "tiny-inpaint-cn"
+    _trees[str(root)] = tree
+    return tree

@@ -1,0 +1,460 @@
+"""Diffusion inpainting and outpainting with a loaded :class:`~.models.InpaintModel`.
+
+The sampler never runs a model on the whole photo. For each image it
+
+1. checks the inputs and works out the prompt (a captioner may supply it),
+2. plans windows: the mask's bounding box plus context, resized to the model's
+   native resolution (:class:`SampleWindow`); a large outpaint area is covered
+   by several overlapping native-size windows instead,
+3. pre-fills the hole with a model-free fill, so the model sees plausible
+   context (and a start for ``strength < 1``),
+4. runs the diffusers inpaint pipeline on each window, reporting every step to
+   the :class:`~.progress.ProgressHook` (progress, preview, cancel),
+5. scales the result back, pastes it, and composites it through
+   :func:`~.composite.composite`, so pixels where the mask is 0 are bit-identical.
+
+A small hole in a 4K photo therefore costs one native-size job.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from . import canvas
+from .composite import color_match, composite
+from .errors import UncropError
+from .fill import FILL_METHODS, fill
+from .inputs import check_image, match_mask
+from .masks import feather
+from .models import InpaintModel
+from .progress import ProgressHook, or_null
+
+log = logging.getLogger(__name__)
+
+SCHEDULERS = {
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler_a": ("EulerAncestralDiscreteScheduler", {}),
+    "dpmpp_2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++"}),
+    "dpmpp_2m_karras": (
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "dpmsolver++", "use_karras_sigmas": True},
+    ),
+    "ddim": ("DDIMScheduler", {}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+}
+# Above this many times the native side, an outpaint area is tiled rather than shrunk.
+TILE_ABOVE = 1.5
+
+
+@dataclass(frozen=True)
+class SampleWindow:
+    """A box ``[x0, x1) x [y0, y1)`` of the image, sampled at ``sample_w x sample_h`` px."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    sample_w: int
+    sample_h: int
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.y0, self.y1), slice(self.x0, self.x1)
+
+    @staticmethod
+    def sample_size(width: int, height: int, native: int, multiple: int) -> tuple[int, int]:
+        """Scale ``width x height`` to about ``native**2`` px of area, sides a ``multiple``."""
+        scale = native / math.sqrt(width * height)
+        w = max(multiple, round(width * scale / multiple) * multiple)
+        h = max(multiple, round(height * scale / multiple) * multiple)
+        return w, h
+
+    @classmethod
+    def around(
+        cls,
+        box: tuple[int, int, int, int],
+        image_w: int,
+        image_h: int,
+        native: int,
+        multiple: int,
+        context: float = 0.5,
+        min_context: int = 16,
+    ) -> SampleWindow:
+        """The window for mask bounding box ``box = (x0, y0, x1, y1)``.
+
+        The box grows by ``context`` times its longer side (at least ``min_context``
+        px) on every side, is widened towards a square where the image allows (the
+        model's training shape), and is kept inside the image.
+        """
+        x0, y0, x1, y1 = box
+        margin = max(min_context, round(context * max(x1 - x0, y1 - y0)))
+        w = min(image_w, x1 - x0 + 2 * margin)
+        h = min(image_h, y1 - y0 + 2 * margin)
+        side = max(w, h)
+        w, h = min(image_w, side), min(image_h, side)
+
+        def place(lo: int, hi: int, size: int, limit: int) -> tuple[int, int]:
+            start = (lo + hi) // 2 - size // 2
+            start = min(max(0, start), limit - size)
+            return start, start + size
+
+        wx0, wx1 = place(x0, x1, w, image_w)
+        wy0, wy1 = place(y0, y1, h, image_h)
+        sw, sh = cls.sample_size(w, h, native, multiple)
+        return cls(wx0, wy0, wx1, wy1, sw, sh)
+
+
+def mask_box(mask: torch.Tensor) -> tuple[int, int, int, int] | None:
+    """Bounding box ``(x0, y0, x1, y1)`` of ``mask > 0`` in a ``[H,W]`` mask, or None."""
+    ys = torch.nonzero(mask.amax(dim=1) > 0).flatten()
+    xs = torch.nonzero(mask.amax(dim=0) > 0).flatten()
+    if ys.numel() == 0:
+        return None
+    return int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1
+
+
+def tile_windows(
+    box: tuple[int, int, int, int], image_w: int, image_h: int, size: int, overlap: int
+) -> list[SampleWindow]:
+    """Native-size windows at scale 1 covering ``box``, overlapping by ``overlap`` px."""
+
+    def starts(lo: int, hi: int, limit: int) -> tuple[list[int], int]:
+        span = min(size, limit)
+        lo = max(0, min(lo, limit - span))
+        hi = max(hi, lo + span)
+        if hi - lo <= span:
+            return [lo], span
+        n = math.ceil((hi - lo - span) / (span - overlap)) + 1
+        step = (hi - lo - span) / (n - 1)
+        return [min(limit - span, round(lo + i * step)) for i in range(n)], span
+
+    xs, w = starts(box[0], box[2], image_w)
+    ys, h = starts(box[1], box[3], image_h)
+    return [SampleWindow(x, y, x + w, y + h, w, h) for y in ys for x in xs]
+
+
+def edge_ramp(window: SampleWindow, image_w: int, image_h: int, width: int) -> torch.Tensor:
+    """``[h,w]`` weight: 1 inside, fading to 0 over ``width`` px towards window edges
+    that lie inside the image (edges on the image border stay at 1)."""
+    ramp = torch.ones(window.height, window.width)
+    if width <= 0:
+        return ramp
+    lin = torch.linspace(1.0 / (width + 1), 1.0, width).clamp(max=1)
+    n_y, n_x = min(width, window.height), min(width, window.width)
+    if window.x0 > 0:
+        ramp[:, :n_x] *= lin[:n_x]
+    if window.x1 < image_w:
+        ramp[:, -n_x:] *= lin[:n_x].flip(0)
+    if window.y0 > 0:
+        ramp[:n_y] *= lin[:n_y, None]
+    if window.y1 < image_h:
+        ramp[-n_y:] *= lin[:n_y].flip(0)[:, None]
+    return ramp
+
+
+@dataclass
+class SamplerSettings:
+    prompt: str = ""
+    negative_prompt: str = ""
+    seed: int = 0
+    steps: int = 20
+    guidance: float = 7.0
+    strength: float = 1.0
+    scheduler: str = "euler"
+    mask_blur: float = 4.0
+    prefill: str = "edge"
+    context: float = 0.5
+    color_match: str = "none"
+    controlnet_scale: float = 1.0
+    resolution: int = 0  # side in px of a window's area; 0 = the model's native size
+
+    def check(self) -> None:
+        if self.scheduler not in SCHEDULERS:
+            raise UncropError(
+                f"scheduler: expected one of {', '.join(SCHEDULERS)}, got '{self.scheduler}'."
+            )
+        if not 1 <= self.steps <= 1000:
+            raise UncropError(f"steps: expected 1..1000, got {self.steps}.")
+        if not 0.0 < self.strength <= 1.0:
+            raise UncropError(f"strength: expected a value in (0, 1], got {self.strength}.")
+        if self.guidance < 0:
+            raise UncropError(f"guidance: expected 0 or more, got {self.guidance}.")
+        if self.mask_blur < 0:
+            raise UncropError(f"mask_blur: expected 0 or more px, got {self.mask_blur}.")
+        if self.resolution and not 64 <= self.resolution <= 4096:
+            raise UncropError(
+                f"resolution: expected 0 (native) or 64..4096, got {self.resolution}."
+            )
+        if self.prefill != "none" and self.prefill not in FILL_METHODS:
+            raise UncropError(
+                f"prefill: expected none or one of {', '.join(FILL_METHODS)}, got '{self.prefill}'."
+            )
+        if self.context < 0:
+            raise UncropError(f"context: expected 0 or more, got {self.context}.")
+
+
+@dataclass
+class SampleResult:
+    image: torch.Tensor
+    prompts: list[str]
+    windows: list[list[SampleWindow]] = field(default_factory=list)
+
+
+_warned_unconditioned = False
+
+
+def resolve_prompts(
+    prompt: str, image: torch.Tensor, mask: torch.Tensor | None, captioner
+) -> list[str]:
+    """One prompt per image: the given one, else the captioner's, else empty."""
+    global _warned_unconditioned
+    if prompt.strip():
+        return [prompt] * image.shape[0]
+    if captioner is not None:
+        captions = list(captioner.caption(image, mask))
+        if len(captions) != image.shape[0]:
+            raise UncropError(
+                f"captioner: returned {len(captions)} captions for {image.shape[0]} images."
+            )
+        log.info("Prompt from captioner: %s", " | ".join(captions))
+        return captions
+    if not _warned_unconditioned:
+        log.warning("No prompt and no captioner: sampling without a text prompt.")
+        _warned_unconditioned = True
+    return [""] * image.shape[0]
+
+
+def make_scheduler(model: InpaintModel, name: str):
+    import diffusers
+
+    cls_name, options = SCHEDULERS[name]
+    return getattr(diffusers, cls_name).from_config(model.pipe.scheduler.config, **options)
+
+
+class _StepReporter:
+    """diffusers' ``callback_on_step_end``: progress, live preview and cancel per step."""
+
+    def __init__(self, hook: ProgressHook, total: int, preview: Callable | None):
+        self.hook, self.total, self.preview, self.done = hook, total, preview, 0
+
+    def __call__(self, pipe, step: int, timestep, kwargs: dict) -> dict:
+        self.done += 1
+        image = None
+        if self.preview is not None and "latents" in kwargs:
+            image = self.preview(kwargs["latents"][:1])
+        self.hook.update(self.done, self.total, image)
+        self.hook.check_interrupted()
+        return {}
+
+
+def _pipeline_for(model: InpaintModel):
+    """The plain inpaint pipeline, or a ControlNet inpaint pipeline over the same parts."""
+    if model.controlnet is None:
+        return model.pipe
+    import diffusers
+
+    cls = (
+        diffusers.StableDiffusionXLControlNetInpaintPipeline
+        if model.info.base == "sdxl"
+        else diffusers.StableDiffusionControlNetInpaintPipeline
+    )
+    parts = {k: v for k, v in model.pipe.components.items() if k in cls._get_signature_keys(cls)[0]}
+    pipe = cls(**parts, controlnet=model.controlnet)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def _run_window(
+    model: InpaintModel,
+    pipe,
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    window: SampleWindow,
+    prompt: str,
+    settings: SamplerSettings,
+    seed: int,
+    reporter: _StepReporter,
+) -> torch.Tensor:
+    """Sample one window of ``image [1,H,W,C]``; return the result at window size."""
+    ys, xs = window.slices
+    crop = canvas.resize_image(image[:, ys, xs, :3], window.sample_w, window.sample_h)
+    crop_mask = mask[:, ys, xs].unsqueeze(1)
+    crop_mask = F.interpolate(crop_mask, size=(window.sample_h, window.sample_w), mode="bilinear")
+    device = model.device
+    kwargs = {
+        "prompt": prompt,
+        "negative_prompt": settings.negative_prompt or None,
+        "image": crop.movedim(-1, 1).to(device, model.dtype),
+        "mask_image": crop_mask.clamp(0, 1).to(device, model.dtype),
+        "height": window.sample_h,
+        "width": window.sample_w,
+        "strength": settings.strength,
+        "num_inference_steps": settings.steps,
+        "guidance_scale": settings.guidance,
+        "generator": torch.Generator("cpu").manual_seed(seed),
+        "output_type": "pt",
+        "callback_on_step_end": reporter,
+    }
+    if model.controlnet is not None:
+        control = kwargs["image"].clone()
+        control[(kwargs["mask_image"] > 0.5).expand_as(control)] = -1.0
+        kwargs["control_image"] = control
+        kwargs["controlnet_conditioning_scale"] = settings.controlnet_scale
+    pipe.scheduler = make_scheduler(model, settings.scheduler)
+    for attempt in range(2):
+        try:
+            out = pipe(**kwargs).images
+            break
+        except Exception as exc:
+            if not _is_oom(exc):
+                raise
+            if attempt == 0 and not model.vae_tiling:
+                log.warning("Out of GPU memory; retrying once with VAE tiling.")
+                model.set_vae_tiling(True)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                continue
+            raise UncropError(
+                f"out of GPU memory sampling a {window.sample_w}x{window.sample_h} window "
+                "even with VAE tiling; free memory (unload other models), lower the context, "
+                "or use a smaller model."
+            ) from exc
+    out = out.float().to(image.device).movedim(1, -1).clamp(0, 1)
+    return canvas.resize_image(out, window.width, window.height)
+
+
+def _progress_total(n_windows: int, settings: SamplerSettings) -> int:
+    return n_windows * max(1, int(settings.steps * settings.strength))
+
+
+def sample(
+    model: InpaintModel,
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    settings: SamplerSettings,
+    *,
+    tiles: bool = False,
+    captioner=None,
+    progress: ProgressHook | None = None,
+    preview: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> SampleResult:
+    """Inpaint where ``mask > 0``; ``tiles`` allows several windows for big areas."""
+    settings.check()
+    image, mask = match_mask(image, mask)
+    hook = or_null(progress)
+    prompts = resolve_prompts(settings.prompt, image, mask, captioner)
+    hole = (mask > 0).to(image.dtype)
+    prefilled = (
+        image
+        if settings.prefill == "none"
+        else fill(image, hole, settings.prefill, seed=settings.seed)
+    )
+    native, multiple = settings.resolution or model.native_size, model.size_multiple
+    h, w = image.shape[1:3]
+    plans: list[list[SampleWindow]] = []
+    for i in range(image.shape[0]):
+        box = mask_box(mask[i])
+        if box is None:
+            plans.append([])
+            continue
+        single = SampleWindow.around(box, w, h, native, multiple, settings.context)
+        big = max(single.width, single.height) > TILE_ABOVE * native
+        if tiles and big:
+            plans.append(tile_windows(box, w, h, native, overlap=native // 4))
+        else:
+            plans.append([single])
+    reporter = _StepReporter(hook, _progress_total(sum(map(len, plans)), settings), preview)
+    pipe = _pipeline_for(model)
+    results = []
+    for i, windows in enumerate(plans):
+        hook.check_interrupted()
+        if not windows:
+            results.append(image[i : i + 1])
+            continue
+        current = prefilled[i : i + 1].clone()
+        remaining = mask[i : i + 1].clone()
+        order = sorted(windows, key=lambda win: float(remaining[0][win.slices].mean()))
+        for k, win in enumerate(order):
+            ys, xs = win.slices
+            if not bool((remaining[0][ys, xs] > 0).any()):
+                continue
+            out = _run_window(
+                model, pipe, current, remaining, win, prompts[i], settings,
+                settings.seed + i * 1000 + k, reporter,
+            )  # fmt: skip
+            if len(windows) == 1:
+                current[:, ys, xs, :3] = out
+                break
+            weight = edge_ramp(win, w, h, native // 8).to(current) * (remaining[0][ys, xs] > 0)
+            patch = current[:, ys, xs, :3]
+            current[:, ys, xs, :3] = patch + (out - patch) * weight[None, :, :, None]
+            remaining[0][ys, xs] = torch.where(weight >= 0.999, 0.0, remaining[0][ys, xs])
+        results.append(current)
+    generated = torch.cat(results)
+    if settings.color_match != "none":
+        generated = color_match(generated, image, mask, settings.color_match)
+    blend = mask * feather(mask, settings.mask_blur) if settings.mask_blur > 0 else mask
+    return SampleResult(composite(image, generated, blend), prompts, plans)
+
+
+def inpaint(
+    model: InpaintModel,
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    settings: SamplerSettings | None = None,
+    *,
+    captioner=None,
+    progress: ProgressHook | None = None,
+    preview: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> SampleResult:
+    """Fill the masked area with the model, sampling only a window around the mask."""
+    return sample(
+        model, image, mask, settings or SamplerSettings(),
+        captioner=captioner, progress=progress, preview=preview,
+    )  # fmt: skip
+
+
+def outpaint(
+    model: InpaintModel,
+    image: torch.Tensor,
+    plan: canvas.CanvasPlan,
+    settings: SamplerSettings | None = None,
+    *,
+    overlap: int = 0,
+    captioner=None,
+    progress: ProgressHook | None = None,
+    preview: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[SampleResult, torch.Tensor]:
+    """Place the image on the plan's canvas and generate the new area.
+
+    Returns the result and the mask that was generated (new area plus the
+    ``overlap`` band). A new area bigger than one native window is covered with
+    overlapping windows, each sampled after its neighbours so it sees them.
+    """
+    image = check_image(image)
+    placed, mask = canvas.expand_canvas(image, plan, overlap=overlap)
+    if not plan.adds_area:
+        return SampleResult(placed, [settings.prompt if settings else ""] * image.shape[0]), mask
+    result = sample(
+        model, placed, mask, settings or SamplerSettings(), tiles=True,
+        captioner=captioner, progress=progress, preview=preview,
+    )  # fmt: skip
+    return result, mask

@@ -1,0 +1,124 @@
+"""core/models.py: family detection, offline loading of both forms, refusals, cache."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import tiny_models  # noqa: E402
+
+from uncrop.core import models  # noqa: E402
+from uncrop.core.errors import UncropError  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tree(tmp_path_factory):
+    return tiny_models.build_model_tree(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture
+def tokenizer_env(tree, monkeypatch):
+    monkeypatch.setenv(models.TOKENIZER_ENV, str(tree["tokenizer"]))
+
+
+@pytest.mark.parametrize(
+    ("entry", "family", "base", "form"),
+    [
+        ("sd-inpaint", "sd-inpaint", "sd1", "diffusers"),
+        ("sd", "sd", "sd1", "diffusers"),
+        ("sdxl", "sdxl", "sdxl", "diffusers"),
+        ("sdxl-inpaint", "sdxl-inpaint", "sdxl", "diffusers"),
+        ("sd-inpaint.safetensors", "sd-inpaint", "sd1", "single-file"),
+        ("sd.safetensors", "sd", "sd1", "single-file"),
+        ("sdxl.safetensors", "sdxl", "sdxl", "single-file"),
+    ],
+)
+def test_family_is_detected_from_the_files(tree, entry, family, base, form):
+    info = models.inspect_model(tree[entry])
+    assert (info.family, info.base, info.form) == (family, base, form)
+    assert info.is_inpaint_unet == family.endswith("inpaint")
+    assert models.FAMILIES[family] in info.describe()
+
+
+@pytest.mark.parametrize("name", ["sd-inpaint", "sdxl"])
+def test_single_file_loads_the_same_weights_as_the_folder(tree, tokenizer_env, name):
+    loaded = models.load_model(tree[f"{name}.safetensors"])
+    original = tree["pipes"][name]
+    assert loaded.info.form == "single-file"
+    for part in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        if getattr(original, part, None) is None:
+            continue
+        want, got = getattr(original, part).state_dict(), getattr(loaded.pipe, part).state_dict()
+        assert want.keys() == got.keys(), part
+        assert all(torch.equal(want[k], got[k]) for k in want), part
+
+
+def test_folder_load_is_cached_until_cleared(tree):
+    models.clear_cache()
+    first = models.load_model(tree["sd-inpaint"])
+    assert models.load_model(tree["sd-inpaint"]) is first
+    assert first.native_size == 64 and first.size_multiple == 8
+    models.clear_cache()
+    assert models.load_model(tree["sd-inpaint"]) is not first
+
+
+@pytest.mark.parametrize("suffix", [".ckpt", ".pt", ".bin"])
+def test_pickle_checkpoints_are_refused_by_name(tmp_path, suffix):
+    path = tmp_path / f"dangerous{suffix}"
+    path.write_bytes(b"\x80\x04not really a pickle")
+    with pytest.raises(UncropError, match=rf"dangerous\{suffix} is a pickle checkpoint"):
+        models.load_model(path)
+
+
+def test_pickle_weights_inside_a_folder_are_refused(tree, tmp_path):
+    folder = shutil.copytree(tree["sd-inpaint"], tmp_path / "m")
+    (folder / "vae" / "diffusion_pytorch_model.safetensors").rename(
+        folder / "vae" / "diffusion_pytorch_model.bin"
+    )
+    with pytest.raises(UncropError, match=r"diffusion_pytorch_model\.bin is a pickle"):
+        models.inspect_model(folder)
+
+
+@pytest.mark.parametrize(
+    "missing",
+    [
+        "unet/diffusion_pytorch_model.safetensors",
+        "text_encoder/config.json",
+        "tokenizer/tokenizer.json",
+    ],
+)
+def test_folder_with_a_missing_component_names_the_file(tree, tmp_path, missing):
+    folder = shutil.copytree(tree["sd-inpaint"], tmp_path / "m")
+    (folder / missing).unlink()
+    with pytest.raises(UncropError, match=str(folder / missing).replace("\\", "\\\\")):
+        models.load_model(folder)
+
+
+def test_single_file_without_a_tokenizer_says_where_to_get_one(tree, monkeypatch):
+    monkeypatch.delenv(models.TOKENIZER_ENV, raising=False)
+    monkeypatch.setitem(sys.modules, "comfy", None)  # as if ComfyUI were not installed
+    models.clear_cache()
+    with pytest.raises(UncropError, match=models.TOKENIZER_ENV):
+        models.load_model(tree["sd.safetensors"])
+
+
+def test_not_a_model_is_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"some.weight": torch.zeros(2)}, str(tmp_path / "lora.safetensors"))
+    with pytest.raises(UncropError, match="lora.safetensors is not an SD"):
+        models.inspect_model(tmp_path / "lora.safetensors")
+    with pytest.raises(UncropError, match="does not exist"):
+        models.inspect_model(tmp_path / "nothing")
+
+
+def test_dtype_choice():
+    assert models.pick_dtype(torch.device("cpu")) == torch.float32
+    assert models.pick_dtype(torch.device("cpu"), "fp16") == torch.float16
+    with pytest.raises(UncropError, match="dtype"):
+        models.pick_dtype(torch.device("cpu"), "int8")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +13,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tiny_captioners  # noqa: E402
+
 from uncrop.core import caption as cap  # noqa: E402
 from uncrop.core.errors import UncropError  # noqa: E402
 
 FAMILIES = ["blip", "git"]
 RED = (1.0, 0.0, 0.0)
+FAST = cap.CaptionOptions(max_length=8, beams=2)
+"""Short captions keep the tests quick: random weights never stop before the limit."""
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +31,7 @@ def models() -> Path:
 @pytest.fixture(params=FAMILIES)
 def captioner(request, models) -> cap.Captioner:
     return cap.Captioner(
-        models / "captioners" / f"tiny-{request.param}", device=torch.device("cpu")
+        models / "captioners" / f"tiny-{request.param}", device=torch.device("cpu"), options=FAST
     )
 
 
@@ -71,10 +75,10 @@ def test_caption_is_a_deterministic_string(captioner, astronaut):
     image = astronaut[:, ::4, ::4]
     first = captioner.caption(image)
     cap.release_captioners()
-    again = cap.Captioner(captioner.folder, device=torch.device("cpu")).caption(image)
+    again = cap.Captioner(captioner.folder, device=torch.device("cpu"), options=FAST)
+    assert again.caption(image) == first
     assert isinstance(first, list) and len(first) == 1
     assert isinstance(first[0], str) and first[0].strip()
-    assert first == again
 
 
 def test_one_caption_per_image_and_progress(captioner, astronaut, coffee):
@@ -121,7 +125,7 @@ def test_hole_inside_the_visible_box_is_replaced(captioner, spy, astronaut):
 
 def test_region_whole_shows_everything_even_with_a_mask(captioner, spy, astronaut):
     image, mask = _scene(astronaut)
-    captioner.caption(image, mask, options=cap.CaptionOptions(region="whole"))
+    captioner.caption(image, mask, options=replace(FAST, region="whole"))
     assert _red_pixels(spy.seen[0]) == 128 * 51
 
 
@@ -145,7 +149,7 @@ def test_template_and_prefix_are_applied(captioner, astronaut):
     plain = captioner.caption(image)[0]
     templated = captioner.with_options(template="{caption}, detailed photo").caption(image)[0]
     assert templated == f"{plain}, detailed photo"
-    opts = cap.CaptionOptions(prefix="a photo of", template="{caption}")
+    opts = cap.CaptionOptions(prefix="a photo of", template="{caption}", max_length=8)
     prefixed = captioner.caption(image, options=opts)[0]
     assert prefixed.startswith("a photo of ") and len(prefixed) > len("a photo of ")
     assert prefixed != plain
@@ -267,3 +271,46 @@ def test_corrupt_weights(broken):
 def test_dtype_follows_the_device():
     assert cap.default_dtype(torch.device("cuda")) == torch.float16
     assert cap.default_dtype(torch.device("cpu")) == torch.float32
+
+
+def test_sampler_sends_the_caption_to_the_text_encoder(models, tmp_path, astronaut):
+    """Empty prompt + captioner: the caption's tokens are what the text encoder encodes."""
+    import tiny_models
+
+    from uncrop.core import models as diffusion
+    from uncrop.core import sampling
+
+    folder = tiny_models.save_folder(tiny_models.tiny_sd(tmp_path), tmp_path / "sd-inpaint")
+    model = diffusion.load_model(folder)
+    captioner = cap.Captioner(
+        models / "captioners" / "tiny-blip",
+        device=torch.device("cpu"),
+        options=cap.CaptionOptions(max_length=6, beams=1, template="{caption}, detailed photo"),
+    )
+    image = astronaut[:, ::8, ::8]  # 64x64
+    mask = torch.zeros(1, 64, 64)
+    mask[:, 16:48, 16:48] = 1
+    expected = captioner.caption(image, mask)
+    encoded: list[torch.Tensor] = []
+    hook = model.pipe.text_encoder.register_forward_hook(
+        lambda module, args, kwargs, out: encoded.append(
+            (args[0] if args else kwargs["input_ids"]).clone()
+        ),
+        with_kwargs=True,
+    )
+    try:
+        result = sampling.inpaint(
+            model,
+            image,
+            mask,
+            sampling.SamplerSettings(prompt="", steps=1, guidance=0.0),
+            captioner=captioner,
+        )
+    finally:
+        hook.remove()
+    assert result.prompts == expected and expected[0].endswith(", detailed photo")
+    tokens = model.pipe.tokenizer(
+        expected[0], padding="max_length", truncation=True, return_tensors="pt"
+    ).input_ids
+    assert encoded, "the text encoder ran"
+    assert any(torch.equal(ids.cpu(), tokens) for ids in encoded), "caption not encoded"

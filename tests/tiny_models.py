@@ -213,11 +213,17 @@ def tiny_sdxl(tmp: str | os.PathLike, in_channels: int = 4, seed: int = 0):
 
 
 def tiny_controlnet(unet, seed: int = 4):
-    """A ControlNet shaped like ``unet`` (an inpaint ControlNet takes the masked image)."""
+    """A ControlNet shaped like ``unet``; its hint encoder downsamples 4x, like the tiny VAE
+    (an inpaint ControlNet takes the image with the hole set to -1)."""
     from diffusers import ControlNetModel
 
     torch.manual_seed(seed)
-    return ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32)).eval()
+    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 16, 32))
+    with torch.no_grad():  # a trained ControlNet's zero convolutions are no longer zero
+        for param in net.parameters():
+            if param.ndim > 1 and not param.any():
+                param.normal_(0.0, 0.05)
+    return net.eval()
 
 
 def save_folder(pipe, folder: str | os.PathLike) -> Path:

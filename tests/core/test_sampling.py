@@ -1,0 +1,283 @@
+"""core/sampling.py with tiny random models: geometry, exactness, seeds, batch, cancel."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import tiny_models  # noqa: E402
+
+from uncrop.core import canvas, models, sampling  # noqa: E402
+from uncrop.core.errors import UncropError  # noqa: E402
+from uncrop.core.sampling import SamplerSettings, SampleWindow  # noqa: E402
+
+FAST = {"steps": 2, "guidance": 2.0}
+
+
+@pytest.fixture(scope="session")
+def tree(tmp_path_factory):
+    return tiny_models.build_model_tree(tmp_path_factory.mktemp("tiny-models"))
+
+
+def _load(tree, name, **kw):
+    models.CACHE_SIZE = 8  # several families stay loaded during the session
+    return models.load_model(tree[name], **kw)
+
+
+@pytest.fixture(scope="session")
+def sd_inpaint(tree):
+    return _load(tree, "sd-inpaint")
+
+
+@pytest.fixture(scope="session")
+def photo(astronaut):
+    return canvas.resize_image(astronaut, 128, 96)
+
+
+def _hole(h=96, w=128, box=(40, 30, 72, 54)):
+    mask = torch.zeros(1, h, w)
+    x0, y0, x1, y1 = box
+    mask[:, y0:y1, x0:x1] = 1.0
+    return mask
+
+
+class UnetSpy:
+    """Counts UNet calls and records the latent size each one saw."""
+
+    def __init__(self, unet):
+        self.sizes: list[tuple[int, int]] = []
+        self._handle = unet.register_forward_pre_hook(self._hook)
+
+    def _hook(self, module, args):
+        self.sizes.append(tuple(args[0].shape[-2:]))
+
+    def close(self):
+        self._handle.remove()
+
+
+# --- geometry ---------------------------------------------------------------------------
+
+
+def test_window_is_the_mask_box_plus_context_at_native_size():
+    win = SampleWindow.around((2000, 1000, 2064, 1064), 4096, 4096, 512, 64, context=0.5)
+    assert (win.x0, win.y0, win.x1, win.y1) == (1968, 968, 2096, 1096)
+    assert (win.sample_w, win.sample_h) == (512, 512)
+
+
+def test_window_stays_inside_the_image_and_keeps_the_aspect_at_its_edge():
+    win = SampleWindow.around((0, 10, 30, 200), 300, 220, 512, 64, context=0.25)
+    assert win.x0 == 0 and win.y0 == 0 and win.x1 <= 300 and win.y1 == 220
+    assert win.sample_w % 64 == 0 and win.sample_h % 64 == 0
+    ratio = (win.sample_w / win.sample_h) / (win.width / win.height)
+    assert 0.8 < ratio < 1.25
+
+
+def test_tiles_cover_the_box_with_overlap():
+    tiles = sampling.tile_windows((0, 0, 1000, 300), 1000, 300, 256, overlap=64)
+    covered = torch.zeros(300, 1000, dtype=torch.bool)
+    for t in tiles:
+        assert (t.width, t.height) == (256, 256)
+        covered[t.slices] = True
+    assert bool(covered.all())
+    xs = sorted({t.x0 for t in tiles})
+    assert all(b - a <= 256 - 64 for a, b in zip(xs, xs[1:], strict=False))
+
+
+def test_mask_box():
+    assert sampling.mask_box(_hole()[0]) == (40, 30, 72, 54)
+    assert sampling.mask_box(torch.zeros(8, 8)) is None
+
+
+# --- inpainting -------------------------------------------------------------------------
+
+
+def test_only_the_crop_is_sampled_and_unmasked_pixels_are_exact(sd_inpaint, photo):
+    mask = _hole()
+    spy = UnetSpy(sd_inpaint.pipe.unet)
+    try:
+        result = sampling.inpaint(sd_inpaint, photo, mask, SamplerSettings(prompt="a cat", **FAST))
+    finally:
+        spy.close()
+    assert result.image.shape == photo.shape
+    (win,) = result.windows[0]
+    assert (win.x0, win.y0, win.x1, win.y1) == (24, 10, 88, 74)  # 32x24 box + 16 px context
+    assert (win.sample_w, win.sample_h) == (64, 64)  # the tiny model's native size
+    scale = sd_inpaint.vae_scale_factor
+    assert spy.sizes == [(64 // scale, 64 // scale)] * 2
+    keep = mask[0] == 0
+    assert torch.equal(result.image[0][keep], photo[0][keep])
+    assert (result.image[0][~keep] - photo[0][~keep]).abs().mean() > 0.01
+
+
+def test_same_seed_same_pixels_other_seed_other_pixels(sd_inpaint, photo):
+    mask = _hole()
+    a = sampling.inpaint(sd_inpaint, photo, mask, SamplerSettings(seed=5, **FAST)).image
+    b = sampling.inpaint(sd_inpaint, photo, mask, SamplerSettings(seed=5, **FAST)).image
+    c = sampling.inpaint(sd_inpaint, photo, mask, SamplerSettings(seed=6, **FAST)).image
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_batch_with_one_mask_per_image(sd_inpaint, photo):
+    images = torch.cat([photo, photo.flip(2)])
+    masks = torch.cat([_hole(), _hole(box=(90, 60, 120, 90))])
+    result = sampling.inpaint(sd_inpaint, images, masks, SamplerSettings(**FAST))
+    assert result.image.shape == images.shape
+    assert [w[0].x1 for w in result.windows] == [88, 128]
+    for i in range(2):
+        keep = masks[i] == 0
+        assert torch.equal(result.image[i][keep], images[i][keep])
+
+
+def test_an_empty_mask_returns_the_image_untouched(sd_inpaint, photo):
+    result = sampling.inpaint(sd_inpaint, photo, torch.zeros(1, 96, 128), SamplerSettings(**FAST))
+    assert torch.equal(result.image, photo)
+
+
+class StopAfter:
+    def __init__(self, steps):
+        self.steps, self.updates = steps, []
+
+    def update(self, done, total, preview=None):
+        self.updates.append((done, total))
+
+    def check_interrupted(self):
+        if len(self.updates) >= self.steps:
+            raise KeyboardInterrupt("cancelled")
+
+
+def test_cancel_stops_within_one_step(sd_inpaint, photo):
+    hook = StopAfter(2)
+    spy = UnetSpy(sd_inpaint.pipe.unet)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sampling.inpaint(sd_inpaint, photo, _hole(), SamplerSettings(steps=6), progress=hook)
+    finally:
+        spy.close()
+    assert hook.updates == [(1, 6), (2, 6)]
+    assert len(spy.sizes) == 2
+
+
+def test_preview_gets_the_latents_each_step(sd_inpaint, photo):
+    seen = []
+
+    def preview(latents):
+        seen.append(tuple(latents.shape))
+        return torch.zeros(1, 8, 8, 3)
+
+    sampling.inpaint(sd_inpaint, photo, _hole(), SamplerSettings(**FAST), preview=preview)
+    assert seen == [(1, 4, 16, 16)] * 2
+
+
+class FakeCaptioner:
+    def __init__(self):
+        self.calls = []
+
+    def caption(self, image, mask):
+        self.calls.append((tuple(image.shape), None if mask is None else tuple(mask.shape)))
+        return [f"a red tree number {i}" for i in range(image.shape[0])]
+
+
+def test_empty_prompt_uses_the_captioner_and_the_caption_reaches_the_tokenizer(
+    sd_inpaint, photo, monkeypatch
+):
+    tokenizer_cls = type(sd_inpaint.pipe.tokenizer)
+    texts = []
+    original = tokenizer_cls.__call__
+
+    def spy(self, text=None, *args, **kwargs):
+        texts.append(text)
+        return original(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(tokenizer_cls, "__call__", spy)
+    captioner = FakeCaptioner()
+    result = sampling.inpaint(
+        sd_inpaint, photo, _hole(), SamplerSettings(prompt="  ", **FAST), captioner=captioner
+    )
+    assert result.prompts == ["a red tree number 0"]
+    assert captioner.calls == [((1, 96, 128, 3), (1, 96, 128))]
+    assert any(t == ["a red tree number 0"] or t == "a red tree number 0" for t in texts)
+
+
+def test_a_given_prompt_wins_over_the_captioner(sd_inpaint, photo):
+    captioner = FakeCaptioner()
+    result = sampling.inpaint(
+        sd_inpaint, photo, _hole(), SamplerSettings(prompt="a dog", **FAST), captioner=captioner
+    )
+    assert result.prompts == ["a dog"] and captioner.calls == []
+
+
+def test_bad_settings_name_the_setting(sd_inpaint, photo):
+    for bad, name in [({"scheduler": "lms"}, "scheduler"), ({"strength": 0}, "strength")]:
+        with pytest.raises(UncropError, match=name):
+            sampling.inpaint(sd_inpaint, photo, _hole(), SamplerSettings(**bad))
+
+
+@pytest.mark.parametrize("scheduler", ["euler_a", "dpmpp_2m", "ddim", "unipc"])
+def test_schedulers_run(sd_inpaint, photo, scheduler):
+    s = SamplerSettings(scheduler=scheduler, strength=0.6, prefill="smooth", **FAST)
+    result = sampling.inpaint(sd_inpaint, photo, _hole(), s)
+    assert torch.equal(result.image[0][_hole()[0] == 0], photo[0][_hole()[0] == 0])
+
+
+# --- other families ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["sd", "sdxl", "sdxl-inpaint", "sd-inpaint.safetensors", "sdxl.safetensors"]
+)
+def test_every_family_inpaints_and_keeps_unmasked_pixels(tree, photo, monkeypatch, name):
+    monkeypatch.setenv(models.TOKENIZER_ENV, str(tree["tokenizer"]))
+    model = _load(tree, name)
+    mask = _hole()
+    s = SamplerSettings(resolution=64, color_match="mean_std", **FAST)
+    result = sampling.inpaint(model, photo, mask, s)
+    assert result.windows[0][0].sample_w == 64
+    keep = mask[0] == 0
+    assert torch.equal(result.image[0][keep], photo[0][keep])
+    assert not torch.equal(result.image, photo)
+
+
+def test_controlnet_inpaint(tree, photo):
+    model = _load(tree, "sd", controlnet=tree["controlnet"])
+    assert "ControlNet" in model.describe()
+    mask = _hole()
+    a = sampling.inpaint(model, photo, mask, SamplerSettings(controlnet_scale=1.0, **FAST)).image
+    b = sampling.inpaint(model, photo, mask, SamplerSettings(controlnet_scale=0.0, **FAST)).image
+    assert torch.equal(a[0][mask[0] == 0], photo[0][mask[0] == 0])
+    assert not torch.equal(a, b)  # the ControlNet's scale changes the result
+
+
+# --- outpainting ------------------------------------------------------------------------
+
+
+def test_outpaint_small_area_is_one_window(sd_inpaint, photo):
+    plan = canvas.plan_margins(128, 96, right=16)
+    settings = SamplerSettings(resolution=128, **FAST)  # the window fits 1.5x this
+    result, mask = sampling.outpaint(sd_inpaint, photo, plan, settings)
+    assert result.image.shape == (1, 96, 144, 3)
+    assert len(result.windows[0]) == 1
+    assert torch.equal(result.image[:, :, :128], photo)
+
+
+def test_outpaint_large_area_uses_overlapping_windows_that_see_context(sd_inpaint, photo):
+    plan = canvas.plan_target(128, 96, 320, 96, fit="pad", anchor="left")
+    spy = UnetSpy(sd_inpaint.pipe.unet)
+    try:
+        result, mask = sampling.outpaint(
+            sd_inpaint, photo, plan, SamplerSettings(**FAST), overlap=8
+        )
+    finally:
+        spy.close()
+    assert result.image.shape == (1, 96, 320, 3)
+    windows = result.windows[0]
+    assert len(windows) > 1 and all(w.sample_w == 64 for w in windows)
+    assert all(size == (16, 16) for size in spy.sizes)  # native-size windows only
+    keep = mask[0] == 0
+    assert torch.equal(result.image[0][keep], canvas.expand_canvas(photo, plan)[0][0][keep])
+    new = result.image[0, :, 200:]
+    assert new.std() > 0.01  # the far side was generated, not left as pre-fill

@@ -10,9 +10,11 @@ from .caption import CaptionImage, LoadCaptioner
 from .composite import Composite
 from .fill import Fill
 from .masks import LoadMask, RefineMask
+from .sampling import Inpaint, LoadInpaintModel, Outpaint
 
 NODES: list[type[io.ComfyNode]] = [LoadMask, RefineMask, ExpandCanvas, Fill, Composite]
 NODES += [LoadCaptioner, CaptionImage]
+NODES += [LoadInpaintModel, Inpaint, Outpaint]
 
 
 class UncropExtension(ComfyExtension):

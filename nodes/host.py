@@ -187,3 +187,51 @@ def model_path(name: str, entry: str) -> str | None:
         if os.path.exists(candidate):
             return candidate
     return None
+
+
+def load_to_device(modules: torch.nn.Module, holder: dict) -> torch.device:
+    """Put a model's weights on the sampling device through ComfyUI's memory management.
+
+    Inside ComfyUI the weights are wrapped once in a ``ModelPatcher`` (kept in
+    ``holder``) and loaded with ``load_models_gpu``: other models are freed first
+    when memory is short, and ComfyUI's "unload models" and later memory pressure
+    move ours back to the offload device like any other model. Outside ComfyUI the
+    weights simply move to :func:`torch_device`.
+    """
+    mm = _comfy_mm()
+    if mm is None:
+        device = torch_device()
+        modules.to(device)
+        return device
+    import comfy.model_patcher
+
+    patcher = holder.get("patcher")
+    if patcher is None:
+        patcher = comfy.model_patcher.ModelPatcher(
+            modules, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device()
+        )
+        holder["patcher"] = patcher
+    mm.load_models_gpu([patcher], force_full_load=True)
+    return patcher.load_device
+
+
+def latent_previewer(base: str):
+    """A function turning SD/SDXL latents ``[1,4,h,w]`` into a preview IMAGE, using
+    ComfyUI's latent-to-RGB factors; None outside ComfyUI or when previews are off."""
+    try:
+        import comfy.latent_formats as formats
+        from comfy.cli_args import LatentPreviewMethod, args
+    except ImportError:
+        return None
+    if args.preview_method == LatentPreviewMethod.NoPreviews:
+        return None
+    fmt = formats.SDXL() if base == "sdxl" else formats.SD15()
+    factors = torch.tensor(fmt.latent_rgb_factors)
+    bias = torch.tensor(fmt.latent_rgb_factors_bias or [0.0, 0.0, 0.0])
+
+    def preview(latents: torch.Tensor) -> torch.Tensor:
+        lat = latents[:1].float().cpu()
+        rgb = torch.einsum("bchw,cr->bhwr", lat, factors) + bias
+        return ((rgb + 1.0) / 2.0).clamp(0, 1)
+
+    return preview

@@ -1,0 +1,319 @@
+"""Load Inpaint Model, Inpaint and Outpaint: diffusion sampling in the pack's own sampler."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from comfy_api.latest import io
+
+from ..core import canvas, models, sampling
+from ..core import fill as filling
+from ..core.composite import COLOR_MATCH_MODES
+from ..core.errors import UncropError
+from ..core.inputs import check_image, match_mask
+from . import host
+
+log = logging.getLogger("uncrop")
+
+InpaintModelType = io.Custom("UNCROP_INPAINT_MODEL")
+CaptionerType = io.Custom("UNCROP_CAPTIONER")
+NO_CONTROLNET = "none"
+SIZE_MODES = ("per side", "target size")
+
+host.register_model_folder("diffusers", set())
+host.register_model_folder("controlnet", {".safetensors"})
+
+
+def model_choices() -> list[str]:
+    """Diffusers folders (``diffusers``) and single ``.safetensors`` files (``checkpoints``)."""
+    folders = host.list_model_dirs("diffusers")
+    files = [f for f in host.list_model_files("checkpoints") if f.endswith(".safetensors")]
+    return folders + files
+
+
+def resolve_model(name: str) -> str:
+    path = host.model_path("diffusers", name) or host.model_path("checkpoints", name)
+    if path is None:
+        raise UncropError(
+            f"model: '{name}' is not in the diffusers or checkpoints model folders "
+            f"({', '.join(host.model_folders('diffusers') + host.model_folders('checkpoints'))})."
+        )
+    return path
+
+
+def _sampler_inputs() -> list:
+    """The sampling widgets shared by Inpaint and Outpaint."""
+    return [
+        InpaintModelType.Input("model", tooltip="From Load Inpaint Model."),
+        io.String.Input(
+            "prompt",
+            multiline=True,
+            default="",
+            tooltip="What to paint. Empty: the captioner's description, or no prompt at all.",
+        ),
+        io.String.Input("negative_prompt", multiline=True, default="", tooltip="What to avoid."),
+        io.Int.Input(
+            "seed",
+            default=0,
+            min=0,
+            max=2**32 - 1,
+            control_after_generate=True,
+            tooltip="Same seed, same settings, same device: same pixels.",
+        ),
+        io.Int.Input("steps", default=20, min=1, max=200, tooltip="Denoising steps."),
+        io.Float.Input(
+            "guidance",
+            default=7.0,
+            min=0.0,
+            max=30.0,
+            step=0.1,
+            tooltip="Classifier-free guidance scale; 1 or less turns guidance off.",
+        ),
+        io.Float.Input(
+            "strength",
+            default=1.0,
+            min=0.01,
+            max=1.0,
+            step=0.01,
+            tooltip="Denoise: 1 repaints the hole from noise; lower keeps more of the pre-fill.",
+        ),
+        io.Combo.Input(
+            "scheduler",
+            options=list(sampling.SCHEDULERS),
+            default="euler",
+            tooltip="Sampler: euler, euler_a (ancestral), dpmpp_2m (DPM++ 2M), ddim, unipc.",
+        ),
+        io.Float.Input(
+            "mask_blur",
+            default=4.0,
+            min=0.0,
+            max=256.0,
+            step=0.5,
+            tooltip="Feather of the seam, px, inside the mask; pixels outside it never change.",
+        ),
+        io.Combo.Input(
+            "prefill",
+            options=["none", *filling.FILL_METHODS],
+            default="edge",
+            tooltip="Model-free fill of the hole before sampling (context, and the start for strength < 1).",
+        ),
+        io.Float.Input(
+            "context",
+            default=0.5,
+            min=0.0,
+            max=4.0,
+            step=0.05,
+            tooltip="Context around the mask's box, as a fraction of its longer side.",
+        ),
+        io.Int.Input(
+            "resolution",
+            default=0,
+            min=0,
+            max=4096,
+            step=64,
+            tooltip="Side in px each window is sampled at; 0 = the model's native size.",
+        ),
+        io.Combo.Input(
+            "color_match",
+            options=list(COLOR_MATCH_MODES),
+            default="none",
+            tooltip="Match the generated area's colours to its surroundings.",
+        ),
+        io.Float.Input(
+            "controlnet_scale",
+            default=1.0,
+            min=0.0,
+            max=2.0,
+            step=0.05,
+            tooltip="controlnet_conditioning_scale, when the model has an inpaint ControlNet.",
+        ),
+        CaptionerType.Input(
+            "captioner",
+            optional=True,
+            tooltip="Writes the prompt when the prompt is empty (from Load Captioner).",
+        ),
+    ]
+
+
+def _settings(kw: dict) -> sampling.SamplerSettings:
+    names = sampling.SamplerSettings.__dataclass_fields__
+    return sampling.SamplerSettings(**{k: v for k, v in kw.items() if k in names})
+
+
+def _prepare(model: models.InpaintModel) -> torch.device:
+    return host.load_to_device(model.modules(), model.extra)
+
+
+def _output(image: torch.Tensor, prompts: list[str], *extra) -> io.NodeOutput:
+    text = " | ".join(dict.fromkeys(prompts))
+    dev = host.intermediate_device()
+    return io.NodeOutput(image.to(dev), *(e.to(dev) for e in extra), text, ui={"text": [text]})
+
+
+class LoadInpaintModel(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="UncropLoadInpaintModel",
+            display_name="Load Inpaint Model",
+            category="Uncrop/diffusion",
+            description=(
+                "Loads an SD 1.x/2.x or SDXL model, inpainting or ordinary, from a diffusers folder "
+                "(models/diffusers) or a single .safetensors file (models/checkpoints), offline, and "
+                "says which family it found. Pickle files (.ckpt) are refused."
+            ),
+            inputs=[
+                io.Combo.Input("model_name", options=model_choices(), tooltip="Model to load."),
+                io.Combo.Input(
+                    "controlnet",
+                    options=[NO_CONTROLNET, *host.list_model_dirs("controlnet")],
+                    default=NO_CONTROLNET,
+                    tooltip="Optional inpaint ControlNet (a diffusers folder in models/controlnet).",
+                ),
+                io.Combo.Input(
+                    "dtype",
+                    options=["auto", "fp16", "bf16", "fp32"],
+                    default="auto",
+                    tooltip="auto: bf16 or fp16 on a GPU, fp32 on the CPU.",
+                ),
+                io.Boolean.Input(
+                    "vae_tiling",
+                    default=False,
+                    tooltip="Decode in tiles to save memory (also switched on by itself after running out of memory).",
+                ),
+            ],
+            outputs=[
+                InpaintModelType.Output(display_name="model"),
+                io.String.Output(display_name="info"),
+            ],
+        )
+
+    @classmethod
+    def execute(
+        cls, model_name: str, controlnet: str, dtype: str, vae_tiling: bool
+    ) -> io.NodeOutput:
+        path = resolve_model(model_name)
+        cn = None
+        if controlnet != NO_CONTROLNET:
+            cn = host.model_path("controlnet", controlnet)
+            if cn is None:
+                raise UncropError(f"controlnet: '{controlnet}' is not in models/controlnet.")
+        model = models.load_model(
+            path,
+            controlnet=cn,
+            dtype=models.pick_dtype(host.torch_device(), dtype),
+            vae_tiling=vae_tiling,
+        )
+        info = model.describe()
+        log.info("Uncrop: %s", info)
+        return io.NodeOutput(model, info, ui={"text": [info]})
+
+
+class Inpaint(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="UncropInpaint",
+            display_name="Inpaint",
+            category="Uncrop/diffusion",
+            description=(
+                "Fills the masked area with a diffusion model. Only the mask's box plus context is "
+                "sampled, at the model's native size, then pasted back: pixels where the mask is 0 "
+                "stay bit-identical and the seam is feathered inside the mask."
+            ),
+            inputs=[
+                io.Image.Input("image", tooltip="The image to inpaint."),
+                io.Mask.Input("mask", tooltip="1 = area to fill."),
+                *_sampler_inputs(),
+            ],
+            outputs=[
+                io.Image.Output(display_name="image"),
+                io.String.Output(display_name="prompt_used"),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, image, mask, model, captioner=None, **kw) -> io.NodeOutput:
+        image, mask = match_mask(image, mask)
+        settings = _settings(kw)
+        _prepare(model)
+        steps = max(1, int(settings.steps * settings.strength))
+        result = sampling.inpaint(
+            model,
+            image,
+            mask,
+            settings,
+            captioner=captioner,
+            progress=host.Progress(image.shape[0] * steps),
+            preview=host.latent_previewer(model.info.base),
+        )
+        return _output(result.image, result.prompts)
+
+
+class Outpaint(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="UncropOutpaint",
+            display_name="Outpaint",
+            category="Uncrop/diffusion",
+            description=(
+                "Extends the image with a diffusion model, per side or to a target size with a fit "
+                "mode and anchor (the Expand Canvas geometry). A large new area is covered by "
+                "overlapping native-size windows that each see real context."
+            ),
+            inputs=[
+                io.Image.Input("image", tooltip="The image to extend."),
+                io.Combo.Input("size_mode", options=list(SIZE_MODES), default="target size"),
+                io.Int.Input("width", default=1024, min=8, max=canvas.MAX_SIDE, step=8),
+                io.Int.Input("height", default=1024, min=8, max=canvas.MAX_SIDE, step=8),
+                io.Combo.Input("fit", options=list(canvas.FITS), default="pad"),
+                io.Combo.Input("anchor", options=list(canvas.ANCHORS), default="center"),
+                io.Int.Input("left", default=0, min=0, max=canvas.MAX_SIDE),
+                io.Int.Input("top", default=0, min=0, max=canvas.MAX_SIDE),
+                io.Int.Input("right", default=0, min=0, max=canvas.MAX_SIDE),
+                io.Int.Input("bottom", default=0, min=0, max=canvas.MAX_SIDE),
+                io.Combo.Input("unit", options=["px", "%"], default="px"),
+                io.Int.Input(
+                    "overlap",
+                    default=16,
+                    min=0,
+                    max=1024,
+                    tooltip="Let the generated area reach this many px into the image, fading out.",
+                ),
+                *_sampler_inputs(),
+            ],
+            outputs=[
+                io.Image.Output(display_name="image"),
+                io.Mask.Output(display_name="mask"),
+                io.String.Output(display_name="prompt_used"),
+            ],
+        )
+
+    @classmethod
+    def execute(
+        cls, image, model, size_mode: str, width: int, height: int, fit: str, anchor: str,
+        left: int, top: int, right: int, bottom: int, unit: str, overlap: int,
+        captioner=None, **kw,
+    ) -> io.NodeOutput:  # fmt: skip
+        image = check_image(image)
+        h, w = image.shape[1:3]
+        multiple = 8
+        if size_mode == "per side":
+            plan = canvas.plan_margins(w, h, left, top, right, bottom, unit, multiple)
+        else:
+            plan = canvas.plan_target(w, h, width, height, fit, anchor, multiple)
+        settings = _settings(kw)
+        _prepare(model)
+        result, mask = sampling.outpaint(
+            model,
+            image,
+            plan,
+            settings,
+            overlap=overlap,
+            captioner=captioner,
+            progress=host.Progress(1),
+            preview=host.latent_previewer(model.info.base),
+        )
+        return _output(result.image, result.prompts, mask)

@@ -1,0 +1,104 @@
+"""nodes/sampling.py: Load Inpaint Model, Inpaint and Outpaint, called as ComfyUI calls them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import tiny_models  # noqa: E402
+from conftest import run_node  # noqa: E402
+
+from uncrop.core import canvas, models  # noqa: E402
+from uncrop.core.errors import UncropError  # noqa: E402
+from uncrop.nodes import NODES  # noqa: E402
+from uncrop.nodes import sampling as nodes  # noqa: E402
+
+FAST = {"steps": 2, "guidance": 2.0}
+
+
+@pytest.fixture(scope="session")
+def tree(tmp_path_factory):
+    return tiny_models.build_model_tree(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture
+def in_models(tree, monkeypatch):
+    """Point the host's model folders (no ComfyUI here) at the tiny models tree."""
+    monkeypatch.setenv("UNCROP_MODELS_DIR", str(tree["root"]))
+    monkeypatch.setenv(models.TOKENIZER_ENV, str(tree["tokenizer"]))
+    return tree
+
+
+@pytest.fixture
+def photo(astronaut):
+    return canvas.resize_image(astronaut, 128, 96)
+
+
+def test_nodes_are_registered_with_their_ids():
+    ids = {n.define_schema().node_id for n in NODES}
+    assert {"UncropLoadInpaintModel", "UncropInpaint", "UncropOutpaint"} <= ids
+    outputs = nodes.Inpaint.define_schema().outputs
+    assert [o.display_name for o in outputs] == ["image", "prompt_used"]
+
+
+def test_loader_lists_diffusers_folders_and_safetensors_checkpoints(in_models):
+    schema = nodes.LoadInpaintModel.define_schema()
+    choices = next(i for i in schema.inputs if i.id == "model_name").options
+    assert {"tiny-sd-inpaint", "tiny-sdxl", "tiny-sd-inpaint.safetensors"} <= set(choices)
+    cn = next(i for i in schema.inputs if i.id == "controlnet").options
+    assert cn == ["none", "tiny-inpaint-cn"]
+
+
+def test_loader_says_what_it_found(in_models):
+    out = run_node(nodes.LoadInpaintModel, model_name="tiny-sd-inpaint.safetensors")
+    model, info = out.args
+    assert isinstance(model, models.InpaintModel)
+    assert "inpainting model (9-channel UNet), SD1 (single-file)" in info
+    assert out.ui == {"text": [info]}
+
+
+def test_loader_refuses_an_unknown_name(in_models):
+    with pytest.raises(UncropError, match="not in the diffusers or checkpoints"):
+        run_node(nodes.LoadInpaintModel, model_name="missing.safetensors")
+
+
+def test_inpaint_node(in_models, photo):
+    (model, _info) = run_node(nodes.LoadInpaintModel, model_name="tiny-sd-inpaint").args
+    mask = torch.zeros(1, 96, 128)
+    mask[:, 30:50, 40:70] = 1
+    out = run_node(nodes.Inpaint, image=photo, mask=mask, model=model, prompt="a cat", **FAST)
+    image, prompt_used = out.args
+    assert image.shape == photo.shape and prompt_used == "a cat"
+    assert torch.equal(image[0][mask[0] == 0], photo[0][mask[0] == 0])
+
+
+class FakeCaptioner:
+    def caption(self, image, mask):
+        return ["a photo of the sea"] * image.shape[0]
+
+
+def test_inpaint_node_shows_and_outputs_the_caption(in_models, photo):
+    (model, _info) = run_node(nodes.LoadInpaintModel, model_name="tiny-sd-inpaint").args
+    mask = torch.zeros(1, 96, 128)
+    mask[:, 30:50, 40:70] = 1
+    out = run_node(
+        nodes.Inpaint, image=photo, mask=mask, model=model, captioner=FakeCaptioner(), **FAST
+    )
+    assert out.args[1] == "a photo of the sea"
+    assert out.ui == {"text": ["a photo of the sea"]}
+
+
+def test_outpaint_node_per_side(in_models, photo):
+    (model, _info) = run_node(nodes.LoadInpaintModel, model_name="tiny-sd-inpaint").args
+    out = run_node(
+        nodes.Outpaint, image=photo, model=model, size_mode="per side", right=32, overlap=0,
+        prompt="the sky", **FAST,
+    )  # fmt: skip
+    image, mask, prompt_used = out.args
+    assert image.shape == (1, 96, 160, 3) and mask.shape == (1, 96, 160)
+    assert torch.equal(image[:, :, :128], photo)
+    assert float(mask[:, :, 128:].min()) == 1.0 and prompt_used == "the sky"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from comfy_api.latest import io, ui
 
 from ..core import caption as captioning
@@ -62,6 +63,25 @@ def _options(
     ).checked()
 
 
+class ComfyPlacement:
+    """Loads a captioner through ComfyUI's memory management (see ``host.load_to_device``).
+
+    The model goes in a plain ``ModuleDict``: ComfyUI's ModelPatcher sets a
+    ``device`` attribute on what it manages, which transformers models refuse.
+    """
+
+    def __init__(self, model: torch.nn.Module, device: torch.device):
+        self.model, self.holder = model, {}
+        self.modules = torch.nn.ModuleDict({"captioner": model})
+
+    def activate(self) -> torch.device:
+        return host.load_to_device(self.modules, self.holder)
+
+    def release(self) -> None:
+        self.holder.clear()
+        self.model.to(host.offload_device())
+
+
 def find_captioner(model: str) -> str:
     """Full path of the sub-folder ``model`` of the captioners model folders."""
     path = host.model_path(captioning.MODEL_FOLDER, model) if model != NONE_FOUND else None
@@ -112,6 +132,7 @@ class LoadCaptioner(io.ComfyNode):
             find_captioner(model),
             device=host.torch_device(),
             options=_options(region, max_length, beams, template, prefix),
+            placement=ComfyPlacement,
         )
         return io.NodeOutput(captioner)
 
@@ -126,7 +147,8 @@ class CaptionImage(io.ComfyNode):
             description=(
                 "Writes a prompt describing the image with a captioning model. With a mask and "
                 "region 'visible', only what the mask leaves visible is described. One line per "
-                "image of the batch; the caption is also shown on the node."
+                "image of the batch; the caption is also shown on the node, so the node runs "
+                "even with nothing connected to its output."
             ),
             inputs=[
                 CAPTIONER.Input("captioner", tooltip="From Load Captioner."),
@@ -139,6 +161,7 @@ class CaptionImage(io.ComfyNode):
                 *_option_inputs(),
             ],
             outputs=[io.String.Output(display_name="caption")],
+            is_output_node=True,
         )
 
     @classmethod

@@ -119,3 +119,13 @@ def test_bad_template_is_refused_at_the_node(in_models, astronaut):
     (captioner,) = run_node(nodes.LoadCaptioner, model="tiny-blip").result
     with pytest.raises(UncropError, match="template"):
         run_node(nodes.CaptionImage, captioner=captioner, image=astronaut, template="a photo")
+
+
+def test_loader_hands_the_model_to_the_hosts_memory_management(in_models, astronaut):
+    (captioner,) = run_node(nodes.LoadCaptioner, model="tiny-blip", max_length=4).result
+    captioner.release()
+    placement = captioner.load().placement
+    assert isinstance(placement, nodes.ComfyPlacement)
+    assert isinstance(placement.modules, torch.nn.ModuleDict), "ModelPatcher sets .device"
+    assert captioner.caption(astronaut[:, ::8, ::8])[0]
+    assert placement.activate() == torch.device("cpu")

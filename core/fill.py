@@ -16,6 +16,8 @@ import torch
 
 from .errors import UncropError
 from .inputs import is_empty, match_mask
+from .patchmatch import patch_fill
+from .pattern import estimate_period, extend_pattern
 from .progress import ProgressHook, or_null
 from .smooth import smooth_fill
 
@@ -185,8 +187,71 @@ def fill_noise(image: torch.Tensor, hole: torch.Tensor, seed: int = 0, **_: obje
     return torch.where(hole.unsqueeze(-1), values, image)
 
 
+def _source(hole: torch.Tensor, source_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """Allowed patch sources ``[H,W]`` bool from an optional ``[1,H,W]`` source mask."""
+    if source_mask is None:
+        return None
+    return source_mask[0] > 0.5
+
+
+def fill_patch(
+    image: torch.Tensor,
+    hole: torch.Tensor,
+    seed: int = 0,
+    patch_size: int = 7,
+    source_mask: torch.Tensor | None = None,
+    **_: object,
+) -> torch.Tensor:
+    """Copy patches from the known image (PatchMatch + EM voting, see :mod:`.patchmatch`).
+
+    Best for removing objects from textured backgrounds. ``source_mask`` (1 = may
+    copy from here) keeps patches away from, say, the object being removed.
+    """
+    out = patch_fill(
+        image[0], hole[0], _source(hole, source_mask), patch_size=int(patch_size), seed=seed
+    )
+    return out[None]
+
+
+def fill_pattern(
+    image: torch.Tensor,
+    hole: torch.Tensor,
+    seed: int = 0,
+    patch_size: int = 7,
+    source_mask: torch.Tensor | None = None,
+    **_: object,
+) -> torch.Tensor:
+    """Extend a repetitive texture by whole periods (see :mod:`.pattern`).
+
+    Falls back to :func:`fill_patch` when the known area has no clear period, or
+    for whatever the lattice cannot reach; the log says which was used.
+    """
+    allowed = ~hole[0]
+    if source_mask is not None:
+        allowed = allowed & _source(hole, source_mask)
+    period = estimate_period(image[0], allowed)
+    if period is None:
+        log.info("pattern: no clear period in the known area; using patch fill.")
+        return fill_patch(image, hole, seed=seed, patch_size=patch_size, source_mask=source_mask)
+    log.info(
+        "pattern: period %s and %s (correlation %.2f).", period.first, period.second, period.score
+    )
+    blocked = hole[0] | ~allowed
+    out, left = extend_pattern(image[0], blocked, period)
+    out = torch.where(hole[0].unsqueeze(-1), out, image[0])
+    left = left & hole[0]
+    if bool(left.any()):
+        log.info(
+            "pattern: %d pixels out of the lattice's reach; patch-filling them.", int(left.sum())
+        )
+        out = patch_fill(out, left, allowed, patch_size=int(patch_size), seed=seed)
+    return out[None]
+
+
 FILL_METHODS: dict[str, FillMethod] = {
     "smooth": fill_smooth,
+    "patch": fill_patch,
+    "pattern": fill_pattern,
     "edge": fill_edge,
     "mirror": fill_mirror,
     "color": fill_color,
@@ -215,6 +280,9 @@ def fill(
         return image
     hook = or_null(progress)
     hole = mask > 0
+    source_mask = options.pop("source_mask", None)
+    if source_mask is not None:
+        _, source_mask = match_mask(image, source_mask, mask_name="source_mask")
     out = []
     for i in range(image.shape[0]):
         hook.check_interrupted()
@@ -222,6 +290,8 @@ def fill(
             log.warning("Fill: image %d is masked entirely, nothing to fill from; using grey.", i)
             out.append(fill_color(image[i : i + 1], hole[i : i + 1]))
         else:
+            if source_mask is not None:
+                options["source_mask"] = source_mask[i : i + 1]
             out.append(
                 FILL_METHODS[method](image[i : i + 1], hole[i : i + 1], seed=seed + i, **options)
             )

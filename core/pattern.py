@@ -1,0 +1,140 @@
+"""Pattern extension: continue a repetitive texture (tiles, brick, fabric, fences).
+
+The dominant 2-D period of the known area is read off its masked, normalised
+autocorrelation (computed with FFTs): the shortest lag whose correlation is near
+the best one, then the shortest lag not parallel to it. The hole is then filled
+by whole periods: every unknown pixel copies the pixel one lattice step away,
+repeated until the hole is covered. When no lag correlates well enough there is
+no clear period and the caller falls back to patch filling.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
+
+MIN_CORRELATION = 0.5  # below this there is no clear period
+MIN_LAG = 3  # shorter lags are just the image being smooth
+MIN_OVERLAP = 0.25  # share of the known area a lag must still overlap
+
+
+@dataclass(frozen=True)
+class Period:
+    """Two lattice vectors ``(dy, dx)`` and how well the image repeats along them (0..1)."""
+
+    first: tuple[int, int]
+    second: tuple[int, int] | None
+    score: float
+
+
+def _correlate(a: torch.Tensor, b: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``sum_x a(x) b(x + lag)`` for every lag, lags wrapped into ``size``."""
+    fa = torch.fft.rfft2(a, s=size)
+    fb = torch.fft.rfft2(b, s=size)
+    return torch.fft.irfft2(fa.conj() * fb, s=size)
+
+
+def estimate_period(image: torch.Tensor, known: torch.Tensor) -> Period | None:
+    """The lattice of ``image`` ``[H,W,C]`` over the ``known`` ``[H,W]`` area, or None."""
+    h, w = known.shape
+    k = known.to(torch.float64)
+    grey = image.to(torch.float64).mean(dim=-1)
+    count = k.sum()
+    if count < 16:
+        return None
+    # High-pass first, so that a merely smooth image does not correlate at short lags.
+    box = torch.ones(1, 1, 9, 9, dtype=k.dtype, device=k.device)
+    local = F.conv2d((grey * k)[None, None], box, padding=4)[0, 0]
+    weight = F.conv2d(k[None, None], box, padding=4)[0, 0]
+    g = (grey - local / weight.clamp_min(1)) * k
+    size = (2 * h, 2 * w)
+    num = _correlate(g, g, size)
+    e1 = _correlate(g * g, k, size)
+    e2 = _correlate(k, g * g, size)
+    overlap = _correlate(k, k, size)
+    ncc = num / (e1 * e2).clamp_min(1e-12).sqrt()
+    wrapped = F.pad(ncc[None, None], (2, 2, 2, 2), mode="circular")
+    peak = ncc >= F.max_pool2d(wrapped, 5, stride=1)[0, 0]
+    dy = torch.arange(size[0], device=known.device).view(-1, 1)
+    dx = torch.arange(size[1], device=known.device).view(1, -1)
+    dy = torch.where(dy >= h, dy - size[0], dy).expand(size)
+    dx = torch.where(dx >= w, dx - size[1], dx).expand(size)
+    length = (dy * dy + dx * dx).to(torch.float64)
+    usable = (
+        (overlap >= MIN_OVERLAP * count)
+        & (dy.abs() < h // 2)
+        & (dx.abs() < w // 2)
+        & (length >= MIN_LAG**2)
+        & ((dy > 0) | ((dy == 0) & (dx > 0)))  # one of each +/- pair
+        & peak
+    )
+    ncc = torch.where(usable, ncc, torch.full_like(ncc, -1.0))
+    best = float(ncc.max())
+    if best < MIN_CORRELATION:
+        return None
+    near_best = ncc >= best - 0.1 * (1 - MIN_CORRELATION) - 0.05 * best
+    first = _shortest(near_best, length)
+    fy, fx = int(dy.flatten()[first]), int(dx.flatten()[first])
+    across = (dy * fx - dx * fy).abs().to(torch.float64)
+    # Not parallel to the first vector: the lattice cell must have real area.
+    second_ok = usable & (across >= 0.5 * length.sqrt() * (fy * fy + fx * fx) ** 0.5)
+    second_ok = second_ok & (ncc >= MIN_CORRELATION)
+    second = None
+    if bool(second_ok.any()):
+        sbest = float(torch.where(second_ok, ncc, torch.full_like(ncc, -1.0)).max())
+        pick = _shortest(
+            second_ok & (ncc >= sbest - 0.1 * (1 - MIN_CORRELATION) - 0.05 * sbest), length
+        )
+        second = (int(dy.flatten()[pick]), int(dx.flatten()[pick]))
+    return Period((fy, fx), second, best)
+
+
+def _shortest(candidates: torch.Tensor, length: torch.Tensor) -> int:
+    scores = torch.where(candidates, length, torch.full_like(length, float("inf")))
+    return int(scores.flatten().argmin())
+
+
+def extend_pattern(image: torch.Tensor, hole: torch.Tensor, period: Period) -> torch.Tensor:
+    """Fill ``hole`` by copying along the lattice until it is covered.
+
+    Returns the image; pixels the lattice cannot reach stay as they were (the
+    caller checks ``hole`` coverage with :func:`reachable`).
+    """
+    out, _left = _walk(image, hole, period)
+    return out
+
+
+def _walk(
+    image: torch.Tensor, hole: torch.Tensor, period: Period
+) -> tuple[torch.Tensor, torch.Tensor]:
+    h, w, _c = image.shape
+    vectors = [period.first] + ([period.second] if period.second else [])
+    steps = []
+    for vy, vx in vectors:
+        steps += [(vy, vx), (-vy, -vx)]
+    if period.second:
+        (ay, ax), (by, bx) = vectors
+        steps += [(ay + by, ax + bx), (-ay - by, -ax - bx), (ay - by, ax - bx), (by - ay, bx - ax)]
+    out = image.clone()
+    missing = hole.clone()
+    yy = torch.arange(h, device=image.device).view(-1, 1)
+    xx = torch.arange(w, device=image.device).view(1, -1)
+    for _ in range(2 * max(h, w)):
+        changed = False
+        for sy, sx in steps:
+            ty, tx = yy + sy, xx + sx
+            inside = (ty >= 0) & (ty < h) & (tx >= 0) & (tx < w)
+            ty, tx = ty.clamp(0, h - 1), tx.clamp(0, w - 1)
+            ok = missing & inside & ~missing[ty, tx]
+            if bool(ok.any()):
+                out[ok] = out[ty, tx][ok]
+                missing = missing & ~ok
+                changed = True
+        if not changed:
+            break
+    return out, missing

@@ -99,19 +99,14 @@ def _shortest(candidates: torch.Tensor, length: torch.Tensor) -> int:
     return int(scores.flatten().argmin())
 
 
-def extend_pattern(image: torch.Tensor, hole: torch.Tensor, period: Period) -> torch.Tensor:
-    """Fill ``hole`` by copying along the lattice until it is covered.
-
-    Returns the image; pixels the lattice cannot reach stay as they were (the
-    caller checks ``hole`` coverage with :func:`reachable`).
-    """
-    out, _left = _walk(image, hole, period)
-    return out
-
-
-def _walk(
+def extend_pattern(
     image: torch.Tensor, hole: torch.Tensor, period: Period
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fill ``hole`` by copying along the lattice until it is covered.
+
+    Returns ``(image, left)``: ``left`` marks the pixels the lattice could not
+    reach from outside ``hole``; they keep their old values.
+    """
     h, w, _c = image.shape
     vectors = [period.first] + ([period.second] if period.second else [])
     steps = []

@@ -1,0 +1,225 @@
+"""Model-free fill methods: correctness on real photos and synthetic cases (not speed)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from uncrop.core.errors import UncropError
+from uncrop.core.fill import FILL_METHODS, fill, nearest_known, parse_color
+from uncrop.core.pattern import estimate_period
+
+ALL = list(FILL_METHODS)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These tensors are small: threads only cost time, a lot on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _crop(photo: torch.Tensor, size: int = 96) -> torch.Tensor:
+    """A small corner of a real photo, so every method runs fast."""
+    return photo[:, 200 : 200 + size, 200 : 200 + size].contiguous()
+
+
+def _rect_mask(h: int, w: int, y0: int, y1: int, x0: int, x1: int, batch: int = 1) -> torch.Tensor:
+    m = torch.zeros(batch, h, w)
+    m[:, y0:y1, x0:x1] = 1
+    return m
+
+
+def _tiling(tile_h: int, tile_w: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    tile = torch.rand(tile_h, tile_w, 3, generator=gen)
+    reps = (h // tile_h + 1, w // tile_w + 1, 1)
+    return tile.repeat(*reps)[:h, :w].unsqueeze(0)
+
+
+def test_methods_table_has_the_issue_methods() -> None:
+    assert {"smooth", "patch", "pattern", "mirror", "edge"} <= set(FILL_METHODS)
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_known_pixels_untouched_and_hole_changed(method: str, astronaut: torch.Tensor) -> None:
+    image = _crop(astronaut)
+    mask = _rect_mask(96, 96, 30, 60, 20, 70)
+    out = fill(image, mask, method, seed=3)
+    assert out.shape == image.shape
+    keep = mask[0] == 0
+    assert torch.equal(out[0][keep], image[0][keep])
+    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+    if method not in ("color",):
+        # A fill from the surroundings is closer to the truth than a flat grey.
+        hole = mask[0] > 0
+        err = (out[0][hole] - image[0][hole]).abs().mean()
+        grey = (0.5 - image[0][hole]).abs().mean()
+        assert err < grey
+
+
+@pytest.mark.parametrize("method", ["patch", "pattern", "noise"])
+def test_deterministic_per_seed(method: str, coffee: torch.Tensor) -> None:
+    image = _crop(coffee)
+    mask = _rect_mask(96, 96, 20, 70, 30, 60)
+    a = fill(image, mask, method, seed=7)
+    b = fill(image, mask, method, seed=7)
+    assert torch.equal(a, b)
+    if method != "pattern":
+        c = fill(image, mask, method, seed=8)
+        assert not torch.equal(a, c)
+
+
+def test_smooth_reproduces_a_linear_ramp() -> None:
+    h, w = 80, 96
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    ramp = torch.stack([0.1 + 0.006 * yy + 0.003 * xx, 0.9 - 0.004 * xx, 0.3 + 0.002 * yy], -1)
+    image = ramp.float().unsqueeze(0)
+    mask = _rect_mask(h, w, 15, 65, 10, 80)
+    out = fill(image, mask, "smooth")
+    assert (out - image).abs().max() < 1e-5
+
+
+def test_smooth_beats_flat_fill_on_scratches(astronaut: torch.Tensor) -> None:
+    image = _crop(astronaut, 128)
+    mask = torch.zeros(1, 128, 128)
+    mask[:, 40:42, :] = 1
+    mask[:, :, 90:93] = 1
+    out = fill(image, mask, "smooth")
+    hole = mask[0] > 0
+    err = (out[0][hole] - image[0][hole]).abs().mean()
+    assert err < 0.05
+
+
+def test_patch_copies_only_from_allowed_sources(brick: torch.Tensor) -> None:
+    image = _crop(brick, 128).clone()
+    magenta = torch.tensor([1.0, 0.0, 1.0])
+    image[0, :, :40] = magenta  # a unique colour in the excluded area
+    mask = _rect_mask(128, 128, 40, 90, 40, 90)  # touching the magenta area
+    source = torch.ones(1, 128, 128)
+    source[:, :, :44] = 0
+    out = fill(image, mask, "patch", source_mask=source, seed=1)
+    filled = out[0][mask[0] > 0]
+    distance = (filled - magenta).abs().sum(dim=-1)
+    assert distance.min() > 0.3
+    # Without the source mask the magenta area is fair game (the check above can fail).
+    free = fill(image, mask, "patch", seed=1)
+    assert ((free[0][mask[0] > 0] - magenta).abs().sum(dim=-1) < 0.3).any()
+
+
+def test_patch_reproduces_texture_in_a_hole(brick: torch.Tensor) -> None:
+    image = _crop(brick, 128)
+    mask = _rect_mask(128, 128, 44, 84, 44, 84)
+    out = fill(image, mask, "patch", seed=0)
+    smooth = fill(image, mask, "smooth")
+    hole = mask[0] > 0
+
+    def detail(x: torch.Tensor) -> float:
+        g = x[0].mean(-1)
+        lap = 4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:]
+        return float(lap[hole[1:-1, 1:-1]].abs().mean())
+
+    assert detail(out) > 0.5 * detail(image)
+    assert detail(out) > 3 * detail(smooth)
+
+
+def test_patch_rejects_bad_options(astronaut: torch.Tensor) -> None:
+    image = _crop(astronaut, 64)
+    mask = _rect_mask(64, 64, 20, 40, 20, 40)
+    with pytest.raises(UncropError, match="patch_size"):
+        fill(image, mask, "patch", patch_size=4)
+    with pytest.raises(UncropError, match="source_mask"):
+        fill(image, mask, "patch", source_mask=torch.zeros(1, 64, 64))
+
+
+def test_pattern_recovers_period_of_a_tiling() -> None:
+    image = _tiling(13, 21, 160, 240)
+    known = torch.ones(160, 240, dtype=torch.bool)
+    known[:, :48] = False
+    known[:, 192:] = False
+    period = estimate_period(image[0], known)
+    assert period is not None
+    vectors = {tuple(abs(v) for v in period.first), tuple(abs(v) for v in period.second)}
+    assert vectors == {(13, 0), (0, 21)}
+
+
+def test_pattern_outpaints_a_tiling_exactly(caplog: pytest.LogCaptureFixture) -> None:
+    image = _tiling(11, 17, 120, 200, seed=2)
+    mask = _rect_mask(120, 200, 0, 120, 0, 40) + _rect_mask(120, 200, 0, 120, 160, 200)
+    with caplog.at_level(logging.INFO, logger="uncrop.core.fill"):
+        out = fill(image, mask, "pattern")
+    assert (out - image).abs().max() < 1e-6
+    assert "period" in caplog.text
+
+
+def test_pattern_falls_back_to_patch_without_a_period(
+    coffee: torch.Tensor, caplog: pytest.LogCaptureFixture
+) -> None:
+    image = _crop(coffee)
+    mask = _rect_mask(96, 96, 0, 96, 70, 96)
+    with caplog.at_level(logging.INFO, logger="uncrop.core.fill"):
+        out = fill(image, mask, "pattern", seed=4)
+    assert "using patch" in caplog.text
+    assert torch.equal(out, fill(image, mask, "patch", seed=4))
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_batches_and_mask_shapes(
+    method: str, astronaut: torch.Tensor, coffee: torch.Tensor
+) -> None:
+    images = torch.cat([_crop(astronaut, 64), _crop(coffee, 64)])
+    mask2d = _rect_mask(64, 64, 10, 30, 40, 60)[0]
+    out = fill(images, mask2d, method)
+    assert out.shape == images.shape
+    # One mask per image, in [B,1,H,W] form, and a single image over a batch of masks.
+    masks = torch.stack([mask2d, mask2d.flip(0)])
+    out2 = fill(images, masks.unsqueeze(1), method)
+    assert torch.equal(out2[1][masks[1] == 0], images[1][masks[1] == 0])
+    out3 = fill(images[:1], masks, method)
+    assert out3.shape == (2, 64, 64, 3)
+    # Half-size mask with the same aspect ratio is resized.
+    out4 = fill(images, mask2d[::2, ::2], method)
+    assert out4.shape == images.shape
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_empty_full_and_border_masks(method: str, coffee: torch.Tensor) -> None:
+    image = _crop(coffee, 64)
+    assert torch.equal(fill(image, torch.zeros(1, 64, 64), method), image)
+    full = fill(image, torch.ones(1, 64, 64), method)
+    assert torch.isfinite(full).all() and full.shape == image.shape
+    border = _rect_mask(64, 64, 0, 64, 0, 12)  # a band touching three frame edges
+    corner = _rect_mask(64, 64, 50, 64, 50, 64)
+    for mask in (border, corner):
+        out = fill(image, mask, method, seed=1)
+        keep = mask[0] == 0
+        assert torch.equal(out[0][keep], image[0][keep])
+        assert torch.isfinite(out).all()
+
+
+def test_rgba_and_grey_channels(astronaut: torch.Tensor) -> None:
+    rgb = _crop(astronaut, 48)
+    mask = _rect_mask(48, 48, 10, 30, 10, 30)
+    for image in (torch.cat([rgb, torch.ones_like(rgb[..., :1])], -1), rgb[..., :1]):
+        for method in ("smooth", "patch", "pattern"):
+            out = fill(image, mask, method)
+            assert out.shape == image.shape
+
+
+def test_unknown_method_names_the_choices(astronaut: torch.Tensor) -> None:
+    with pytest.raises(UncropError, match="smooth"):
+        fill(_crop(astronaut, 32), torch.ones(1, 32, 32), "telea")
+
+
+def test_nearest_known_and_parse_color() -> None:
+    hole = torch.ones(1, 5, 5, dtype=torch.bool)
+    hole[0, 2, 2] = False
+    near = nearest_known(hole)
+    assert (near[0, ..., 0] == 2).all() and (near[0, ..., 1] == 2).all()
+    assert parse_color("#f00") == (1.0, 0.0, 0.0)
+    with pytest.raises(UncropError, match="color"):
+        parse_color("nope")

@@ -21,6 +21,7 @@ are refused. :func:`inspect_model` only reads headers and configs;
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -323,11 +324,11 @@ def find_clip_tokenizer(tokenizer_dir: str | os.PathLike | None = None) -> Path:
     if os.environ.get(TOKENIZER_ENV):
         candidates.append((TOKENIZER_ENV, Path(os.environ[TOKENIZER_ENV])))
     try:
-        import comfy
-
-        candidates.append(("ComfyUI", Path(comfy.__file__).resolve().parent / "sd1_tokenizer"))
-    except ImportError:
-        pass
+        spec = importlib.util.find_spec("comfy")
+    except (ImportError, ValueError):
+        spec = None
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        candidates.append(("ComfyUI", Path(location) / "sd1_tokenizer"))
     for _source, folder in candidates:
         if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
             return folder

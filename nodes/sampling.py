@@ -164,7 +164,7 @@ class LoadInpaintModel(io.ComfyNode):
                 "says which family it found. Pickle files (.ckpt) are refused."
             ),
             inputs=[
-                io.Combo.Input("model_name", options=model_choices(), tooltip="Model to load."),
+                io.Combo.Input("model", options=model_choices(), tooltip="Model to load."),
                 io.Combo.Input(
                     "controlnet",
                     options=[NO_CONTROLNET, *host.list_model_dirs("controlnet")],
@@ -190,24 +190,22 @@ class LoadInpaintModel(io.ComfyNode):
         )
 
     @classmethod
-    def execute(
-        cls, model_name: str, controlnet: str, dtype: str, vae_tiling: bool
-    ) -> io.NodeOutput:
-        path = resolve_model(model_name)
+    def execute(cls, model: str, controlnet: str, dtype: str, vae_tiling: bool) -> io.NodeOutput:
+        path = resolve_model(model)
         cn = None
         if controlnet != NO_CONTROLNET:
             cn = host.model_path("controlnet", controlnet)
             if cn is None:
                 raise UncropError(f"controlnet: '{controlnet}' is not in models/controlnet.")
-        model = models.load_model(
+        loaded = models.load_model(
             path,
             controlnet=cn,
             dtype=models.pick_dtype(host.torch_device(), dtype),
             vae_tiling=vae_tiling,
         )
-        info = model.describe()
+        info = loaded.describe()
         log.info("Uncrop: %s", info)
-        return io.NodeOutput(model, info, ui={"text": [info]})
+        return io.NodeOutput(loaded, info, ui={"text": [info]})
 
 
 class Inpaint(io.ComfyNode):

@@ -47,14 +47,14 @@ def test_nodes_are_registered_with_their_ids():
 
 def test_loader_lists_diffusers_folders_and_safetensors_checkpoints(in_models):
     schema = nodes.LoadInpaintModel.define_schema()
-    choices = next(i for i in schema.inputs if i.id == "model_name").options
+    choices = next(i for i in schema.inputs if i.id == "model").options
     assert {"tiny-sd-inpaint", "tiny-sdxl", "tiny-sd-inpaint.safetensors"} <= set(choices)
     cn = next(i for i in schema.inputs if i.id == "controlnet").options
     assert cn == ["none", "tiny-inpaint-cn"]
 
 
 def test_loader_says_what_it_found(in_models):
-    out = run_node(nodes.LoadInpaintModel, model_name="tiny-sd-inpaint.safetensors")
+    out = run_node(nodes.LoadInpaintModel, model="tiny-sd-inpaint.safetensors")
     model, info = out.args
     assert isinstance(model, models.InpaintModel)
     assert "inpainting model (9-channel UNet), SD1 (single-file)" in info
@@ -63,11 +63,11 @@ def test_loader_says_what_it_found(in_models):
 
 def test_loader_refuses_an_unknown_name(in_models):
     with pytest.raises(UncropError, match="not in the diffusers or checkpoints"):
-        run_node(nodes.LoadInpaintModel, model_name="missing.safetensors")
+        run_node(nodes.LoadInpaintModel, model="missing.safetensors")
 
 
 def test_inpaint_node(in_models, photo):
-    (model, _info) = run_node(nodes.LoadInpaintModel, model_name="tiny-sd-inpaint").args
+    (model, _info) = run_node(nodes.LoadInpaintModel, model="tiny-sd-inpaint").args
     mask = torch.zeros(1, 96, 128)
     mask[:, 30:50, 40:70] = 1
     out = run_node(nodes.Inpaint, image=photo, mask=mask, model=model, prompt="a cat", **FAST)
@@ -82,7 +82,7 @@ class FakeCaptioner:
 
 
 def test_inpaint_node_shows_and_outputs_the_caption(in_models, photo):
-    (model, _info) = run_node(nodes.LoadInpaintModel, model_name="tiny-sd-inpaint").args
+    (model, _info) = run_node(nodes.LoadInpaintModel, model="tiny-sd-inpaint").args
     mask = torch.zeros(1, 96, 128)
     mask[:, 30:50, 40:70] = 1
     out = run_node(
@@ -93,7 +93,7 @@ def test_inpaint_node_shows_and_outputs_the_caption(in_models, photo):
 
 
 def test_outpaint_node_per_side(in_models, photo):
-    (model, _info) = run_node(nodes.LoadInpaintModel, model_name="tiny-sd-inpaint").args
+    (model, _info) = run_node(nodes.LoadInpaintModel, model="tiny-sd-inpaint").args
     out = run_node(
         nodes.Outpaint, image=photo, model=model, size_mode="per side", right=32, overlap=0,
         prompt="the sky", **FAST,

@@ -29,7 +29,10 @@ class Fill(io.ComfyNode):
                     options=list(filling.FILL_METHODS),
                     default="smooth",
                     tooltip=(
-                        "smooth: interpolate from the border (scratches, small holes). edge: nearest "
+                        "smooth: interpolate from the border (scratches, thin strokes, small holes). "
+                        "patch: copy matching patches from the rest of the image (remove an object "
+                        "from a textured background). pattern: continue a repeating texture (tiles, "
+                        "brick, fabric) by whole periods, or patch when there is none. edge: nearest "
                         "border colour. mirror: reflect the surroundings. color: flat colour. "
                         "noise: coloured noise (a start for diffusion)."
                     ),
@@ -44,21 +47,53 @@ class Fill(io.ComfyNode):
                 io.String.Input(
                     "color", default="#808080", tooltip="Colour for method 'color' (hex)."
                 ),
+                io.Int.Input(
+                    "patch_size",
+                    default=7,
+                    min=3,
+                    max=31,
+                    step=2,
+                    tooltip=(
+                        "Side in pixels of the patches compared by 'patch' and 'pattern' (odd). "
+                        "Larger follows bigger structures; smaller copies finer texture."
+                    ),
+                ),
+                io.Mask.Input(
+                    "source_mask",
+                    optional=True,
+                    tooltip=(
+                        "Where 'patch' and 'pattern' may copy from (1 = allowed). Leave the object "
+                        "you remove, or the other half of a diptych, at 0. Default: anywhere known."
+                    ),
+                ),
             ],
             outputs=[io.Image.Output(display_name="image")],
         )
 
     @classmethod
-    def execute(cls, image, mask, method: str, seed: int, color: str) -> io.NodeOutput:
+    def execute(
+        cls,
+        image,
+        mask,
+        method: str,
+        seed: int,
+        color: str,
+        patch_size: int = 7,
+        source_mask=None,
+    ) -> io.NodeOutput:
         image, mask = match_mask(image, mask)
         device = host.torch_device()
         image, mask = image.to(device), mask.to(device)
+        if source_mask is not None:
+            _, source_mask = match_mask(image, source_mask, mask_name="source_mask")
         out = model_free.inpaint(
             image,
             mask,
             method,
             seed=seed,
             color=filling.parse_color(color),
+            patch_size=patch_size,
+            source_mask=source_mask,
             progress=host.Progress(image.shape[0]),
         )
         return io.NodeOutput(out.to(host.intermediate_device()))

@@ -1,0 +1,59 @@
+"""The Fill node, called as ComfyUI calls it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import run_node
+
+from uncrop.core.errors import UncropError
+from uncrop.nodes.fill import Fill
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_schema_lists_new_methods_and_options() -> None:
+    schema = Fill.define_schema()
+    assert schema.node_id == "UncropFill"
+    inputs = {i.id: i for i in schema.inputs}
+    assert {"image", "mask", "method", "seed", "color", "patch_size", "source_mask"} <= set(inputs)
+    assert {"smooth", "patch", "pattern"} <= set(inputs["method"].options)
+    assert inputs["source_mask"].optional
+
+
+@pytest.mark.parametrize("method", ["smooth", "patch", "pattern"])
+def test_fill_node_keeps_unmasked_pixels(method: str, coffee: torch.Tensor) -> None:
+    image = coffee[:, 100:228, 200:328].contiguous()
+    mask = torch.zeros(1, 128, 128)
+    mask[:, 40:80, 50:90] = 1
+    (out,) = run_node(Fill, image=image, mask=mask, method=method, seed=2).args
+    keep = mask[0] == 0
+    assert torch.equal(out[0][keep], image[0][keep])
+    assert not torch.equal(out[0][~keep], image[0][~keep])
+
+
+def test_fill_node_source_mask_excludes_a_colour(brick: torch.Tensor) -> None:
+    image = brick[:, :128, :128].clone()
+    image[0, :, :40] = torch.tensor([0.0, 1.0, 0.0])
+    mask = torch.zeros(1, 128, 128)
+    mask[:, 40:90, 40:90] = 1
+    source = torch.ones(1, 128, 128)
+    source[:, :, :44] = 0
+    (out,) = run_node(
+        Fill, image=image, mask=mask, method="patch", patch_size=5, source_mask=source
+    ).args
+    filled = out[0][mask[0] > 0]
+    assert (filled - torch.tensor([0.0, 1.0, 0.0])).abs().sum(dim=-1).min() > 0.3
+
+
+def test_fill_node_names_a_bad_source_mask(coffee: torch.Tensor) -> None:
+    mask = torch.zeros(1, 400, 600)
+    mask[:, 100:200, 100:200] = 1
+    with pytest.raises(UncropError, match="source_mask"):
+        run_node(Fill, image=coffee, mask=mask, method="patch", source_mask=torch.zeros(1, 50, 50))

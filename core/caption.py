@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from .errors import UncropError
@@ -50,6 +51,9 @@ FAMILIES: dict[str, tuple[str, str]] = {
 REGIONS = ("visible", "whole")
 HOLE_THRESHOLD = 0.5
 """Mask values at or above this are hole; below, the pixel counts as visible."""
+VISIBLE_MAX_SIDE = 512
+"""A crop with a hole in it is shrunk to this before the hole is filled: captioning
+models see 224-384 px, and the fill costs time per pixel."""
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
@@ -125,8 +129,26 @@ def visible_region(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor | No
     xs = slice(int(cols[0]), int(cols[-1]) + 1)
     crop, crop_hole = image[:, ys, xs], hole[:, ys, xs]
     if bool(crop_hole.any()):
+        crop, crop_hole = _shrink(crop, crop_hole, VISIBLE_MAX_SIDE)
         crop = fill_smooth(crop, crop_hole)
     return crop
+
+
+def _shrink(
+    image: torch.Tensor, hole: torch.Tensor, side: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Area-downscale so the longer side is at most ``side``.
+
+    A pixel stays visible only if none of the pixels it averages is hole, so no
+    hole colour leaks into what the model sees.
+    """
+    h, w = image.shape[1:3]
+    if max(h, w) <= side:
+        return image, hole
+    size = (max(1, round(h * side / max(h, w))), max(1, round(w * side / max(h, w))))
+    small = F.interpolate(image.movedim(-1, 1), size=size, mode="area").movedim(1, -1)
+    small_hole = F.interpolate(hole[:, None].float(), size=size, mode="area")[:, 0] > 0
+    return small, small_hole
 
 
 def _to_pil(image: torch.Tensor) -> Image.Image:

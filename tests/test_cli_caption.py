@@ -74,3 +74,26 @@ def test_outpaint_with_captioner_reports_the_prompt(models, tmp_path, capsys):
     assert code == 0 and out.exists()
     prompt = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("prompt")]
     assert len(prompt) == 1 and len(prompt[0]) > len("prompt (captioned): ")
+
+
+def test_outpaint_with_model_samples_with_the_caption(models, tmp_path, monkeypatch, capsys):
+    import tiny_models
+
+    from uncrop.core import sampling
+
+    sd = tiny_models.save_folder(tiny_models.tiny_sd(tmp_path), tmp_path / "sd-inpaint")
+    used = []
+    original = sampling.outpaint
+
+    def spy(model, image, plan, settings, **kwargs):
+        used.append(settings.prompt)
+        return original(model, image, plan, settings, **kwargs)
+
+    monkeypatch.setattr(sampling, "outpaint", spy)
+    out = tmp_path / "out.png"
+    args = ["outpaint", str(SAMPLES / "coffee.jpg"), "--left", "32", "--model", str(sd)]
+    args += ["--steps", "1", "--captioner", str(models / "captioners" / "tiny-git"), "-o", str(out)]
+    assert cli.main(args) == 0 and out.exists()
+    err = capsys.readouterr().err
+    prompt = next(ln for ln in err.splitlines() if ln.startswith("prompt (captioned): "))
+    assert used == [prompt.removeprefix("prompt (captioned): ")] and used[0]

@@ -314,3 +314,16 @@ def test_sampler_sends_the_caption_to_the_text_encoder(models, tmp_path, astrona
     ).input_ids
     assert encoded, "the text encoder ran"
     assert any(torch.equal(ids.cpu(), tokens) for ids in encoded), "caption not encoded"
+
+
+def test_big_image_with_a_hole_is_shrunk_without_hole_colour_leaking(brick):
+    image = torch.nn.functional.interpolate(
+        brick.movedim(-1, 1), size=(700, 1024), mode="bilinear"
+    ).movedim(1, -1)
+    mask = torch.zeros(1, 700, 1024)
+    mask[:, 201:433, 303:611] = 1
+    image[:, 201:433, 303:611] = torch.tensor(RED)
+    (picture,) = cap.images_for_model(image, mask)
+    arr = np.asarray(picture).astype(int)
+    assert max(picture.size) == cap.VISIBLE_MAX_SIDE
+    assert (arr[..., 0] - arr[..., 1:].max(axis=-1)).max() < 40, "no red, even at the hole's edge"

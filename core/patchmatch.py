@@ -277,7 +277,11 @@ def patch_fill(
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     radius = patch_size // 2
     pyramid = [(work, hole, allowed)]
-    while min(pyramid[-1][0].shape[:2]) // 2 >= COARSEST_SIDE and bool(pyramid[-1][1].any()):
+    # Coarsen only while the hole is wider than a patch: thin holes are best
+    # matched at full resolution, where their surroundings are intact.
+    while min(pyramid[-1][0].shape[:2]) // 2 >= COARSEST_SIDE and bool(
+        _erode(pyramid[-1][1], radius).any()
+    ):
         nxt = _downsample(*pyramid[-1])
         if not bool(nxt[2].any()):
             break
@@ -309,7 +313,7 @@ def patch_fill(
         else:
             nnf = _upsample_nnf(nnf, prev_shape, level)
         coarsest = depth == depth_count - 1
-        rounds = 6 if coarsest else (1 if depth == 0 else 2)
+        rounds = 6 if coarsest else 2
         for _ in range(rounds):
             nnf = search.run(current, nnf, 2 if coarsest else 1, coarsest)
             current = search.vote(nnf)

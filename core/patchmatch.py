@@ -191,8 +191,12 @@ class _Search:
         self.distance = best_d
         return nnf
 
-    def vote(self, nnf: torch.Tensor) -> torch.Tensor:
-        """Each hole pixel: similarity-weighted mean of what the patches covering it propose."""
+    def vote(self, nnf: torch.Tensor, sharp: bool = False) -> torch.Tensor:
+        """Each hole pixel: similarity-weighted mean of what the patches covering it propose.
+
+        ``sharp`` (the last vote) instead takes the proposal of the best-matching
+        patch, so that fine texture is copied rather than averaged away.
+        """
         lv = self.level
         image = lv.image_now
         c = image.shape[-1]
@@ -205,6 +209,8 @@ class _Search:
         qy, qx = q // lv.w, q % lv.w
         total = image.new_zeros(q.numel(), c)
         weight = image.new_zeros(q.numel(), 1)
+        top = image.new_zeros(q.numel(), 1)
+        top_colour = image.new_zeros(q.numel(), c)
         for oy, ox in zip(lv.oy.tolist(), lv.ox.tolist(), strict=True):
             ty, tx = qy - oy, qx - ox
             inside = (ty >= 0) & (ty < lv.h) & (tx >= 0) & (tx < lv.w)
@@ -218,9 +224,13 @@ class _Search:
             wt = torch.where(ok, wt.clamp_min(1e-8), wt).unsqueeze(1)
             total += flat[s] * wt
             weight += wt
+            if sharp:
+                better = wt > top
+                top = torch.where(better, wt, top)
+                top_colour = torch.where(better, flat[s], top_colour)
         out = flat.clone()
         voted = weight[:, 0] > 0
-        out[q[voted]] = total[voted] / weight[voted]
+        out[q[voted]] = (top_colour if sharp else total / weight.clamp_min(1e-30))[voted]
         out[q[~voted]] = flat[lv.snap[q[~voted]]]
         return out.reshape(image.shape)
 
@@ -314,9 +324,9 @@ def patch_fill(
             nnf = _upsample_nnf(nnf, prev_shape, level)
         coarsest = depth == depth_count - 1
         rounds = 6 if coarsest else 2
-        for _ in range(rounds):
+        for i in range(rounds):
             nnf = search.run(current, nnf, 2 if coarsest else 1, coarsest)
-            current = search.vote(nnf)
+            current = search.vote(nnf, sharp=depth == 0 and i == rounds - 1)
         filled, prev_shape = current, (level.h, level.w)
     assert filled is not None
     return torch.where(hole.unsqueeze(-1), filled.to(image.dtype), image)

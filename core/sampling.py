@@ -361,58 +361,90 @@ def sample(
     image, mask = match_mask(image, mask)
     hook = or_null(progress)
     prompts = resolve_prompts(settings.prompt, image, mask, captioner)
-    hole = (mask > 0).to(image.dtype)
-    prefilled = (
-        image
-        if settings.prefill == "none"
-        else fill(image, hole, settings.prefill, seed=settings.seed)
-    )
-    native, multiple = settings.resolution or model.native_size, model.size_multiple
-    h, w = image.shape[1:3]
-    plans: list[list[SampleWindow]] = []
-    for i in range(image.shape[0]):
-        box = mask_box(mask[i])
-        if box is None:
-            plans.append([])
-            continue
-        single = SampleWindow.around(box, w, h, native, multiple, settings.context)
-        big = max(single.width, single.height) > TILE_ABOVE * native
-        if tiles and big:
-            plans.append(tile_windows(box, w, h, native, overlap=native // 4))
-        else:
-            plans.append([single])
+    plans = [_plan_windows(model, mask[i], settings, tiles) for i in range(image.shape[0])]
     reporter = _StepReporter(hook, _progress_total(sum(map(len, plans)), settings), preview)
     pipe = _pipeline_for(model)
-    results = []
+    out = image.clone()
     for i, windows in enumerate(plans):
         hook.check_interrupted()
-        if not windows:
-            results.append(image[i : i + 1])
-            continue
-        current = prefilled[i : i + 1].clone()
-        remaining = mask[i : i + 1].clone()
-        order = sorted(windows, key=lambda win: float(remaining[0][win.slices].mean()))
-        for k, win in enumerate(order):
-            ys, xs = win.slices
-            if not bool((remaining[0][ys, xs] > 0).any()):
-                continue
-            out = _run_window(
-                model, pipe, current, remaining, win, prompts[i], settings,
-                settings.seed + i * 1000 + k, reporter,
+        if windows:
+            region = _union(windows)
+            ys, xs = region.slices
+            out[i : i + 1, ys, xs] = _sample_region(
+                model, pipe, image[i : i + 1, ys, xs], mask[i : i + 1, ys, xs],
+                [_shift(win, -region.x0, -region.y0) for win in windows],
+                prompts[i], settings, settings.seed + i * 1000, reporter,
             )  # fmt: skip
-            if len(windows) == 1:
-                current[:, ys, xs, :3] = out
-                break
-            weight = edge_ramp(win, w, h, native // 8).to(current) * (remaining[0][ys, xs] > 0)
-            patch = current[:, ys, xs, :3]
-            current[:, ys, xs, :3] = patch + (out - patch) * weight[None, :, :, None]
-            remaining[0][ys, xs] = torch.where(weight >= 0.999, 0.0, remaining[0][ys, xs])
-        results.append(current)
-    generated = torch.cat(results)
+    return SampleResult(out, prompts, plans)
+
+
+def _plan_windows(
+    model: InpaintModel, mask: torch.Tensor, settings: SamplerSettings, tiles: bool
+) -> list[SampleWindow]:
+    """The windows that cover ``mask [H,W]``: one around it, or tiles for a big area."""
+    box = mask_box(mask)
+    if box is None:
+        return []
+    native, multiple = settings.resolution or model.native_size, model.size_multiple
+    h, w = mask.shape
+    single = SampleWindow.around(box, w, h, native, multiple, settings.context)
+    if tiles and max(single.width, single.height) > TILE_ABOVE * native:
+        return tile_windows(box, w, h, native, overlap=native // 4)
+    return [single]
+
+
+def _union(windows: list[SampleWindow]) -> SampleWindow:
+    x0, y0 = min(w.x0 for w in windows), min(w.y0 for w in windows)
+    x1, y1 = max(w.x1 for w in windows), max(w.y1 for w in windows)
+    return SampleWindow(x0, y0, x1, y1, x1 - x0, y1 - y0)
+
+
+def _shift(win: SampleWindow, dx: int, dy: int) -> SampleWindow:
+    return SampleWindow(
+        win.x0 + dx, win.y0 + dy, win.x1 + dx, win.y1 + dy, win.sample_w, win.sample_h
+    )
+
+
+def _sample_region(
+    model: InpaintModel,
+    pipe,
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    windows: list[SampleWindow],
+    prompt: str,
+    settings: SamplerSettings,
+    seed: int,
+    reporter: _StepReporter,
+) -> torch.Tensor:
+    """Pre-fill, sample each window and composite, all inside one region ``[1,h,w,C]``
+    that holds every masked pixel, so the cost does not grow with the photo."""
+    hole = (mask > 0).to(image.dtype)
+    if settings.prefill == "none":
+        current = image.clone()
+    else:
+        current = fill(image, hole, settings.prefill, seed=settings.seed)
+    remaining = mask.clone()
+    h, w = image.shape[1:3]
+    native = settings.resolution or model.native_size
+    order = sorted(windows, key=lambda win: float(remaining[0][win.slices].mean()))
+    for k, win in enumerate(order):
+        ys, xs = win.slices
+        if not bool((remaining[0][ys, xs] > 0).any()):
+            continue
+        out = _run_window(
+            model, pipe, current, remaining, win, prompt, settings, seed + k, reporter
+        )
+        if len(windows) == 1:
+            current[:, ys, xs, :3] = out
+            break
+        weight = edge_ramp(win, w, h, native // 8).to(current) * (remaining[0][ys, xs] > 0)
+        patch = current[:, ys, xs, :3]
+        current[:, ys, xs, :3] = patch + (out - patch) * weight[None, :, :, None]
+        remaining[0][ys, xs] = torch.where(weight >= 0.999, 0.0, remaining[0][ys, xs])
     if settings.color_match != "none":
-        generated = color_match(generated, image, mask, settings.color_match)
+        current = color_match(current, image, mask, settings.color_match)
     blend = mask * feather(mask, settings.mask_blur) if settings.mask_blur > 0 else mask
-    return SampleResult(composite(image, generated, blend), prompts, plans)
+    return composite(image, current, blend)
 
 
 def inpaint(

@@ -11,7 +11,7 @@ from ..core import canvas, models, sampling
 from ..core import fill as filling
 from ..core.composite import COLOR_MATCH_MODES
 from ..core.errors import UncropError
-from ..core.inputs import check_image, match_mask
+from ..core.inputs import check_image
 from . import host
 
 log = logging.getLogger("uncrop")
@@ -233,7 +233,7 @@ class Inpaint(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, mask, model, captioner=None, **kw) -> io.NodeOutput:
-        image, mask = match_mask(image, mask)
+        image = check_image(image)  # the sampler matches the mask to it
         settings = _settings(kw)
         _prepare(model)
         steps = max(1, int(settings.steps * settings.strength))

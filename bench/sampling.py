@@ -1,0 +1,165 @@
+"""Benchmark: diffusion inpainting of a fixed small hole, this pack's sampler vs diffusers'
+``StableDiffusionInpaintPipeline`` on the whole image, with the tiny test model.
+
+    python3 bench/sampling.py            # prints a markdown table
+    python3 bench/sampling.py --device cuda
+
+Each measurement runs in a fresh process so its peak memory (max RSS on the
+CPU, ``torch.cuda.max_memory_allocated`` on a GPU) is its own. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+SIZES = (512, 1024, 2048, 4096)
+HOLE = 64  # px, centred
+STEPS = 4
+WHOLE_IMAGE_MAX = 512  # whole-image attention beyond this does not fit on a CPU (see README)
+
+
+def _model_dir(work: Path) -> Path:
+    import tiny_models
+
+    folder = work / "tiny-sd-inpaint"
+    if not (folder / "model_index.json").exists():
+        tiny_models.save_folder(tiny_models.tiny_sd(work / "build", 9), folder)
+    return folder
+
+
+def _inputs(size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(1, size, size, 3, generator=g)
+    mask = torch.zeros(1, size, size)
+    c = size // 2
+    mask[:, c - HOLE // 2 : c + HOLE // 2, c - HOLE // 2 : c + HOLE // 2] = 1
+    return image.to(device), mask.to(device)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure(method: str, size: int, device: torch.device, model_dir: Path) -> dict:
+    """One timing in this process: ``pack``, ``whole`` (pipeline on the whole image) or
+    ``bare`` (pipeline on exactly the window the pack samples, for the overhead)."""
+    from uncrop.core import models, sampling
+
+    dtype = models.pick_dtype(device)
+    model = models.load_model(model_dir, dtype=dtype).to(device)
+    image, mask = _inputs(size, device)
+    settings = sampling.SamplerSettings(prompt="a cat", steps=STEPS, guidance=7.0, prefill="edge")
+    pipe = model.pipe
+    gen = torch.Generator("cpu")
+
+    def run() -> None:
+        if method == "pack":
+            sampling.inpaint(model, image, mask, settings)
+        else:
+            if method == "whole":
+                img, m, h, w = image, mask, size, size
+            else:  # the pack's window, same size and steps, no crop/paste/composite
+                win = sampling.SampleWindow.around(
+                    sampling.mask_box(mask[0]), size, size, model.native_size, model.size_multiple
+                )
+                ys, xs = win.slices
+                img, m, h, w = image[:, ys, xs], mask[:, ys, xs], win.sample_h, win.sample_w
+            pipe(
+                prompt="a cat",
+                image=img.movedim(-1, 1).to(dtype),
+                mask_image=m[:, None].to(dtype),
+                height=h,
+                width=w,
+                num_inference_steps=STEPS,
+                guidance_scale=7.0,
+                generator=gen.manual_seed(0),
+                output_type="pt",
+            )
+        _sync(device)
+
+    with torch.inference_mode():
+        run()  # warm-up
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        times = []
+        for _ in range(2 if method == "whole" else 3):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": min(times), "peak_mb": peak}
+
+
+def _child(method: str, size: int, device: str, model_dir: Path) -> dict | None:
+    cmd = [sys.executable, __file__, "--one", method, str(size), "--device", device]
+    cmd += ["--model-dir", str(model_dir)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        print(done.stderr[-2000:], file=sys.stderr)
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--one", nargs=2, metavar=("METHOD", "SIZE"))
+    parser.add_argument("--model-dir")
+    args = parser.parse_args()
+    if args.one:
+        result = measure(
+            args.one[0], int(args.one[1]), torch.device(args.device), Path(args.model_dir)
+        )
+        print(json.dumps(result))
+        return
+    work = Path(tempfile.mkdtemp(prefix="uncrop-bench-"))
+    model_dir = _model_dir(work)
+    import diffusers
+
+    gpu = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor()
+    print(
+        f"Device {args.device} ({gpu or platform.machine()}, {os.cpu_count()} CPUs), "
+        f"torch {torch.__version__}, diffusers {diffusers.__version__}, "
+        f"tiny SD inpaint model, {STEPS} steps, {HOLE} px hole, CFG on.\n"
+    )
+    print("| image | pack time | pack peak MB | whole-image time | whole-image peak MB |")
+    print("|---|---|---|---|---|")
+    base = None
+    for size in SIZES:
+        pack = _child("pack", size, args.device, model_dir)
+        whole = _child("whole", size, args.device, model_dir) if size <= WHOLE_IMAGE_MAX else None
+        base = base or pack["seconds"]
+        w = f"{whole['seconds']:.3f} s | {whole['peak_mb']:.0f}" if whole else "not run | -"
+        print(
+            f"| {size} px | {pack['seconds']:.3f} s ({pack['seconds'] / base:.2f}x) | "
+            f"{pack['peak_mb']:.0f} | {w} |"
+        )
+    pack = _child("pack", 1024, args.device, model_dir)
+    bare = _child("bare", 1024, args.device, model_dir)
+    overhead = (pack["seconds"] - bare["seconds"]) / bare["seconds"] * 100
+    print(
+        f"\nOverhead at 1024 px (same window, same steps): pack {pack['seconds']:.3f} s, "
+        f"bare pipeline {bare['seconds']:.3f} s, overhead {overhead:+.1f}%"
+    )
+
+
+if __name__ == "__main__":
+    main()

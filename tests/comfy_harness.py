@@ -80,6 +80,13 @@ def _stub_torchvision_if_missing() -> None:
         return
     except ImportError:
         pass
+    # transformers decides once, at import, whether torchvision is usable, and would
+    # take the stub for the real thing; let it see the truth before the stub exists.
+    try:
+        import transformers.image_utils  # noqa: F401
+        import transformers.modeling_utils  # noqa: F401
+    except ImportError:
+        pass
 
     def make(name: str) -> types.ModuleType:
         mod = types.ModuleType(name)

@@ -1,7 +1,7 @@
 """Benchmark: model-free fill methods against OpenCV, scikit-image and PatchMatch peers.
 
     pip install -e .[bench] pypatchmatch
-    python3 bench/fill.py --out bench/fill_results.md --sheet bench/fill_sheet.jpg
+    python3 bench/fill.py --runs 3 --out /tmp/fill_results.md --sheet bench/fill_sheet.jpg
 
 Real photos from ``skimage.data`` (astronaut, coffee) at longest side 512 and
 1536; masks: centred rectangle 10%, free-form brush strokes ~15%, thin scratches
@@ -199,7 +199,7 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", action="store_true", help="also time ours with default threads")
-    ap.add_argument("--out", default="bench/fill_results.md")
+    ap.add_argument("--out", default="fill_results.md", help="markdown tables to write")
     ap.add_argument("--sheet", default="bench/fill_sheet.jpg")
     args = ap.parse_args()
     default_threads = torch.get_num_threads()

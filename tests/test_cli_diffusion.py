@@ -21,6 +21,12 @@ def tree(tmp_path_factory):
     return tiny_models.build_model_tree(tmp_path_factory.mktemp("tiny-models"))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with tiny_models.one_thread():
+        yield
+
+
 @pytest.fixture
 def files(tmp_path):
     rng = np.random.default_rng(0)

@@ -14,6 +14,7 @@ back into exactly the same network.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -440,3 +441,15 @@ def build_model_tree(root: str | os.PathLike) -> dict[str, Path]:
     tree["controlnet"] = models / "controlnet" / "tiny-inpaint-cn"
     _trees[str(root)] = tree
     return tree
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run torch on one thread: the tiny models are far too small to gain from more, and
+    on a busy CI machine extra threads only contend (a 0.5 s test took 35 s with two)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -23,6 +23,12 @@ def tree(tmp_path_factory):
     return tiny_models.build_model_tree(tmp_path_factory.mktemp("tiny-models"))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with tiny_models.one_thread():
+        yield
+
+
 def _load(tree, name, **kw):
     models.CACHE_SIZE = 8  # several families stay loaded during the session
     return models.load_model(tree[name], **kw)

@@ -25,6 +25,12 @@ def tree(tmp_path_factory):
     return tiny_models.build_model_tree(tmp_path_factory.mktemp("tiny-models"))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with tiny_models.one_thread():
+        yield
+
+
 @pytest.fixture
 def in_models(tree, monkeypatch):
     """Point the host's model folders (no ComfyUI here) at the tiny models tree."""

@@ -1,7 +1,7 @@
 """Benchmark: diffusion inpainting of a fixed small hole, this pack's sampler vs diffusers'
 ``StableDiffusionInpaintPipeline`` on the whole image, with the tiny test model.
 
-    python3 bench/sampling.py            # prints a markdown table
+    OMP_NUM_THREADS=1 python3 bench/sampling.py   # prints a markdown table
     python3 bench/sampling.py --device cuda
 
 Each measurement runs in a fresh process so its peak memory (max RSS on the

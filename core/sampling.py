@@ -353,14 +353,22 @@ def sample(
     *,
     tiles: bool = False,
     captioner=None,
+    prepare_model: Callable[[], object] | None = None,
     progress: ProgressHook | None = None,
     preview: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> SampleResult:
-    """Inpaint where ``mask > 0``; ``tiles`` allows several windows for big areas."""
+    """Inpaint where ``mask > 0``; ``tiles`` allows several windows for big areas.
+
+    ``prepare_model`` is called once the prompts are known, right before the model
+    is used: a host moves the model to its GPU there, after any captioner has run,
+    so loading the captioner cannot push the diffusion model back off the GPU.
+    """
     settings.check()
     image, mask = match_mask(image, mask)
     hook = or_null(progress)
     prompts = resolve_prompts(settings.prompt, image, mask, captioner)
+    if prepare_model is not None:
+        prepare_model()
     plans = [_plan_windows(model, mask[i], settings, tiles) for i in range(image.shape[0])]
     reporter = _StepReporter(hook, _progress_total(sum(map(len, plans)), settings), preview)
     pipe = _pipeline_for(model)
@@ -454,13 +462,14 @@ def inpaint(
     settings: SamplerSettings | None = None,
     *,
     captioner=None,
+    prepare_model: Callable[[], object] | None = None,
     progress: ProgressHook | None = None,
     preview: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> SampleResult:
     """Fill the masked area with the model, sampling only a window around the mask."""
     return sample(
         model, image, mask, settings or SamplerSettings(),
-        captioner=captioner, progress=progress, preview=preview,
+        captioner=captioner, prepare_model=prepare_model, progress=progress, preview=preview,
     )  # fmt: skip
 
 
@@ -472,6 +481,7 @@ def outpaint(
     *,
     overlap: int = 0,
     captioner=None,
+    prepare_model: Callable[[], object] | None = None,
     progress: ProgressHook | None = None,
     preview: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[SampleResult, torch.Tensor]:
@@ -487,6 +497,6 @@ def outpaint(
         return SampleResult(placed, [settings.prompt if settings else ""] * image.shape[0]), mask
     result = sample(
         model, placed, mask, settings or SamplerSettings(), tiles=True,
-        captioner=captioner, progress=progress, preview=preview,
+        captioner=captioner, prepare_model=prepare_model, progress=progress, preview=preview,
     )  # fmt: skip
     return result, mask

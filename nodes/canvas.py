@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from comfy_api.latest import io
 
 from ..core import canvas, model_free
@@ -12,10 +13,58 @@ from . import host
 SIZE_MODES = ("per side", "target size")
 
 
+def geometry_inputs() -> list:
+    """The canvas inputs shared by Expand Canvas and Outpaint, in saved-widget order."""
+    side = "px (or % of the image, see unit) to add on the {} side; size mode 'per side' only."
+    return [
+        io.Combo.Input(
+            "size_mode", options=list(SIZE_MODES), default="target size",
+            tooltip="per side: add margins. target size: fit the image into width x height.",
+        ),
+        io.Int.Input("width", default=1024, min=8, max=canvas.MAX_SIDE, step=8,
+                     tooltip="Target width in px (size mode 'target size')."),
+        io.Int.Input("height", default=1024, min=8, max=canvas.MAX_SIDE, step=8,
+                     tooltip="Target height in px (size mode 'target size')."),
+        io.Combo.Input(
+            "fit", options=list(canvas.FITS), default="pad",
+            tooltip=(
+                "pad: keep the whole image, scaled to fit, and generate the rest. "
+                "crop: scale to cover and crop. stretch: resize exactly."
+            ),
+        ),
+        io.Combo.Input(
+            "anchor", options=list(canvas.ANCHORS), default="center",
+            tooltip="Where the image sits on the new canvas (or which part is kept when cropping).",
+        ),
+        io.Int.Input("left", default=0, min=0, max=canvas.MAX_SIDE, tooltip=side.format("left")),
+        io.Int.Input("top", default=0, min=0, max=canvas.MAX_SIDE, tooltip=side.format("top")),
+        io.Int.Input("right", default=0, min=0, max=canvas.MAX_SIDE, tooltip=side.format("right")),
+        io.Int.Input("bottom", default=0, min=0, max=canvas.MAX_SIDE, tooltip=side.format("bottom")),
+        io.Combo.Input("unit", options=["px", "%"], default="px",
+                       tooltip="Unit of the per-side margins: px, or % of the image width/height."),
+        io.Int.Input(
+            "multiple_of", default=8, min=1, max=256,
+            tooltip="Round the canvas up to a multiple of this (8 for SD latents, 64 to be safe).",
+        ),
+    ]  # fmt: skip
+
+
+def plan_canvas(
+    image: torch.Tensor, size_mode: str, width: int, height: int, fit: str, anchor: str,
+    left: int, top: int, right: int, bottom: int, unit: str, multiple_of: int,
+) -> canvas.CanvasPlan:  # fmt: skip
+    """The canvas plan the geometry inputs describe for this image."""
+    h, w = image.shape[1:3]
+    if size_mode == "per side":
+        return canvas.plan_margins(
+            w, h, left, top, right, bottom, unit=unit, multiple_of=multiple_of
+        )
+    return canvas.plan_target(w, h, width, height, fit=fit, anchor=anchor, multiple_of=multiple_of)
+
+
 class ExpandCanvas(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        side = "Pixels (or percent of the image, see unit) to add on the {} side. Used with size mode 'per side'."
         return io.Schema(
             node_id="UncropExpandCanvas",
             display_name="Expand Canvas",
@@ -27,68 +76,7 @@ class ExpandCanvas(io.ComfyNode):
             ),
             inputs=[
                 io.Image.Input("image", tooltip="The image to extend."),
-                io.Combo.Input(
-                    "size_mode",
-                    options=list(SIZE_MODES),
-                    default="target size",
-                    tooltip="per side: add margins. target size: fit the image into width x height.",
-                ),  # fmt: skip
-                io.Int.Input(
-                    "width",
-                    default=1024,
-                    min=8,
-                    max=canvas.MAX_SIDE,
-                    step=8,
-                    tooltip="Target width in px (size mode 'target size').",
-                ),
-                io.Int.Input(
-                    "height",
-                    default=1024,
-                    min=8,
-                    max=canvas.MAX_SIDE,
-                    step=8,
-                    tooltip="Target height in px (size mode 'target size').",
-                ),
-                io.Combo.Input(
-                    "fit",
-                    options=list(canvas.FITS),
-                    default="pad",
-                    tooltip=(
-                        "pad: keep the whole image, scaled to fit, and generate the rest. "
-                        "crop: scale to cover and crop. stretch: resize exactly."
-                    ),
-                ),  # fmt: skip
-                io.Combo.Input(
-                    "anchor",
-                    options=list(canvas.ANCHORS),
-                    default="center",
-                    tooltip="Where the image sits on the new canvas (or which part is kept when cropping).",
-                ),  # fmt: skip
-                io.Int.Input(
-                    "left", default=0, min=0, max=canvas.MAX_SIDE, tooltip=side.format("left")
-                ),
-                io.Int.Input(
-                    "top", default=0, min=0, max=canvas.MAX_SIDE, tooltip=side.format("top")
-                ),
-                io.Int.Input(
-                    "right", default=0, min=0, max=canvas.MAX_SIDE, tooltip=side.format("right")
-                ),
-                io.Int.Input(
-                    "bottom", default=0, min=0, max=canvas.MAX_SIDE, tooltip=side.format("bottom")
-                ),
-                io.Combo.Input(
-                    "unit",
-                    options=["px", "%"],
-                    default="px",
-                    tooltip="Unit of the per-side margins: px, or % of the image width/height.",
-                ),
-                io.Int.Input(
-                    "multiple_of",
-                    default=8,
-                    min=1,
-                    max=256,
-                    tooltip="Round the canvas up to a multiple of this (8 for SD latents, 64 to be safe).",
-                ),  # fmt: skip
+                *geometry_inputs(),
                 io.Int.Input(
                     "overlap",
                     default=0,
@@ -123,15 +111,20 @@ class ExpandCanvas(io.ComfyNode):
         overlap: int, fill: str, color: str, seed: int,
     ) -> io.NodeOutput:  # fmt: skip
         image = check_image(image).to(host.torch_device())
-        h, w = image.shape[1:3]
-        if size_mode == "per side":
-            plan = canvas.plan_margins(
-                w, h, left, top, right, bottom, unit=unit, multiple_of=multiple_of
-            )
-        else:
-            plan = canvas.plan_target(
-                w, h, width, height, fit=fit, anchor=anchor, multiple_of=multiple_of
-            )
+        plan = plan_canvas(
+            image,
+            size_mode,
+            width,
+            height,
+            fit,
+            anchor,
+            left,
+            top,
+            right,
+            bottom,
+            unit,
+            multiple_of,
+        )
         out, mask = model_free.outpaint(
             image,
             plan,

@@ -7,19 +7,19 @@ import logging
 import torch
 from comfy_api.latest import io
 
-from ..core import canvas, models, sampling
 from ..core import fill as filling
+from ..core import models, sampling
 from ..core.composite import COLOR_MATCH_MODES
 from ..core.errors import UncropError
 from ..core.inputs import check_image
 from . import host
+from .canvas import geometry_inputs, plan_canvas
 
 log = logging.getLogger("uncrop")
 
 InpaintModelType = io.Custom("UNCROP_INPAINT_MODEL")
 CaptionerType = io.Custom("UNCROP_CAPTIONER")
 NO_CONTROLNET = "none"
-SIZE_MODES = ("per side", "target size")
 
 host.register_model_folder("diffusers", set())
 host.register_model_folder("controlnet", {".safetensors"})
@@ -235,7 +235,6 @@ class Inpaint(io.ComfyNode):
     def execute(cls, image, mask, model, captioner=None, **kw) -> io.NodeOutput:
         image = check_image(image)  # the sampler matches the mask to it
         settings = _settings(kw)
-        _prepare(model)
         steps = max(1, int(settings.steps * settings.strength))
         result = sampling.inpaint(
             model,
@@ -243,6 +242,7 @@ class Inpaint(io.ComfyNode):
             mask,
             settings,
             captioner=captioner,
+            prepare_model=lambda: _prepare(model),
             progress=host.Progress(image.shape[0] * steps),
             preview=host.latent_previewer(model.info.base),
         )
@@ -263,16 +263,7 @@ class Outpaint(io.ComfyNode):
             ),
             inputs=[
                 io.Image.Input("image", tooltip="The image to extend."),
-                io.Combo.Input("size_mode", options=list(SIZE_MODES), default="target size"),
-                io.Int.Input("width", default=1024, min=8, max=canvas.MAX_SIDE, step=8),
-                io.Int.Input("height", default=1024, min=8, max=canvas.MAX_SIDE, step=8),
-                io.Combo.Input("fit", options=list(canvas.FITS), default="pad"),
-                io.Combo.Input("anchor", options=list(canvas.ANCHORS), default="center"),
-                io.Int.Input("left", default=0, min=0, max=canvas.MAX_SIDE),
-                io.Int.Input("top", default=0, min=0, max=canvas.MAX_SIDE),
-                io.Int.Input("right", default=0, min=0, max=canvas.MAX_SIDE),
-                io.Int.Input("bottom", default=0, min=0, max=canvas.MAX_SIDE),
-                io.Combo.Input("unit", options=["px", "%"], default="px"),
+                *geometry_inputs(),
                 io.Int.Input(
                     "overlap",
                     default=16,
@@ -292,18 +283,25 @@ class Outpaint(io.ComfyNode):
     @classmethod
     def execute(
         cls, image, model, size_mode: str, width: int, height: int, fit: str, anchor: str,
-        left: int, top: int, right: int, bottom: int, unit: str, overlap: int,
+        left: int, top: int, right: int, bottom: int, unit: str, multiple_of: int, overlap: int,
         captioner=None, **kw,
     ) -> io.NodeOutput:  # fmt: skip
         image = check_image(image)
-        h, w = image.shape[1:3]
-        multiple = 8
-        if size_mode == "per side":
-            plan = canvas.plan_margins(w, h, left, top, right, bottom, unit, multiple)
-        else:
-            plan = canvas.plan_target(w, h, width, height, fit, anchor, multiple)
+        plan = plan_canvas(
+            image,
+            size_mode,
+            width,
+            height,
+            fit,
+            anchor,
+            left,
+            top,
+            right,
+            bottom,
+            unit,
+            multiple_of,
+        )
         settings = _settings(kw)
-        _prepare(model)
         result, mask = sampling.outpaint(
             model,
             image,
@@ -311,6 +309,7 @@ class Outpaint(io.ComfyNode):
             settings,
             overlap=overlap,
             captioner=captioner,
+            prepare_model=lambda: _prepare(model),
             progress=host.Progress(1),
             preview=host.latent_previewer(model.info.base),
         )

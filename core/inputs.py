@@ -15,6 +15,7 @@ to an image; every other function in ``core`` can assume the result. Rules:
 from __future__ import annotations
 
 import logging
+import math
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,16 @@ ASPECT_TOLERANCE = 0.01
 
 def _shape(t: torch.Tensor) -> str:
     return "[" + ", ".join(str(s) for s in t.shape) + "]"
+
+
+def _finite_in_unit_range(t: torch.Tensor, name: str) -> torch.Tensor:
+    """Refuse NaN/inf and clamp to 0..1, in one pass over the data (NaN and inf
+    propagate through min/max, so the extremes alone tell)."""
+    lo, hi = torch.aminmax(t)
+    lo, hi = float(lo), float(hi)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise UncropError(f"{name}: contains NaN or infinite values.")
+    return t.clamp(0.0, 1.0) if (lo < 0 or hi > 1) else t
 
 
 def check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:
@@ -45,9 +56,7 @@ def check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:
         raise UncropError(f"{name}: the image is empty, shape {_shape(image)}.")
     if not image.is_floating_point():
         raise UncropError(f"{name}: expected float values in 0..1, got dtype {image.dtype}.")
-    if not torch.isfinite(image).all():
-        raise UncropError(f"{name}: contains NaN or infinite values.")
-    return image.clamp(0.0, 1.0) if (image.min() < 0 or image.max() > 1) else image
+    return _finite_in_unit_range(image, name)
 
 
 def check_mask(mask: torch.Tensor, name: str = "mask") -> torch.Tensor:
@@ -66,9 +75,7 @@ def check_mask(mask: torch.Tensor, name: str = "mask") -> torch.Tensor:
         )
     if not mask.is_floating_point():
         mask = mask.float()
-    if not torch.isfinite(mask).all():
-        raise UncropError(f"{name}: contains NaN or infinite values.")
-    return mask.clamp(0.0, 1.0) if (mask.min() < 0 or mask.max() > 1) else mask
+    return _finite_in_unit_range(mask, name)
 
 
 def match_mask(

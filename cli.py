@@ -71,6 +71,10 @@ def _add_common(p: argparse.ArgumentParser, default_method: str) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed for methods that use randomness")
     p.add_argument("--color", default="#808080", help="colour for --method color (hex)")
+    p.add_argument(
+        "--patch-size", type=int, default=7, help="patch side for --method patch/pattern (odd)"
+    )
+    p.add_argument("--source-mask", help="image or URL; white = where --method patch may copy from")
     p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1, mps")
     _add_diffusion(p)
 
@@ -118,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_captioner(p)
 
     p = sub.add_parser("outpaint", help="extend an image beyond its borders")
-    _add_common(p, "mirror")
+    _add_common(p, "pattern")
     p.add_argument("--width", type=int, help="target width (with --height)")
     p.add_argument("--height", type=int, help="target height (with --width)")
     p.add_argument(
@@ -165,6 +169,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default="auto", help="torch device")
     return parser
+
+
+def _fill_options(args: argparse.Namespace, device: torch.device) -> dict:
+    """The model-free fill's options from the command line."""
+    source = args.source_mask
+    return {
+        "color": parse_color(args.color, "--color"),
+        "patch_size": args.patch_size,
+        "source_mask": _load_mask(source, "luminance", False).to(device) if source else None,
+    }
 
 
 def _load_mask(source: str, channel: str, invert: bool) -> torch.Tensor:
@@ -270,12 +284,7 @@ def run_inpaint(args: argparse.Namespace) -> Path:
     bar = TqdmProgress("inpaint")
     try:
         out = model_free.inpaint(
-            image,
-            mask,
-            args.method,
-            seed=args.seed,
-            color=parse_color(args.color, "--color"),
-            progress=bar,
+            image, mask, args.method, seed=args.seed, progress=bar, **_fill_options(args, device)
         )
     finally:
         bar.close()
@@ -315,8 +324,8 @@ def run_outpaint(args: argparse.Namespace) -> Path:
     bar = TqdmProgress("outpaint")
     try:
         out, _mask = model_free.outpaint(
-            image.to(device), plan, args.method, seed=args.seed,
-            color=parse_color(args.color, "--color"), progress=bar,
+            image.to(device), plan, args.method, seed=args.seed, progress=bar,
+            **_fill_options(args, device),
         )  # fmt: skip
     finally:
         bar.close()
@@ -326,14 +335,16 @@ def run_outpaint(args: argparse.Namespace) -> Path:
 
 def run_demo(args: argparse.Namespace) -> list[Path]:
     folder = Path(args.output)
-    common = {"seed": 0, "color": "#808080", "device": args.device}
+    common = {
+        "seed": 0, "color": "#808080", "patch_size": 7, "source_mask": None, "device": args.device
+    }  # fmt: skip
     jobs = [
         ("inpaint", argparse.Namespace(
             image=str(SAMPLE_IMAGE), mask=str(SAMPLE_MASK), channel="luminance", invert=False,
             grow=4, feather=3.0, method="smooth", output=str(folder / "inpaint.png"), **common)),
         ("outpaint", argparse.Namespace(
             image=str(SAMPLE_IMAGE), width=1024, height=512, fit="pad", anchor="center",
-            left=0, top=0, right=0, bottom=0, unit="px", multiple_of=8, method="mirror",
+            left=0, top=0, right=0, bottom=0, unit="px", multiple_of=8, method="pattern",
             output=str(folder / "outpaint.png"), **common)),
     ]  # fmt: skip
     written = []

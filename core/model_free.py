@@ -41,11 +41,17 @@ def outpaint(
 
     Returns ``(image, mask)``: the mask marks the new area (1) plus the optional
     ``overlap`` band, ready for a model to refine; the image is final as it is.
+    A ``source_mask`` option is given in the input image's pixels and is moved
+    onto the canvas here (the new area is never a source).
     """
     image = check_image(image)
     placed, mask = canvas.expand_canvas(image, plan, overlap=overlap)
     if not plan.adds_area:
         return placed, mask
+    if options.get("source_mask") is not None:
+        _, source = match_mask(image, options["source_mask"], "image", "source_mask")
+        placed_source, _ = canvas.expand_canvas(source.unsqueeze(-1), plan)
+        options["source_mask"] = (placed_source[..., 0] > 0.5).to(image.dtype)
     new_area = canvas.outpaint_mask(plan, 0, device=placed.device).expand_as(mask)
     filled = fill(placed, new_area, method, seed=seed, progress=progress, **options)
     return filled, mask

@@ -88,3 +88,31 @@ def test_console_entry_point_runs(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert Image.open(tmp_path / "o.png").size == (664, 400)
+
+
+def test_source_mask_keeps_patch_from_copying_excluded_area(tmp_path):
+    image = np.asarray(Image.open(cli.SAMPLE_IMAGE)).copy()
+    image[20:80, 20:80] = [255, 0, 255]  # a colour found nowhere else, to be excluded
+    Image.fromarray(image).save(tmp_path / "img.png")
+    mask = np.zeros(image.shape[:2], np.uint8)
+    mask[150:230, 250:330] = 255
+    Image.fromarray(mask).save(tmp_path / "hole.png")
+    source = np.full(image.shape[:2], 255, np.uint8)
+    source[10:90, 10:90] = 0
+    Image.fromarray(source).save(tmp_path / "source.png")
+    out = tmp_path / "out.png"
+    code = cli.main(
+        ["inpaint", str(tmp_path / "img.png"), "--mask", str(tmp_path / "hole.png"), "--method", "patch",
+         "--patch-size", "5", "--source-mask", str(tmp_path / "source.png"), "-o", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    filled = np.asarray(Image.open(out))[150:230, 250:330].reshape(-1, 3).astype(int)
+    magenta = (filled[:, 0] > 200) & (filled[:, 1] < 60) & (filled[:, 2] > 200)
+    assert not magenta.any()
+
+
+def test_bad_patch_size_is_refused(tmp_path, capsys):
+    args = ["outpaint", str(cli.SAMPLE_IMAGE), "--left", "16", "--method", "patch", "--patch-size", "4",
+            "-o", str(tmp_path / "o.png")]  # fmt: skip
+    assert cli.main(args) == 2
+    assert "patch_size" in capsys.readouterr().err

@@ -36,3 +36,20 @@ def test_outpaint_without_new_area_is_a_resize(coffee):
     plan = canvas.plan_target(600, 400, 300, 200, fit="stretch", multiple_of=1)
     out, mask = model_free.outpaint(coffee, plan)
     assert out.shape == (1, 200, 300, 3) and mask.max() == 0
+
+
+def test_outpaint_source_mask_is_moved_onto_the_canvas(coffee):
+    image = coffee.clone()
+    image[:, :, :60] = torch.tensor([1.0, 0.0, 1.0])  # magenta strip at the left edge
+    source = torch.ones(1, 400, 600)
+    source[:, :, :70] = 0  # never copy from the strip
+    plan = canvas.plan_margins(600, 400, left=48, multiple_of=8)
+    out, _ = model_free.outpaint(image, plan, "patch", source_mask=source, patch_size=5)
+    band = out[0, :, : plan.x].reshape(-1, 3)
+    magenta = (band[:, 0] > 0.8) & (band[:, 1] < 0.25) & (band[:, 2] > 0.8)
+    assert not magenta.any()
+    unrestricted, _ = model_free.outpaint(image, plan, "patch", patch_size=5)
+    band = unrestricted[0, :, : plan.x].reshape(-1, 3)
+    assert (
+        (band[:, 0] > 0.8) & (band[:, 1] < 0.25) & (band[:, 2] > 0.8)
+    ).any()  # the test can fail

@@ -72,3 +72,15 @@ def run_node(node_cls, **inputs):
     if inputs:
         raise TypeError(f"{schema.node_id} has no inputs {sorted(inputs)}")
     return node_cls.execute(**kwargs)
+
+
+def use_models_dir(monkeypatch, path) -> None:
+    """Make the host find models under ``path`` whether or not ComfyUI is loaded.
+
+    The host's no-ComfyUI mode reads ``UNCROP_MODELS_DIR``; inside ComfyUI it asks
+    ``folder_paths``, which the integration test exercises with real registrations.
+    """
+    from uncrop.nodes import host
+
+    monkeypatch.setenv("UNCROP_MODELS_DIR", str(path))
+    monkeypatch.setattr(host, "_folder_paths", lambda: None)

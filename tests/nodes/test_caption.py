@@ -10,11 +10,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tiny_captioners  # noqa: E402
-from conftest import run_node  # noqa: E402
+from conftest import run_node, use_models_dir  # noqa: E402
 
 from uncrop.core import caption as cap  # noqa: E402
 from uncrop.core.errors import UncropError  # noqa: E402
-from uncrop.nodes import NODES  # noqa: E402
+from uncrop.nodes import (
+    NODES,  # noqa: E402
+)
 from uncrop.nodes import caption as nodes  # noqa: E402
 
 
@@ -25,8 +27,8 @@ def models() -> Path:
 
 @pytest.fixture
 def in_models(models, monkeypatch) -> Path:
-    """Point the host's model folders (no ComfyUI here) at the tiny models."""
-    monkeypatch.setenv("UNCROP_MODELS_DIR", str(models))
+    """Point the host's model folders at the tiny models."""
+    use_models_dir(monkeypatch, models)
     return models
 
 
@@ -97,7 +99,7 @@ def test_loader_options_are_the_samplers_defaults(in_models, astronaut):
 
 
 def test_no_captioner_installed_says_where_to_put_what(tmp_path, monkeypatch):
-    monkeypatch.setenv("UNCROP_MODELS_DIR", str(tmp_path))
+    use_models_dir(monkeypatch, tmp_path)
     schema = nodes.LoadCaptioner.define_schema()
     model = next(i for i in schema.inputs if i.id == "model")
     assert model.options == [nodes.NONE_FOUND]

@@ -10,7 +10,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tiny_models  # noqa: E402
-from conftest import run_node  # noqa: E402
+from conftest import run_node, use_models_dir  # noqa: E402
 
 from uncrop.core import canvas, models  # noqa: E402
 from uncrop.core.errors import UncropError  # noqa: E402
@@ -33,8 +33,8 @@ def _one_thread():
 
 @pytest.fixture
 def in_models(tree, monkeypatch):
-    """Point the host's model folders (no ComfyUI here) at the tiny models tree."""
-    monkeypatch.setenv("UNCROP_MODELS_DIR", str(tree["root"]))
+    """Point the host's model folders at the tiny models tree."""
+    use_models_dir(monkeypatch, tree["root"])
     monkeypatch.setenv(models.TOKENIZER_ENV, str(tree["tokenizer"]))
     return tree
 

@@ -242,6 +242,11 @@ def run_caption(args: argparse.Namespace) -> list[str]:
         bar.close()
 
 
+def _prompt_metadata(prompts: list[str]) -> dict[str, str]:
+    """The prompt a diffusion run used, for the PNG's metadata (as the nodes do)."""
+    return {"uncrop_prompt": " | ".join(dict.fromkeys(prompts))}
+
+
 def _diffusion(args, device, image, mask, job):
     """Load ``--model`` and run ``job(model, settings, progress)`` with the CLI's settings."""
     model = models.load_model(
@@ -278,7 +283,7 @@ def run_inpaint(args: argparse.Namespace) -> Path:
     if getattr(args, "model", None):
         result = _diffusion(args, device, image, mask, lambda m, s, bar: sampling.inpaint(
             m, image, mask, s, progress=bar))  # fmt: skip
-        imageio.save_image(result.image, args.output)
+        imageio.save_image(result.image, args.output, _prompt_metadata(result.prompts))
         return Path(args.output)
     _auto_prompt(args, image, mask)
     bar = TqdmProgress("inpaint")
@@ -318,7 +323,7 @@ def run_outpaint(args: argparse.Namespace) -> Path:
     if getattr(args, "model", None):
         result = _diffusion(args, device, image, None, lambda m, s, bar: sampling.outpaint(
             m, image.to(device), plan, s, overlap=16, progress=bar)[0])  # fmt: skip
-        imageio.save_image(result.image, args.output)
+        imageio.save_image(result.image, args.output, _prompt_metadata(result.prompts))
         return Path(args.output)
     _auto_prompt(args, image, None)
     bar = TqdmProgress("outpaint")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, PngImagePlugin
 
 from .errors import UncropError
 
@@ -124,13 +124,23 @@ def load_mask(
     return mask
 
 
-def save_image(image: torch.Tensor, path: str | os.PathLike) -> None:
-    """Write the first image of an IMAGE batch (8-bit PNG/JPEG/WebP by extension)."""
+def save_image(
+    image: torch.Tensor, path: str | os.PathLike, metadata: dict[str, str] | None = None
+) -> None:
+    """Write the first image of an IMAGE batch (8-bit PNG/JPEG/WebP by extension).
+
+    ``metadata`` goes into PNG text chunks (ignored for other formats).
+    """
     arr = (image[0].detach().float().cpu().clamp(0, 1).numpy() * 255.0 + 0.5).astype(np.uint8)
     if arr.shape[-1] == 1:
         arr = arr[..., 0]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(path)
+    info = None
+    if metadata and str(path).lower().endswith(".png"):
+        info = PngImagePlugin.PngInfo()
+        for key, value in metadata.items():
+            info.add_text(key, value)
+    Image.fromarray(arr).save(path, pnginfo=info)
 
 
 def resolve_in_folder(folder: str | os.PathLike, filename: str, name: str = "image") -> Path:

@@ -145,8 +145,18 @@ def _prepare(model: models.InpaintModel) -> torch.device:
     return host.load_to_device(model.modules(), model.extra)
 
 
-def _output(image: torch.Tensor, prompts: list[str], *extra) -> io.NodeOutput:
+PROMPT_METADATA_KEY = "uncrop_prompt"
+
+
+def _output(
+    node: type[io.ComfyNode], image: torch.Tensor, prompts: list[str], *extra
+) -> io.NodeOutput:
+    """Outputs plus the prompt used: shown on the node, and put in ComfyUI's
+    ``extra_pnginfo``, which SaveImage writes into the PNG's metadata."""
     text = " | ".join(dict.fromkeys(prompts))
+    pnginfo = getattr(node.hidden, "extra_pnginfo", None) if node.hidden is not None else None
+    if isinstance(pnginfo, dict):
+        pnginfo[PROMPT_METADATA_KEY] = text
     dev = host.intermediate_device()
     return io.NodeOutput(image.to(dev), *(e.to(dev) for e in extra), text, ui={"text": [text]})
 
@@ -220,6 +230,7 @@ class Inpaint(io.ComfyNode):
                 "sampled, at the model's native size, then pasted back: pixels where the mask is 0 "
                 "stay bit-identical and the seam is feathered inside the mask."
             ),
+            hidden=[io.Hidden.extra_pnginfo],
             inputs=[
                 io.Image.Input("image", tooltip="The image to inpaint."),
                 io.Mask.Input("mask", tooltip="1 = area to fill."),
@@ -246,7 +257,7 @@ class Inpaint(io.ComfyNode):
             progress=host.Progress(image.shape[0] * steps),
             preview=host.latent_previewer(model.info.base),
         )
-        return _output(result.image, result.prompts)
+        return _output(cls, result.image, result.prompts)
 
 
 class Outpaint(io.ComfyNode):
@@ -261,6 +272,7 @@ class Outpaint(io.ComfyNode):
                 "mode and anchor (the Expand Canvas geometry). A large new area is covered by "
                 "overlapping native-size windows that each see real context."
             ),
+            hidden=[io.Hidden.extra_pnginfo],
             inputs=[
                 io.Image.Input("image", tooltip="The image to extend."),
                 *geometry_inputs(),
@@ -313,4 +325,4 @@ class Outpaint(io.ComfyNode):
             progress=host.Progress(1),
             preview=host.latent_previewer(model.info.base),
         )
-        return _output(result.image, result.prompts, mask)
+        return _output(cls, result.image, result.prompts, mask)

@@ -52,6 +52,7 @@ def test_inpaint_with_a_single_file_model(tree, files, monkeypatch, capsys):
     assert res.shape == src.shape
     assert np.array_equal(res[keep], src[keep])
     assert not np.array_equal(res[~keep], src[~keep])
+    assert Image.open(out).text["uncrop_prompt"] == "a cat"
 
 
 def test_outpaint_with_a_diffusers_folder(tree, files):

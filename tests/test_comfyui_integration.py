@@ -92,7 +92,7 @@ def test_workflow_runs_in_comfyui(comfy, path):
     for node in prompt.values():
         if node["class_type"] in ("UncropInpaint", "UncropOutpaint"):
             node["inputs"].update(FAST_SAMPLING)
-    result = harness.run_prompt(prompt)
+    result = harness.run_prompt(prompt, {"extra_pnginfo": {"workflow": workflow}})
     saved = [
         image
         for node_id, node in prompt.items()
@@ -106,3 +106,6 @@ def test_workflow_runs_in_comfyui(comfy, path):
         assert pixels.std() > 5, f"{file.name} is flat"
         if path.name in EXPECTED_SIZES:
             assert (pixels.shape[1], pixels.shape[0]) == EXPECTED_SIZES[path.name]
+        if path.name == "outpaint-autocaption.json":
+            # The caption written for the empty prompt is saved with the image.
+            assert json.loads(Image.open(file).text["uncrop_prompt"]).endswith("detailed photo")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,17 @@ def test_inpaint_node_shows_and_outputs_the_caption(in_models, photo):
     )
     assert out.args[1] == "a photo of the sea"
     assert out.ui == {"text": ["a photo of the sea"]}
+
+
+def test_prompt_used_goes_into_the_saved_png_metadata(in_models, photo, monkeypatch):
+    """SaveImage writes ComfyUI's extra_pnginfo into the PNG; the node adds its prompt."""
+    (model, _info) = run_node(nodes.LoadInpaintModel, model="tiny-sd-inpaint").args
+    pnginfo = {"workflow": {}}
+    monkeypatch.setattr(nodes.Inpaint, "hidden", types.SimpleNamespace(extra_pnginfo=pnginfo))
+    mask = torch.zeros(1, 96, 128)
+    mask[:, 30:50, 40:70] = 1
+    run_node(nodes.Inpaint, image=photo, mask=mask, model=model, captioner=FakeCaptioner(), **FAST)
+    assert pnginfo == {"workflow": {}, "uncrop_prompt": "a photo of the sea"}
 
 
 def test_outpaint_node_per_side(in_models, photo):

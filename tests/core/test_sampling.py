@@ -287,3 +287,54 @@ def test_outpaint_large_area_uses_overlapping_windows_that_see_context(sd_inpain
     assert torch.equal(result.image[0][keep], canvas.expand_canvas(photo, plan)[0][0][keep])
     new = result.image[0, :, 200:]
     assert new.std() > 0.01  # the far side was generated, not left as pre-fill
+
+
+class _RunsOutOfMemory:
+    """Wraps a pipeline so its first ``failures`` calls raise CUDA's out-of-memory error."""
+
+    def __init__(self, pipe, failures):
+        self.pipe, self.failures, self.calls = pipe, failures, 0
+
+    def __getattr__(self, name):
+        return getattr(self.pipe, name)
+
+    def __setattr__(self, name, value):
+        if name in ("pipe", "failures", "calls"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.pipe, name, value)
+
+    def __call__(self, **kwargs):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self.pipe(**kwargs)
+
+
+@pytest.mark.parametrize("failures", [1, 2])
+def test_out_of_memory_retries_with_vae_tiling_then_says_what_to_do(
+    tree, photo, monkeypatch, failures
+):
+    model = _load(tree, "sd-inpaint", vae_tiling=False)
+    real = sampling._pipeline_for
+    wrapped = []
+    monkeypatch.setattr(
+        sampling,
+        "_pipeline_for",
+        lambda m: wrapped.append(_RunsOutOfMemory(real(m), failures)) or wrapped[-1],
+    )
+    settings = SamplerSettings(prompt="a cat", **FAST)
+    try:
+        if failures == 1:
+            result = sampling.inpaint(model, photo, _hole(), settings)
+            assert model.vae_tiling and wrapped[0].calls == 2
+            keep = _hole()[0] == 0
+            assert torch.equal(result.image[0][keep], photo[0][keep])
+        else:
+            with pytest.raises(
+                UncropError, match="out of GPU memory .* even with VAE tiling; free memory"
+            ):
+                sampling.inpaint(model, photo, _hole(), settings)
+            assert wrapped[0].calls == 2
+    finally:
+        model.set_vae_tiling(False)

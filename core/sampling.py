@@ -413,6 +413,15 @@ def _shift(win: SampleWindow, dx: int, dy: int) -> SampleWindow:
     )
 
 
+def _prefill_is_seen(model: InpaintModel, settings: SamplerSettings) -> bool:
+    """Whether the hole's pre-fill can change the result.
+
+    A 9-channel inpainting model at full strength never sees the hole's pixels:
+    diffusers blanks them in the masked image and starts the latents from noise.
+    """
+    return not (model.info.in_channels == 9 and settings.strength >= 1.0)
+
+
 def _sample_region(
     model: InpaintModel,
     pipe,
@@ -426,10 +435,12 @@ def _sample_region(
 ) -> torch.Tensor:
     """Pre-fill, sample each window and composite, all inside one region ``[1,h,w,C]``
     that holds every masked pixel, so the cost does not grow with the photo."""
-    hole = (mask > 0).to(image.dtype)
-    if settings.prefill == "none":
+    if settings.prefill == "none" or not _prefill_is_seen(model, settings):
         current = image.clone()
     else:
+        # Only what the model treats as hole (mask >= 0.5) is replaced; softer edge
+        # pixels keep their real content as context.
+        hole = (mask >= 0.5).to(image.dtype)
         current = fill(image, hole, settings.prefill, seed=settings.seed)
     remaining = mask.clone()
     h, w = image.shape[1:3]

@@ -338,3 +338,32 @@ def test_out_of_memory_retries_with_vae_tiling_then_says_what_to_do(
             assert wrapped[0].calls == 2
     finally:
         model.set_vae_tiling(False)
+
+
+@pytest.mark.parametrize(
+    "name,strength,expect_fill",
+    [("sd-inpaint", 1.0, False), ("sd-inpaint", 0.7, True), ("sd", 1.0, True)],
+)
+def test_prefill_runs_only_where_the_model_can_see_it(
+    tree, photo, monkeypatch, name, strength, expect_fill
+):
+    model = _load(tree, name)
+    holes = []
+    real_fill = sampling.fill
+    monkeypatch.setattr(
+        sampling,
+        "fill",
+        lambda img, hole, *a, **k: holes.append(hole) or real_fill(img, hole, *a, **k),
+    )
+    soft = _hole() * 0.9
+    soft[:, 28:30, 40:72] = 0.3  # a soft edge the model treats as known context
+    sampling.inpaint(
+        model,
+        photo,
+        soft,
+        SamplerSettings(prompt="a cat", strength=strength, prefill="noise", **FAST),
+    )
+    assert bool(holes) == expect_fill
+    if holes:
+        # Only mask >= 0.5 is replaced (the hole is in the sampled region's coordinates).
+        assert int(holes[0].sum()) == int((soft >= 0.5).sum()) == 24 * 32

@@ -65,6 +65,8 @@ def measure(method: str, size: int, device: torch.device, model_dir: Path) -> di
     image, mask = _inputs(size, device)
     settings = sampling.SamplerSettings(prompt="a cat", steps=STEPS, guidance=7.0, prefill="edge")
     pipe = model.pipe
+    # The same scheduler the pack uses, so only the pack's own work differs.
+    pipe.scheduler = sampling.make_scheduler(model, settings.scheduler)
     gen = torch.Generator("cpu")
 
     def run() -> None:

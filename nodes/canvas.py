@@ -49,17 +49,27 @@ def geometry_inputs() -> list:
     ]  # fmt: skip
 
 
-def plan_canvas(
-    image: torch.Tensor, size_mode: str, width: int, height: int, fit: str, anchor: str,
-    left: int, top: int, right: int, bottom: int, unit: str, multiple_of: int,
-) -> canvas.CanvasPlan:  # fmt: skip
-    """The canvas plan the geometry inputs describe for this image."""
+def plan_canvas(image: torch.Tensor, **geometry) -> canvas.CanvasPlan:
+    """The canvas plan that the :func:`geometry_inputs` values describe for this image."""
     h, w = image.shape[1:3]
-    if size_mode == "per side":
+    g = geometry
+    if g["size_mode"] == "per side":
         return canvas.plan_margins(
-            w, h, left, top, right, bottom, unit=unit, multiple_of=multiple_of
-        )
-    return canvas.plan_target(w, h, width, height, fit=fit, anchor=anchor, multiple_of=multiple_of)
+            w, h, g["left"], g["top"], g["right"], g["bottom"], unit=g["unit"],
+            multiple_of=g["multiple_of"],
+        )  # fmt: skip
+    return canvas.plan_target(
+        w,
+        h,
+        g["width"],
+        g["height"],
+        fit=g["fit"],
+        anchor=g["anchor"],
+        multiple_of=g["multiple_of"],
+    )
+
+
+GEOMETRY = tuple(i.id for i in geometry_inputs())
 
 
 class ExpandCanvas(io.ComfyNode):
@@ -106,25 +116,10 @@ class ExpandCanvas(io.ComfyNode):
 
     @classmethod
     def execute(
-        cls, image, size_mode: str, width: int, height: int, fit: str, anchor: str,
-        left: int, top: int, right: int, bottom: int, unit: str, multiple_of: int,
-        overlap: int, fill: str, color: str, seed: int,
-    ) -> io.NodeOutput:  # fmt: skip
+        cls, image, overlap: int, fill: str, color: str, seed: int, **geometry
+    ) -> io.NodeOutput:
         image = check_image(image).to(host.torch_device())
-        plan = plan_canvas(
-            image,
-            size_mode,
-            width,
-            height,
-            fit,
-            anchor,
-            left,
-            top,
-            right,
-            bottom,
-            unit,
-            multiple_of,
-        )
+        plan = plan_canvas(image, **geometry)
         out, mask = model_free.outpaint(
             image,
             plan,

@@ -13,7 +13,7 @@ from ..core.composite import COLOR_MATCH_MODES
 from ..core.errors import UncropError
 from ..core.inputs import check_image
 from . import host
-from .canvas import geometry_inputs, plan_canvas
+from .canvas import GEOMETRY, geometry_inputs, plan_canvas
 
 log = logging.getLogger("uncrop")
 
@@ -293,26 +293,9 @@ class Outpaint(io.ComfyNode):
         )
 
     @classmethod
-    def execute(
-        cls, image, model, size_mode: str, width: int, height: int, fit: str, anchor: str,
-        left: int, top: int, right: int, bottom: int, unit: str, multiple_of: int, overlap: int,
-        captioner=None, **kw,
-    ) -> io.NodeOutput:  # fmt: skip
+    def execute(cls, image, model, overlap: int, captioner=None, **kw) -> io.NodeOutput:
         image = check_image(image)
-        plan = plan_canvas(
-            image,
-            size_mode,
-            width,
-            height,
-            fit,
-            anchor,
-            left,
-            top,
-            right,
-            bottom,
-            unit,
-            multiple_of,
-        )
+        plan = plan_canvas(image, **{k: kw.pop(k) for k in GEOMETRY})
         settings = _settings(kw)
         result, mask = sampling.outpaint(
             model,

@@ -244,7 +244,7 @@ def run_caption(args: argparse.Namespace) -> list[str]:
 
 def _prompt_metadata(prompts: list[str]) -> dict[str, str]:
     """The prompt a diffusion run used, for the PNG's metadata (as the nodes do)."""
-    return {"uncrop_prompt": " | ".join(dict.fromkeys(prompts))}
+    return {sampling.PROMPT_METADATA_KEY: sampling.prompt_summary(prompts)}
 
 
 def _diffusion(args, device, image, mask, job):

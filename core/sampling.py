@@ -216,6 +216,14 @@ class SampleResult:
 
 _warned_unconditioned = False
 
+PROMPT_METADATA_KEY = "uncrop_prompt"
+"""Key under which the prompt a run used is saved in a PNG's metadata."""
+
+
+def prompt_summary(prompts: list[str]) -> str:
+    """The prompts of a batch as one line (each distinct prompt once)."""
+    return " | ".join(dict.fromkeys(prompts))
+
 
 def resolve_prompts(
     prompt: str, image: torch.Tensor, mask: torch.Tensor | None, captioner

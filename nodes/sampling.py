@@ -145,18 +145,15 @@ def _prepare(model: models.InpaintModel) -> torch.device:
     return host.load_to_device(model.modules(), model.extra)
 
 
-PROMPT_METADATA_KEY = "uncrop_prompt"
-
-
 def _output(
     node: type[io.ComfyNode], image: torch.Tensor, prompts: list[str], *extra
 ) -> io.NodeOutput:
     """Outputs plus the prompt used: shown on the node, and put in ComfyUI's
     ``extra_pnginfo``, which SaveImage writes into the PNG's metadata."""
-    text = " | ".join(dict.fromkeys(prompts))
+    text = sampling.prompt_summary(prompts)
     pnginfo = getattr(node.hidden, "extra_pnginfo", None) if node.hidden is not None else None
     if isinstance(pnginfo, dict):
-        pnginfo[PROMPT_METADATA_KEY] = text
+        pnginfo[sampling.PROMPT_METADATA_KEY] = text
     dev = host.intermediate_device()
     return io.NodeOutput(image.to(dev), *(e.to(dev) for e in extra), text, ui={"text": [text]})
 

@@ -197,6 +197,8 @@ def main() -> None:
     ap.add_argument("--photos", default="astronaut,coffee")
     ap.add_argument("--photos-large", default="astronaut", help="photos also run at size > 512")
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--tasks", default=",".join(TASKS), help="subset of the mask tasks to run")
+    ap.add_argument("--no-pattern", action="store_true", help="skip the pattern-texture section")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", action="store_true", help="also time ours with default threads")
     ap.add_argument("--out", default="fill_results.md", help="markdown tables to write")
@@ -217,7 +219,7 @@ def main() -> None:
         for name in photos:
             img = photo(name, size)
             masks = make_masks(*img.shape[:2])
-            for task in TASKS:
+            for task in [t for t in args.tasks.split(",") if t]:
                 m = masks[task]
                 row = [np.where(m[..., None], 0.5, img)]
                 for method in names:
@@ -244,7 +246,8 @@ def main() -> None:
                 if size == 512 and task in ("brush15", "outpaint"):
                     sheet_rows.append(row)
     set_threads(1, default_threads)
-    lines += pattern_section(args.runs)
+    if not args.no_pattern:
+        lines += pattern_section(args.runs)
     Path(args.out).write_text("\n".join(lines) + "\n")
     if args.sheet and sheet_rows:
         contact_sheet(sheet_rows, ["masked"] + names, args.sheet)

@@ -27,10 +27,11 @@ import torch
 import torch.nn.functional as F
 
 # Tension at a 512 px frame; scaled by (512 / size)² so the fill is resolution independent.
-TENSION_AT_512 = 0.005
-# Holes open to the frame edge (outpainting) extrapolate rather than interpolate:
+TENSION_AT_512 = 0.003
+# Holes open to the frame (covering at least half their box's side along a frame
+# edge, as in outpainting) extrapolate rather than interpolate:
 # gradients continued that far overshoot, so they get this much more tension.
-OPEN_TENSION_FACTOR = 6.0
+OPEN_TENSION_FACTOR = 10.0
 _REACH = 2  # the thin-plate stencil reaches two pixels
 
 
@@ -257,8 +258,8 @@ def smooth_fill(
         lam = tension
         if lam is None:
             lam = TENSION_AT_512 * (512.0 / max(h, w)) ** 2
-            edges = (hole[0], hole[-1], hole[:, 0], hole[:, -1])
-            if any(bool(e[xs if i < 2 else ys].any()) for i, e in enumerate(edges)):
+            edges = (hole[0, xs], hole[-1, xs], hole[ys, 0], hole[ys, -1])
+            if max(float(e.float().mean()) for e in edges) >= 0.5:
                 lam *= OPEN_TENSION_FACTOR
         x = _solve_box(values, box_hole, lam, iterations, rtol)
         filled = torch.where(box_hole, x.clamp(0, 1), values)

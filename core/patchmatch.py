@@ -2,20 +2,31 @@
 
 The hole is filled by copying patches from the known image (Wexler, Shechtman &
 Irani 2007, with the nearest-neighbour field found by PatchMatch, Barnes et al.
-2009). On each level of a pyramid, from coarse to fine, a few EM rounds alternate
+2009). The pyramid is only as deep as the hole is thick: it stops at the level
+where no hole pixel is more than a couple of patches away from known pixels, so
+thin strokes are matched at full resolution. The coarsest level starts from the
+smooth (thin-plate) fill, which carries the border's colours and edges inwards.
+On each level, from coarse to fine, a few EM rounds alternate
 
 - search: for every pixel whose patch touches the hole, find a similar patch whose
   centre lies in the allowed source area (fully known, and inside the optional
   source mask), by PatchMatch: candidates propagated from neighbours at halving
   distances (as in jump flooding, so all pixels update at once) and random
   samples around the current match at shrinking radii;
-- vote: every hole pixel becomes the similarity-weighted mean of the colours that
-  the patches covering it propose.
+- vote: every hole pixel becomes the weighted mean of the colours that the
+  patches covering it propose; a proposal weighs ``exp(-d / 2σ²)`` for its patch
+  distance ``d`` times the patch's confidence, the share of known pixels around
+  its centre, so patches that overlap the known border steer the fill and the
+  border's structure is continued rather than invented.
+
+A finer level starts from the coarser field, upsampled, and votes with it before
+searching, so only a local search is needed there. The last vote copies, for
+each pixel, the proposal of the best patch instead of the mean (keeps texture).
 
 Everything is batched tensor code over all hole pixels (no per-pixel loops), runs
 on the input's device, and is deterministic for a seed. Copies only ever come from
-pixels that are known and allowed: candidates are snapped to the nearest allowed
-patch centre, and votes from anywhere else are dropped.
+allowed pixels: candidate centres outside the allowed area are rejected, so every
+patch voted from lies entirely in it.
 """
 
 from __future__ import annotations
@@ -32,31 +43,41 @@ log = logging.getLogger(__name__)
 
 COARSEST_SIDE = 32  # the pyramid stops when the shorter side would drop below this
 FEATURES = 12  # principal components of a patch used to compare patches
+DEPTH_IN_PATCHES = 3  # coarsen while some hole pixel is this many patch sides from known
+CONFIDENCE_FLOOR = 0.05  # vote weight of a patch with no known pixel around its centre
+COARSE_ROUNDS = 5  # EM rounds on the coarsest level (the first searches globally)
+FINE_ROUNDS = 2  # EM rounds on each finer level (local search)
+START_SIDE = 512  # the smooth first guess is solved at most at about this size
+
+
+def _max_square(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Max over a ``(2r+1)²`` square of ``[H+2r, W+2r]`` ``x``, as two 1-D passes."""
+    k = 2 * radius + 1
+    x = F.max_pool2d(x[None, None], (k, 1), stride=1)
+    return F.max_pool2d(x, (1, k), stride=1)[0, 0]
 
 
 def _dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
     if radius <= 0:
         return mask
-    k = 2 * radius + 1
-    return F.max_pool2d(mask[None, None].float(), k, stride=1, padding=radius)[0, 0] > 0
+    return _max_square(F.pad(mask.float(), (radius,) * 4, value=0.0), radius) > 0
 
 
-def _erode(mask: torch.Tensor, radius: int) -> torch.Tensor:
-    """Erode, treating pixels beyond the frame as outside the mask."""
+def _erode(mask: torch.Tensor, radius: int, beyond: bool = False) -> torch.Tensor:
+    """Erode, counting pixels beyond the frame as in the mask when ``beyond``."""
     if radius <= 0:
         return mask
-    padded = F.pad(mask[None, None].float(), (radius,) * 4, value=0.0)
-    k = 2 * radius + 1
-    return -F.max_pool2d(-padded, k, stride=1)[0, 0] > 0
+    padded = F.pad((~mask).float(), (radius,) * 4, value=0.0 if beyond else 1.0)
+    return ~(_max_square(padded, radius) > 0)
 
 
-def _snap_table(valid: torch.Tensor) -> torch.Tensor:
-    """``[H*W]`` flat index of the nearest valid pixel for every pixel."""
-    from .fill import nearest_known
+def _thick(hole: torch.Tensor, radius: int) -> bool:
+    """Whether some hole pixel is more than ``radius`` from every known pixel.
 
-    near = nearest_known((~valid)[None])[0]
-    w = valid.shape[1]
-    return (near[..., 0] * w + near[..., 1]).flatten()
+    The frame edge does not count as known (an outpaint band is as thick as it is
+    wide).
+    """
+    return bool(_erode(hole, radius, beyond=True).any())
 
 
 class _Level:
@@ -76,13 +97,17 @@ class _Level:
         valid = _erode(source, radius)
         if not bool(valid.any()):
             valid = source
-        self.valid = valid
-        self.snap = _snap_table(valid)
-        self.valid_flat = torch.nonzero(valid.flatten()).flatten()
+        self.valid = valid.flatten()
+        self.valid_flat = torch.nonzero(self.valid).flatten()
         self.targets = torch.nonzero(_dilate(hole, radius).flatten()).flatten()
         r = torch.arange(-radius, radius + 1, device=dev)
         oy, ox = torch.meshgrid(r, r, indexing="ij")
         self.oy, self.ox = oy.flatten(), ox.flatten()
+        # Confidence of a patch: share of known pixels in the window around its centre.
+        side = 2 * radius + 1
+        known = (~hole).to(image.dtype)[None, None]
+        share = F.avg_pool2d(known, side, stride=1, padding=radius, count_include_pad=False)
+        self.confidence = (share[0, 0].flatten()[self.targets] + CONFIDENCE_FLOOR).clamp_max(1.0)
 
     def patches(self, image: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
         """``[N,K*C]`` patch pixels around flat ``centres`` (clamped at the frame)."""
@@ -92,30 +117,48 @@ class _Level:
         return image.reshape(-1, image.shape[-1])[flat].reshape(centres.numel(), -1)
 
     def fit_features(self, gen: torch.Generator) -> None:
-        """Principal components of the allowed source patches, as conv filters.
+        """Principal components of the allowed source patches, and every pixel's projection.
 
         Patch distances are then measured between ``FEATURES``-long projections
         instead of whole patches: far less memory traffic per candidate, and the
         ranking of candidates barely changes (most of a patch's energy is in its
-        first components).
+        first components). Source patches are fully known, so their projections
+        are computed once per level; only the targets' change between rounds.
         """
         c = self.image.shape[-1]
         n = self.valid_flat.numel()
         pick = (torch.rand(min(n, 4096), generator=gen) * n).long().to(self.image.device)
         sample = self.patches(self.image, self.valid_flat[pick.clamp_max(n - 1)])
-        sample = sample - sample.mean(dim=0)
+        self.mean = sample.mean(dim=0)
+        sample = sample - self.mean
         cov = sample.T @ sample / max(1, sample.shape[0] - 1)
         _vals, vecs = torch.linalg.eigh(cov)
         d = min(FEATURES, vecs.shape[1])
-        basis = vecs[:, -d:].flip(1)  # [K*C, d], strongest first
+        self.basis = vecs[:, -d:].flip(1).contiguous()  # [K*C, d], strongest first
         side = 2 * self.radius + 1
-        self.filters = basis.T.reshape(d, side, side, c).permute(0, 3, 1, 2).contiguous()
+        self.filters = self.basis.T.reshape(d, side, side, c).permute(0, 3, 1, 2).contiguous()
+        self.offset = self.mean @ self.basis
+        self.source_features = self._project(self.image, 0, self.h, 0, self.w).flatten(1).T
+        self.source_features = self.source_features.contiguous()
+        ty, tx = self.targets // self.w, self.targets % self.w
+        self.box = (int(ty.min()), int(ty.max()) + 1, int(tx.min()), int(tx.max()) + 1)
+        self.box_index = (ty - self.box[0]) * (self.box[3] - self.box[2]) + (tx - self.box[2])
 
-    def features(self, image: torch.Tensor) -> torch.Tensor:
-        """``[H*W, d]`` patch projections of every pixel (frame replicated)."""
+    def _project(self, image: torch.Tensor, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
+        """``[d, y1-y0, x1-x0]`` patch projections on a box (frame replicated)."""
         r = self.radius
-        x = F.pad(image.movedim(-1, 0)[None], (r, r, r, r), mode="replicate")
-        return F.conv2d(x, self.filters)[0].flatten(1).T.contiguous()
+        a, b = max(0, y0 - r), min(self.h, y1 + r)
+        c, d = max(0, x0 - r), min(self.w, x1 + r)
+        crop = image[a:b, c:d].movedim(-1, 0)[None]
+        pad = (r - (x0 - c), r - (d - x1), r - (y0 - a), r - (b - y1))
+        if any(pad):
+            crop = F.pad(crop, pad, mode="replicate")
+        return F.conv2d(crop, self.filters)[0] - self.offset.view(-1, 1, 1)
+
+    def target_features(self, image: torch.Tensor) -> torch.Tensor:
+        """``[T, d]`` projections of the targets' patches in ``image``."""
+        feat = self._project(image, *self.box).flatten(1)
+        return feat.T[self.box_index]
 
 
 class _Search:
@@ -128,19 +171,55 @@ class _Search:
     def _rand(self, n: int) -> torch.Tensor:
         return torch.rand(n, generator=self.gen).to(self.level.image.device)
 
-    def random_field(self) -> torch.Tensor:
+    def _random_valid(self, n: int) -> torch.Tensor:
         lv = self.level
-        pick = (self._rand(lv.h * lv.w) * lv.valid_flat.numel()).long()
+        pick = (self._rand(n) * lv.valid_flat.numel()).long()
         return lv.valid_flat[pick.clamp_max(lv.valid_flat.numel() - 1)]
 
-    def _distance(self, target: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
-        return ((self.feat[cand] - target) ** 2).sum(dim=1)
-
-    def _shift(self, cand_yx: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def random_field(self) -> torch.Tensor:
         lv = self.level
-        y = cand_yx[0].clamp(0, lv.h - 1)
-        x = cand_yx[1].clamp(0, lv.w - 1)
-        return lv.snap[y * lv.w + x]
+        nnf = torch.arange(lv.h * lv.w, device=lv.image.device)
+        nnf[lv.targets] = self._random_valid(lv.targets.numel())
+        return nnf
+
+    def upsampled_field(self, nnf: torch.Tensor, coarse: tuple[int, int]) -> torch.Tensor:
+        """The coarser level's field at this level: each pixel keeps its parent's offset."""
+        lv = self.level
+        hc, wc = coarse
+        t = lv.targets
+        ty, tx = t // lv.w, t % lv.w
+        cy, cx = (ty // 2).clamp_max(hc - 1), (tx // 2).clamp_max(wc - 1)
+        src = nnf[cy * wc + cx]
+        sy = (src // wc) * 2 + (ty - cy * 2)
+        sx = (src % wc) * 2 + (tx - cx * 2)
+        cand = sy.clamp(0, lv.h - 1) * lv.w + sx.clamp(0, lv.w - 1)
+        bad = ~lv.valid[cand]
+        cand = torch.where(bad, self._random_valid(t.numel()), cand)
+        out = torch.arange(lv.h * lv.w, device=nnf.device)
+        out[t] = cand
+        return out
+
+    def _distance(self, target: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+        d = ((self.level.source_features[cand] - target) ** 2).sum(dim=1)
+        return torch.where(self.level.valid[cand], d, torch.inf)
+
+    def _try(self, cand_y: torch.Tensor, cand_x: torch.Tensor) -> None:
+        lv = self.level
+        inside = (cand_y >= 0) & (cand_y < lv.h) & (cand_x >= 0) & (cand_x < lv.w)
+        cand = cand_y.clamp(0, lv.h - 1) * lv.w + cand_x.clamp(0, lv.w - 1)
+        d = torch.where(inside, self._distance(self.tp, cand), torch.inf)
+        better = d < self.best_d
+        self.best = torch.where(better, cand, self.best)
+        self.best_d = torch.where(better, d, self.best_d)
+
+    def evaluate(self, image: torch.Tensor, nnf: torch.Tensor) -> None:
+        """Distances of the current field for ``image`` (the hole holding the current guess)."""
+        lv = self.level
+        lv.image_now = image
+        self.tp = lv.target_features(image)
+        self.best = nnf[lv.targets]
+        self.best_d = self._distance(self.tp, self.best)
+        self.distance = self.best_d
 
     def run(
         self, image: torch.Tensor, nnf: torch.Tensor, iterations: int, global_search: bool
@@ -152,86 +231,82 @@ class _Search:
         level) propagates to near neighbours and samples within a few pixels.
         """
         lv = self.level
-        lv.image_now = image
+        self.evaluate(image, nnf)
         t = lv.targets
         ty, tx = t // lv.w, t % lv.w
-        self.feat = lv.features(image)
-        tp = self.feat[t]
-        best = nnf[t]
-        best_d = self._distance(tp, best)
         longest = max(lv.h, lv.w)
         if global_search:
             jumps = [1 << k for k in range(max(1, int(math.log2(longest)) - 2), -1, -1)]
             reach = float(longest)
         else:
-            jumps, reach = [2, 1], 4.0
+            jumps, reach = [4, 2, 1], 8.0
         for _ in range(iterations):
             for k in jumps:
                 for dy, dx in ((-k, 0), (k, 0), (0, -k), (0, k)):
                     ny = (ty + dy).clamp(0, lv.h - 1)
                     nx = (tx + dx).clamp(0, lv.w - 1)
                     src = nnf[ny * lv.w + nx]
-                    cand = self._shift((src // lv.w - (ny - ty), src % lv.w - (nx - tx)))
-                    d = self._distance(tp, cand)
-                    better = d < best_d
-                    best = torch.where(better, cand, best)
-                    best_d = torch.where(better, d, best_d)
-                nnf[t] = best
+                    self._try(src // lv.w - (ny - ty), src % lv.w - (nx - tx))
+                nnf[t] = self.best
             radius = reach
+            by, bx = self.best // lv.w, self.best % lv.w
             while radius >= 1:
                 ry = ((self._rand(t.numel()) * 2 - 1) * radius).round().long()
                 rx = ((self._rand(t.numel()) * 2 - 1) * radius).round().long()
-                cand = self._shift((best // lv.w + ry, best % lv.w + rx))
-                d = self._distance(tp, cand)
-                better = d < best_d
-                best = torch.where(better, cand, best)
-                best_d = torch.where(better, d, best_d)
+                self._try(by + ry, bx + rx)
                 radius /= 2
-            nnf[t] = best
-        self.distance = best_d
+            nnf[t] = self.best
+        self.distance = self.best_d
         return nnf
 
     def vote(self, nnf: torch.Tensor, sharp: bool = False) -> torch.Tensor:
-        """Each hole pixel: similarity-weighted mean of what the patches covering it propose.
+        """Each hole pixel: weighted mean of what the patches covering it propose.
 
-        ``sharp`` (the last vote) instead takes the proposal of the best-matching
+        ``sharp`` (the last vote) instead takes the proposal of the best-weighted
         patch, so that fine texture is copied rather than averaged away.
         """
         lv = self.level
         image = lv.image_now
         c = image.shape[-1]
         flat = image.reshape(-1, c)
-        dist = torch.full((lv.h * lv.w,), float("inf"), device=image.device, dtype=image.dtype)
-        dist[lv.targets] = self.distance
-        sigma2 = torch.quantile(self.distance, 0.75).clamp_min(1e-6)
-        source_flat = lv.source.flatten()
+        finite = torch.isfinite(self.distance)
+        sigma2 = (
+            torch.quantile(self.distance[finite], 0.75).clamp_min(1e-6)
+            if bool(finite.any())
+            else torch.ones((), device=image.device)
+        )
+        weight_at = torch.zeros(lv.h * lv.w, device=image.device, dtype=image.dtype)
+        w_t = torch.exp(-self.distance / (2 * sigma2)) * lv.confidence
+        weight_at[lv.targets] = torch.where(finite, w_t.clamp_min(1e-12), 0.0)
+        nnf_at = nnf
         q = torch.nonzero(lv.hole.flatten()).flatten()
         qy, qx = q // lv.w, q % lv.w
         total = image.new_zeros(q.numel(), c)
-        weight = image.new_zeros(q.numel(), 1)
-        top = image.new_zeros(q.numel(), 1)
+        weight = image.new_zeros(q.numel())
+        top = image.new_zeros(q.numel())
         top_colour = image.new_zeros(q.numel(), c)
         for oy, ox in zip(lv.oy.tolist(), lv.ox.tolist(), strict=True):
             ty, tx = qy - oy, qx - ox
+            t = q - (oy * lv.w + ox)
             inside = (ty >= 0) & (ty < lv.h) & (tx >= 0) & (tx < lv.w)
-            t = ty.clamp(0, lv.h - 1) * lv.w + tx.clamp(0, lv.w - 1)
-            src = nnf[t]
-            sy, sx = src // lv.w + oy, src % lv.w + ox
-            ok = inside & (sy >= 0) & (sy < lv.h) & (sx >= 0) & (sx < lv.w)
-            s = sy.clamp(0, lv.h - 1) * lv.w + sx.clamp(0, lv.w - 1)
-            ok = ok & source_flat[s]
-            wt = torch.exp(-dist[t] / (2 * sigma2)) * ok
-            wt = torch.where(ok, wt.clamp_min(1e-8), wt).unsqueeze(1)
-            total += flat[s] * wt
-            weight += wt
+            t = torch.where(inside, t, q)
+            wt = weight_at[t] * inside
+            s = nnf_at[t] + (oy * lv.w + ox)
+            colour = flat[s]
             if sharp:
                 better = wt > top
                 top = torch.where(better, wt, top)
-                top_colour = torch.where(better, flat[s], top_colour)
+                top_colour = torch.where(better.unsqueeze(1), colour, top_colour)
+            else:
+                total += colour * wt.unsqueeze(1)
+                weight += wt
         out = flat.clone()
-        voted = weight[:, 0] > 0
-        out[q[voted]] = (top_colour if sharp else total / weight.clamp_min(1e-30))[voted]
-        out[q[~voted]] = flat[lv.snap[q[~voted]]]
+        if sharp:
+            voted = top > 0
+            out[q[voted]] = top_colour[voted]
+        else:
+            voted = weight > 0
+            out[q[voted]] = total[voted] / weight[voted].unsqueeze(1)
         return out.reshape(image.shape)
 
 
@@ -248,16 +323,25 @@ def _downsample(
     return out, new_hole, new_source & ~new_hole
 
 
-def _upsample_nnf(nnf: torch.Tensor, coarse: tuple[int, int], fine: _Level) -> torch.Tensor:
-    hc, wc = coarse
-    yy = torch.arange(fine.h, device=nnf.device).view(-1, 1)
-    xx = torch.arange(fine.w, device=nnf.device).view(1, -1)
-    cy, cx = (yy // 2).clamp_max(hc - 1), (xx // 2).clamp_max(wc - 1)
-    src = nnf[(cy * wc + cx).flatten()].view(fine.h, fine.w)
-    sy = (src // wc) * 2 + (yy - cy * 2)
-    sx = (src % wc) * 2 + (xx - cx * 2)
-    flat = sy.clamp(0, fine.h - 1) * fine.w + sx.clamp(0, fine.w - 1)
-    return fine.snap[flat.flatten()]
+def _smooth_guess(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+    """The smooth fill of ``hole``, solved at most at about ``START_SIDE`` and scaled up.
+
+    Only a first guess for EM, so a coarse solve is enough; it keeps the cost
+    small when thin holes put the coarsest level at a high resolution.
+    """
+    from .smooth import smooth_fill
+
+    levels = [(image, hole)]
+    while max(levels[-1][0].shape[:2]) > START_SIDE:
+        small, small_hole, _ = _downsample(levels[-1][0], levels[-1][1], ~levels[-1][1])
+        if bool(small_hole.all()):
+            break
+        levels.append((small, small_hole))
+    guess = smooth_fill(*levels[-1])
+    for values, lvl_hole in reversed(levels[:-1]):
+        up = F.interpolate(guess.movedim(-1, 0)[None], size=values.shape[:2], mode="bilinear")
+        guess = torch.where(lvl_hole.unsqueeze(-1), up[0].movedim(0, -1), values)
+    return guess
 
 
 def patch_fill(
@@ -272,8 +356,8 @@ def patch_fill(
 
     ``source`` ``[H,W]`` bool marks where patches may come from (default: anywhere
     known); ``patch_size`` is the side of the compared square patches (odd, >= 3).
-    ``start`` is an optional first guess for the coarsest level (else the border
-    colours are pulled in).
+    ``start`` is an optional first guess for the coarsest level (else the smooth
+    fill of the hole from its border).
     """
     if patch_size < 3 or patch_size % 2 == 0:
         raise UncropError(f"patch_size: expected an odd number >= 3, got {patch_size}.")
@@ -287,10 +371,10 @@ def patch_fill(
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     radius = patch_size // 2
     pyramid = [(work, hole, allowed)]
-    # Coarsen only while the hole is wider than a patch: thin holes are best
-    # matched at full resolution, where their surroundings are intact.
-    while min(pyramid[-1][0].shape[:2]) // 2 >= COARSEST_SIDE and bool(
-        _erode(pyramid[-1][1], radius).any()
+    # Coarsen only while the hole is thick: thin holes are best matched at full
+    # resolution, where their surroundings are intact.
+    while min(pyramid[-1][0].shape[:2]) // 2 >= COARSEST_SIDE and _thick(
+        pyramid[-1][1], DEPTH_IN_PATCHES * (2 * radius + 1)
     ):
         nxt = _downsample(*pyramid[-1])
         if not bool(nxt[2].any()):
@@ -308,25 +392,26 @@ def patch_fill(
         level = _Level(values, lvl_hole, lvl_source, radius)
         level.fit_features(gen)
         search = _Search(level, gen)
+        last = depth == 0
         if filled is None:
-            from .fill import fill_edge
-
-            guess = fill_edge(values[None], lvl_hole[None])[0] if start is None else start
+            guess = _smooth_guess(values, lvl_hole) if start is None else start
         else:
-            up = F.interpolate(filled.movedim(-1, 0)[None], size=values.shape[:2], mode="bilinear")[
-                0
-            ].movedim(0, -1)
-            guess = up
+            guess = F.interpolate(
+                filled.movedim(-1, 0)[None], size=values.shape[:2], mode="bilinear"
+            )[0].movedim(0, -1)
         current = torch.where(lvl_hole.unsqueeze(-1), guess, values)
         if nnf is None or prev_shape is None:
             nnf = search.random_field()
+            rounds, coarsest = COARSE_ROUNDS, True
         else:
-            nnf = _upsample_nnf(nnf, prev_shape, level)
-        coarsest = depth == depth_count - 1
-        rounds = 6 if coarsest else 2
+            nnf = search.upsampled_field(nnf, prev_shape)
+            search.evaluate(current, nnf)
+            current = search.vote(nnf)
+            rounds, coarsest = FINE_ROUNDS, False
         for i in range(rounds):
-            nnf = search.run(current, nnf, 2 if coarsest else 1, coarsest)
-            current = search.vote(nnf, sharp=depth == 0 and i == rounds - 1)
+            first = coarsest and i == 0
+            nnf = search.run(current, nnf, 2 if first else 1, first)
+            current = search.vote(nnf, sharp=last and i == rounds - 1)
         filled, prev_shape = current, (level.h, level.w)
     assert filled is not None
     return torch.where(hole.unsqueeze(-1), filled.to(image.dtype), image)

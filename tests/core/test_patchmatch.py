@@ -1,0 +1,124 @@
+"""PatchMatch fill internals: morphology, pyramid depth, edge continuation, sources."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from uncrop.core import patchmatch as pm
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _levels_used(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    shapes: list[tuple[int, int]] = []
+    original = pm._Level.__init__
+
+    def record(self, image, hole, source, radius):
+        shapes.append(tuple(image.shape[:2]))
+        original(self, image, hole, source, radius)
+
+    monkeypatch.setattr(pm._Level, "__init__", record)
+    return shapes
+
+
+def test_separable_morphology_matches_square_pooling() -> None:
+    gen = torch.Generator().manual_seed(0)
+    mask = torch.rand(37, 53, generator=gen) > 0.3
+    for r in (1, 2, 3, 6):
+        k = 2 * r + 1
+        dilated = F.max_pool2d(mask[None, None].float(), k, stride=1, padding=r)[0, 0] > 0
+        padded = F.pad(mask[None, None].float(), (r,) * 4, value=0.0)
+        eroded = -F.max_pool2d(-padded, k, stride=1)[0, 0] > 0
+        assert torch.equal(pm._dilate(mask, r), dilated)
+        assert torch.equal(pm._erode(mask, r), eroded)
+
+
+def test_thickness_counts_the_frame_edge_as_unknown() -> None:
+    stripe = torch.zeros(64, 64, dtype=torch.bool)
+    stripe[:, 20:31] = True  # 11 px wide: the middle pixel is 6 px from known
+    assert pm._thick(stripe, 5)
+    assert not pm._thick(stripe, 6)
+    band = torch.zeros(64, 64, dtype=torch.bool)
+    band[:, :6] = True  # open to the left frame edge: 6 px from known at the edge
+    assert pm._thick(band, 5)
+    assert not pm._thick(band, 6)
+
+
+def test_thin_holes_stay_at_full_resolution(
+    brick: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shapes = _levels_used(monkeypatch)
+    image = brick[0, :256, :256].contiguous()
+    hole = torch.zeros(256, 256, dtype=torch.bool)
+    hole[100:108, 20:230] = True  # an 8 px stroke
+    pm.patch_fill(image, hole, seed=0)
+    assert shapes == [(256, 256)]
+    shapes.clear()
+    hole = torch.zeros(256, 256, dtype=torch.bool)
+    hole[60:200, 60:200] = True  # a 140 px block is started on a coarser level
+    pm.patch_fill(image, hole, seed=0)
+    assert shapes[0][0] < 256 and shapes[-1] == (256, 256)
+
+
+def test_edges_are_continued_through_a_stroke() -> None:
+    """A stroke across a straight dark/light edge: the edge must stay where it was."""
+    gen = torch.Generator().manual_seed(3)
+    h, w = 96, 128
+    rows = torch.arange(h).view(-1, 1, 1).expand(h, w, 3)
+    image = torch.where(rows < 48, 0.2, 0.8) + 0.03 * torch.rand(h, w, 3, generator=gen)
+    hole = torch.zeros(h, w, dtype=torch.bool)
+    hole[10:86, 56:72] = True
+    out = pm.patch_fill(image, hole, seed=0)
+    top = out[10:46, 56:72].mean()
+    bottom = out[50:86, 56:72].mean()
+    assert abs(float(top) - 0.215) < 0.05
+    assert abs(float(bottom) - 0.815) < 0.05
+    err = (out - image)[hole].abs().mean()
+    assert float(err) < 0.06
+
+
+def test_known_pixels_identical_deterministic_and_half_precision(coffee: torch.Tensor) -> None:
+    image = coffee[0, 100:228, 200:328].contiguous()
+    hole = torch.zeros(128, 128, dtype=torch.bool)
+    hole[30:90, 40:100] = True
+    a = pm.patch_fill(image, hole, seed=7)
+    b = pm.patch_fill(image, hole, seed=7)
+    assert torch.equal(a, b)
+    assert torch.equal(a[~hole], image[~hole])
+    assert not torch.equal(a[hole], image[hole])
+    half = pm.patch_fill(image.half(), hole, seed=7)
+    assert half.dtype == torch.float16
+    assert torch.equal(half[~hole], image.half()[~hole])
+
+
+def test_excluded_source_never_copied_from_a_deep_pyramid(brick: torch.Tensor) -> None:
+    image = brick[0, :256, :256].clone()
+    magenta = torch.tensor([1.0, 0.0, 1.0])
+    image[:, :60] = magenta
+    hole = torch.zeros(256, 256, dtype=torch.bool)
+    hole[50:210, 64:224] = True  # touches the magenta band's row range, several levels
+    source = torch.ones(256, 256, dtype=torch.bool)
+    source[:, :68] = False
+    out = pm.patch_fill(image, hole, source, seed=2)
+    assert float((out[hole] - magenta).abs().sum(dim=-1).min()) > 0.3
+
+
+def test_border_patches_are_more_confident_than_interior_ones() -> None:
+    image = torch.rand(40, 40, 3, generator=torch.Generator().manual_seed(0))
+    hole = torch.zeros(40, 40, dtype=torch.bool)
+    hole[10:30, 10:30] = True
+    level = pm._Level(image, hole, ~hole, 3)
+    conf = torch.zeros(40 * 40)
+    conf[level.targets] = level.confidence
+    conf = conf.view(40, 40)
+    assert float(conf[20, 20]) == pytest.approx(pm.CONFIDENCE_FLOOR)
+    assert float(conf[10, 20]) > 0.4  # on the border: three of seven rows known
+    assert float(conf[8, 20]) > float(conf[10, 20]) > float(conf[13, 20])

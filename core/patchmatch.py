@@ -47,6 +47,7 @@ DEPTH_IN_PATCHES = 3  # coarsen while some hole pixel is this many patch sides f
 CONFIDENCE_FLOOR = 0.05  # vote weight of a patch with no known pixel around its centre
 COARSE_ROUNDS = 5  # EM rounds on the coarsest level (the first searches globally)
 FINE_ROUNDS = 2  # EM rounds on each finer level (local search)
+GLOBAL_ITERATIONS = 2  # PatchMatch iterations of the coarsest level's global search
 START_SIDE = 512  # the smooth first guess is solved at most at about this size
 
 
@@ -156,9 +157,15 @@ class _Level:
         return F.conv2d(crop, self.filters)[0] - self.offset.view(-1, 1, 1)
 
     def target_features(self, image: torch.Tensor) -> torch.Tensor:
-        """``[T, d]`` projections of the targets' patches in ``image``."""
-        feat = self._project(image, *self.box).flatten(1)
-        return feat.T[self.box_index]
+        """``[T, d]`` projections of the targets' patches in ``image``.
+
+        A convolution over the targets' bounding box when they fill much of it,
+        else a gather of just their patches (scattered thin strokes).
+        """
+        y0, y1, x0, x1 = self.box
+        if self.targets.numel() * 4 >= (y1 - y0) * (x1 - x0):
+            return self._project(image, *self.box).flatten(1).T[self.box_index]
+        return (self.patches(image, self.targets) - self.mean) @ self.basis
 
 
 class _Search:
@@ -410,7 +417,7 @@ def patch_fill(
             rounds, coarsest = FINE_ROUNDS, False
         for i in range(rounds):
             first = coarsest and i == 0
-            nnf = search.run(current, nnf, 2 if first else 1, first)
+            nnf = search.run(current, nnf, GLOBAL_ITERATIONS if first else 1, first)
             current = search.vote(nnf, sharp=last and i == rounds - 1)
         filled, prev_shape = current, (level.h, level.w)
     assert filled is not None

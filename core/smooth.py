@@ -19,6 +19,15 @@ restriction, ``L`` rediscretised on each coarser hole (a parent pixel is
 unknown only if all its children are, so corrections stay inside). The start is
 the harmonic fill, itself a few V-cycle-preconditioned CG steps. A linear ramp
 comes back to float precision; known pixels are never written.
+
+Sparse masks (strokes, scratches) fill a box only thinly, so there the same
+solve runs on the box's ``TILE``-pixel tiles that hold hole, each stored as a
+slice of a ``[C,N,t,t]`` stack: stencils read their neighbours through a halo
+gathered by one flat index, coarser levels halve the tiles (same list), and
+once tiles are ``TILE_DENSE`` pixels the rest of the hierarchy is dense again.
+The V-cycle is the dense one to rounding (a test checks it), so both paths
+converge to the same discrete solution. CG stops when the residual is ``rtol``
+of the right-hand side's, or no value moves by more than ``rtol / 10``.
 """
 
 from __future__ import annotations
@@ -33,6 +42,9 @@ TENSION_AT_512 = 0.003
 # gradients continued that far overshoot, so they get this much more tension.
 OPEN_TENSION_FACTOR = 10.0
 _REACH = 2  # the thin-plate stencil reaches two pixels
+# The harmonic start: precise enough that a linear ramp needs no thin-plate step.
+HARMONIC_ITERATIONS = 12
+HARMONIC_RTOL = 1e-5
 
 
 def _laplace(x: torch.Tensor) -> torch.Tensor:
@@ -139,30 +151,46 @@ class _Multigrid:
         return self._smooth(g, e, r, self.SMOOTHING)
 
 
-def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a * b).sum(dim=(1, 2), keepdim=True)
+def _dot(a: torch.Tensor, b: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    return (a * b).sum(dim=dims, keepdim=True)
 
 
-def _pcg(apply, precondition, x, r, iterations: int, rtol: float) -> torch.Tensor:
+def _pcg(
+    apply,
+    precondition,
+    x: torch.Tensor,
+    r: torch.Tensor,
+    iterations: int,
+    rtol: float,
+    step: float = 0.0,
+    scale: float | None = None,
+    dims: tuple[int, ...] = (1, 2),
+) -> torch.Tensor:
     """Preconditioned conjugate gradients, one independent system per channel.
 
-    Stops when the largest residual is ``rtol`` times the starting one.
+    ``dims`` are the dimensions summed over (all but the channels'). Stops when
+    the largest residual is ``rtol`` times ``scale`` (default: the starting
+    residual), or when no value moved by more than ``step`` in the last step.
     """
     start = float(r.abs().max())
     if start == 0.0:
         return x
+    if scale is not None:
+        start = scale
     z = precondition(r)
     p = z
-    rz = _dot(r, z)
+    rz = _dot(r, z, dims)
     for _ in range(iterations):
         ap = apply(p)
-        alpha = rz / _dot(p, ap).clamp_min(1e-30)
-        x = x + alpha * p
-        r = r - alpha * ap
+        alpha = rz / _dot(p, ap, dims).clamp_min(1e-30)
+        x = x.addcmul_(alpha, p)
+        r = r.addcmul_(alpha, ap, value=-1)
         if float(r.abs().max()) <= rtol * start:
             break
+        if step and float((alpha * p.abs().amax(dim=dims, keepdim=True)).max()) <= step:
+            break
         z = precondition(r)
-        rz_new = _dot(r, z)
+        rz_new = _dot(r, z, dims)
         p = z + (rz_new / rz.clamp_min(1e-30)) * p
         rz = rz_new
     return x
@@ -171,18 +199,10 @@ def _pcg(apply, precondition, x, r, iterations: int, rtol: float) -> torch.Tenso
 def _solve_box(
     values: torch.Tensor, hole: torch.Tensor, tension: float, iterations: int, rtol: float
 ) -> torch.Tensor:
-    """The thin-plate fill of ``hole`` ``[H,W]`` in ``values`` ``[C,H,W]``: the hole's values.
-
-    Starts from the harmonic fill (which is exact for a linear ramp, so a ramp
-    needs no thin-plate step at all).
-    """
+    """The thin-plate fill of ``hole`` ``[H,W]`` in ``values`` ``[C,H,W]``: the hole's values."""
     mg = _Multigrid(hole, values.dtype)
     g = mg.grids[0]
     known = values * (1 - g.mask)
-    # Harmonic start: L_h x = Σ known neighbours.
-    b = -_laplace(known).mul_(g.mask)
-    x = mg.cycle(b)
-    x = _pcg(g.laplace, mg.cycle, x, b - g.laplace(x), 6, 1e-3)
 
     def operator(u: torch.Tensor) -> torch.Tensor:
         lu = _laplace(u)
@@ -191,8 +211,278 @@ def _solve_box(
             out += tension * lu
         return out.mul_(g.mask)
 
-    r = -operator(known + x)
-    return _pcg(operator, lambda r: mg.cycle(mg.cycle(r)), x, r, iterations, rtol)
+    # Harmonic start: L_h x = Σ known neighbours (exact for a linear ramp).
+    b = -_laplace(known).mul_(g.mask)
+    x = mg.cycle(b)
+    x = _pcg(g.laplace, mg.cycle, x, b - g.laplace(x), HARMONIC_ITERATIONS, HARMONIC_RTOL)
+    rhs = -operator(known)
+    r = rhs - operator(x)
+    scale = float(rhs.abs().max())
+    return _pcg(
+        operator, lambda r: mg.cycle(mg.cycle(r)), x, r, iterations, rtol, 0.1 * rtol, scale
+    )
+
+
+# ---- the same solve on the tiles of the box that hold hole (sparse masks)
+
+TILE = 32  # side of the finest tiles
+TILE_DENSE = 4  # tile side at which the hierarchy goes back to a dense grid
+TILED_BELOW = 0.5  # use tiles when the tiles with hole cover less of the box than this
+
+
+def _degree(h: int, w: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """4 less the off-box neighbours: the diagonal of :func:`_laplace` on an ``h x w`` box."""
+    deg = torch.full((h, w), 4.0, dtype=dtype, device=device)
+    deg[0, :] -= 1
+    deg[-1, :] -= 1
+    deg[:, 0] -= 1
+    deg[:, -1] -= 1
+    return deg
+
+
+def _windows(canvas: torch.Tensor, t: int, halo: int, ny: int, nx: int) -> torch.Tensor:
+    """``[ny, nx, C, t + 2 halo, t + 2 halo]`` view of the tiles of ``canvas`` with their halo."""
+    s0, s1, s2 = canvas.stride()
+    side = t + 2 * halo
+    return canvas.as_strided(
+        (ny, nx, canvas.shape[0], side, side), (t * s1, t * s2, s0, s1, s2), canvas.storage_offset()
+    )
+
+
+def _laplace_tiles(p: torch.Tensor, deg: torch.Tensor) -> torch.Tensor:
+    """:func:`_laplace` of tiles ``[C,N,m+2,m+2]`` (one pixel of halo) on their ``m x m`` inside.
+
+    ``deg`` ``[1,N,m,m]`` is 4 less the off-box neighbours, whose values are zero
+    in the halo: the same as the replicated edge of the dense grid.
+    """
+    out = p[:, :, :-2, 1:-1] + p[:, :, 2:, 1:-1]
+    out += p[:, :, 1:-1, :-2]
+    out += p[:, :, 1:-1, 2:]
+    return out.neg_().addcmul_(deg, p[:, :, 1:-1, 1:-1])
+
+
+class _TileLevel:
+    """One level of a box cut into ``t x t`` tiles, of which only those listed are stored.
+
+    A field is ``[C,N,t,t]``, one slice per listed tile; the other tiles hold no
+    hole, so every field solved for (zero off the hole) is zero there. Halos are
+    gathered with one flat index per halo width (pixels of unlisted tiles or off
+    the box read a zero).
+    """
+
+    def __init__(self, hole: torch.Tensor, t: int, tiles: tuple, dtype: torch.dtype) -> None:
+        self.t = t
+        self.ty, self.tx, self.ny, self.nx = tiles
+        self.n = int(self.ty.numel())
+        h, w = hole.shape
+        self.box = (h, w)
+        ch, cw = self.ny * t, self.nx * t
+        dev = hole.device
+        # Where each stored pixel sits on the dense canvas of all tiles.
+        self._where = self.gather(torch.arange(ch * cw, device=dev).view(1, ch, cw), 0).flatten()
+        self._halos: dict[int, torch.Tensor] = {}
+        canvas_hole = torch.zeros(1, ch, cw, dtype=dtype, device=dev)
+        canvas_hole[0, :h, :w] = hole.to(dtype)
+        self.deg_canvas = torch.full((1, ch, cw), 4.0, dtype=dtype, device=dev)
+        self.deg_canvas[0, :h, :w] = _degree(h, w, dtype, dev)
+        self.hole = hole
+        self.mask = self.gather(canvas_hole, 0)
+        self.deg = self.gather(self.deg_canvas, 0)
+        self.inv_degree = _Multigrid.OMEGA * self.mask / self.deg.clamp_min(1)
+
+    def gather(self, dense: torch.Tensor, halo: int) -> torch.Tensor:
+        """The listed tiles, with ``halo``, of a dense ``[C,h,w]`` field (zero beyond it)."""
+        c = dense.shape[0]
+        ch, cw = self.ny * self.t, self.nx * self.t
+        padded = dense.new_zeros(c, ch + 2 * halo, cw + 2 * halo)
+        hh, ww = min(ch, dense.shape[1]), min(cw, dense.shape[2])
+        padded[:, halo : halo + hh, halo : halo + ww] = dense[:, :hh, :ww]
+        tiles = _windows(padded, self.t, halo, self.ny, self.nx)[self.ty, self.tx]
+        return tiles.transpose(0, 1).contiguous()
+
+    def _halo_index(self, halo: int, edges: str) -> torch.Tensor:
+        idx = self._halos.get((halo, edges))
+        if idx is None:
+            ch, cw = self.ny * self.t, self.nx * self.t
+            dev = self.ty.device
+            zero = self.n * self.t * self.t  # the slot after the stored pixels reads 0
+            pos = torch.full((ch * cw,), zero, dtype=torch.long, device=dev)
+            pos[self._where] = torch.arange(zero, device=dev)
+            lines = []
+            for size, extent in zip(self.box, (ch, cw), strict=True):
+                i = torch.arange(-halo, extent + halo, device=dev)
+                if edges == "prolong":  # replicated box edges, as in _prolong
+                    i = i.clamp(0, size - 1)
+                elif edges == "restrict":  # its transpose, as in _restrict
+                    i = torch.where(i < 0, 0, i)
+                    if size % 2 == 0:
+                        i = torch.where(i == size, size - 1, i)
+                lines.append(i)
+            rows, cols = lines
+            inside = ((rows >= 0) & (rows < ch))[:, None] & ((cols >= 0) & (cols < cw))[None]
+            flat = rows.clamp(0, ch - 1)[:, None] * cw + cols.clamp(0, cw - 1)[None]
+            padded = torch.where(inside, pos[flat], zero)[None]
+            side = self.t + 2 * halo
+            tiles = _windows(padded, self.t, halo, self.ny, self.nx)[self.ty, self.tx]
+            idx = tiles.reshape(-1)
+            assert idx.numel() == self.n * side * side
+            self._halos[(halo, edges)] = idx
+        return idx
+
+    def halo(self, s: torch.Tensor, halo: int, edges: str = "zero") -> torch.Tensor:
+        """Tiles ``[C,N,t,t]`` with ``halo`` pixels of their neighbours: ``[C,N,t+2h,t+2h]``.
+
+        Off the box the halo reads 0, or for ``edges`` "prolong" the nearest box
+        pixel and for "restrict" what makes the restriction its transpose.
+        """
+        c = s.shape[0]
+        flat = torch.cat([s.reshape(c, -1), s.new_zeros(c, 1)], 1)
+        side = self.t + 2 * halo
+        index = self._halo_index(halo, edges)
+        return flat.index_select(1, index).view(c, self.n, side, side)
+
+    def scatter(self, s: torch.Tensor) -> torch.Tensor:
+        """The dense ``[C, ny t, nx t]`` canvas of tiles ``[C,N,t,t]`` (zero elsewhere)."""
+        c = s.shape[0]
+        canvas = s.new_zeros(c, self.ny * self.t * self.nx * self.t)
+        canvas.index_copy_(1, self._where, s.reshape(c, -1))
+        return canvas.view(c, self.ny * self.t, self.nx * self.t)
+
+    def from_dense(self, dense: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`scatter` on the listed tiles."""
+        c = dense.shape[0]
+        t = self.t
+        return dense.reshape(c, -1).index_select(1, self._where).view(c, self.n, t, t)
+
+    def laplace(self, e: torch.Tensor) -> torch.Tensor:
+        """``L_h e`` for ``e`` zero outside the hole (result zero there too)."""
+        return _laplace_tiles(self.halo(e, 1), self.deg).mul_(self.mask)
+
+
+def _restrict_tiles(r: torch.Tensor) -> torch.Tensor:
+    """:func:`_restrict` of tiles ``[C,N,t+2,t+2]`` (one pixel of halo) to ``[C,N,t/2,t/2]``."""
+    cols = 0.75 * (r[..., 1:-1:2] + r[..., 2:-1:2]) + 0.25 * (r[..., 0:-2:2] + r[..., 3::2])
+    return 0.75 * (cols[:, :, 1:-1:2] + cols[:, :, 2:-1:2]) + 0.25 * (
+        cols[:, :, 0:-2:2] + cols[:, :, 3::2]
+    )
+
+
+def _prolong_tiles(e: torch.Tensor) -> torch.Tensor:
+    """:func:`_prolong` of tiles ``[C,N,m+2,m+2]`` (one pixel of halo) to ``[C,N,2m,2m]``."""
+    c, n, m2, _ = e.shape
+    m = m2 - 2
+    rows = e.new_empty(c, n, 2 * m, m2)
+    rows[:, :, 0::2] = 0.75 * e[:, :, 1:-1] + 0.25 * e[:, :, :-2]
+    rows[:, :, 1::2] = 0.75 * e[:, :, 1:-1] + 0.25 * e[:, :, 2:]
+    out = e.new_empty(c, n, 2 * m, 2 * m)
+    out[..., 0::2] = 0.75 * rows[..., 1:-1] + 0.25 * rows[..., :-2]
+    out[..., 1::2] = 0.75 * rows[..., 1:-1] + 0.25 * rows[..., 2:]
+    return out
+
+
+class _TiledMultigrid:
+    """:class:`_Multigrid` on the tiles of the box that hold hole, dense again once small.
+
+    Tiles of ``TILE`` pixels; each coarser level halves them, with the same list
+    of tiles, until they are ``TILE_DENSE`` pixels, where the rest of the
+    hierarchy is a dense :class:`_Multigrid` on that (by then small) grid.
+    Transfers and smoothing read one pixel of the neighbouring tiles.
+    """
+
+    def __init__(self, hole: torch.Tensor, tiles: tuple, dtype: torch.dtype) -> None:
+        self.levels = [_TileLevel(hole, TILE, tiles, dtype)]
+        self.dense: _Multigrid | None = None
+        while True:
+            lv = self.levels[-1]
+            if min(lv.box) < 8:
+                break
+            coarse = _coarsen(lv.hole)
+            if not bool(coarse.any()):
+                break
+            self.levels.append(_TileLevel(coarse, lv.t // 2, tiles, dtype))
+            if lv.t // 2 <= TILE_DENSE:
+                last = self.levels[-1]
+                dense_hole = torch.zeros(
+                    last.ny * last.t, last.nx * last.t, dtype=torch.bool, device=hole.device
+                )
+                dense_hole[: coarse.shape[0], : coarse.shape[1]] = coarse
+                self.dense = _Multigrid(dense_hole, dtype)
+                break
+
+    def _smooth(self, lv: _TileLevel, e: torch.Tensor | None, r: torch.Tensor, sweeps: int):
+        for _ in range(sweeps):
+            e = r * lv.inv_degree if e is None else e.addcmul_(r - lv.laplace(e), lv.inv_degree)
+        return e
+
+    def cycle(self, r: torch.Tensor, depth: int = 0) -> torch.Tensor:
+        lv = self.levels[depth]
+        if depth == len(self.levels) - 1:
+            if self.dense is not None:
+                return lv.from_dense(self.dense.cycle(lv.scatter(r)))
+            return self._smooth(lv, None, r, _Multigrid.COARSEST_SWEEPS)
+        e = self._smooth(lv, None, r, _Multigrid.SMOOTHING)
+        coarse = self.levels[depth + 1]
+        rc = _restrict_tiles(lv.halo(r - lv.laplace(e), 1, "restrict")).mul_(coarse.mask)
+        ec = self.cycle(rc, depth + 1)
+        e = e.addcmul_(_prolong_tiles(coarse.halo(ec, 1, "prolong")), lv.mask)
+        return self._smooth(lv, e, r, _Multigrid.SMOOTHING)
+
+
+def _active_tiles(hole: torch.Tensor) -> tuple:
+    """The tiles of ``TILE`` pixels that hold hole: ``(ty, tx, ny, nx)``."""
+    h, w = hole.shape
+    ny, nx = -(-h // TILE), -(-w // TILE)
+    has = F.max_pool2d(hole[None, None].float(), TILE, ceil_mode=True)[0, 0] > 0
+    ty, tx = torch.nonzero(has, as_tuple=True)
+    return ty, tx, ny, nx
+
+
+def _solve_tiles(
+    values: torch.Tensor, hole: torch.Tensor, tension: float, iterations: int, rtol: float, tiles
+) -> torch.Tensor:
+    """:func:`_solve_box` with every iteration on the tiles that hold hole only."""
+    g = _Grid(hole, values.dtype)
+    known = values * (1 - g.mask)
+    lu = _laplace(known)
+    b = -lu * g.mask
+    rhs = -_laplace(lu)
+    if tension:
+        rhs -= tension * lu
+    rhs *= g.mask
+    mg = _TiledMultigrid(hole, tiles, values.dtype)
+    fine = mg.levels[0]
+    b, rhs = fine.gather(b, 0), fine.gather(rhs, 0)
+    deg_pad = fine.gather(fine.deg_canvas, 1)
+    h, w = hole.shape
+    inbox = torch.zeros_like(fine.deg_canvas)
+    inbox[:, :h, :w] = 1
+    inbox_pad = fine.gather(inbox, 1)
+    dims = (1, 2, 3)
+
+    x = mg.cycle(b)
+    x = _pcg(
+        fine.laplace,
+        mg.cycle,
+        x,
+        b - fine.laplace(x),
+        HARMONIC_ITERATIONS,
+        HARMONIC_RTOL,
+        dims=dims,
+    )
+
+    def operator(u: torch.Tensor) -> torch.Tensor:
+        lu = _laplace_tiles(fine.halo(u, 2), deg_pad).mul_(inbox_pad)
+        out = _laplace_tiles(lu, fine.deg)
+        if tension:
+            out.add_(lu[:, :, 1:-1, 1:-1], alpha=tension)
+        return out.mul_(fine.mask)
+
+    r = rhs - operator(x)
+    scale = float(rhs.abs().max())
+    x = _pcg(
+        operator, lambda r: mg.cycle(mg.cycle(r)), x, r, iterations, rtol, 0.1 * rtol, scale, dims
+    )
+    return fine.scatter(x)[:, :h, :w]
 
 
 def _boxes(hole: torch.Tensor, margin: int) -> list[tuple[slice, slice]]:
@@ -261,7 +551,11 @@ def smooth_fill(
             edges = (hole[0, xs], hole[-1, xs], hole[ys, 0], hole[ys, -1])
             if max(float(e.float().mean()) for e in edges) >= 0.5:
                 lam *= OPEN_TENSION_FACTOR
-        x = _solve_box(values, box_hole, lam, iterations, rtol)
+        tiles = _active_tiles(box_hole)
+        if tiles[0].numel() * TILE * TILE < TILED_BELOW * box_hole.numel():
+            x = _solve_tiles(values, box_hole, lam, iterations, rtol, tiles)
+        else:
+            x = _solve_box(values, box_hole, lam, iterations, rtol)
         filled = torch.where(box_hole, x.clamp(0, 1), values)
         out[ys, xs] = filled.movedim(0, -1)
     return out.to(image.dtype)

@@ -1,0 +1,171 @@
+"""Smooth fill internals: the tiled solve for sparse masks, halos, stopping rules."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from uncrop.core import smooth as sm
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _strokes(h: int, w: int) -> torch.Tensor:
+    """Two thin crossing strokes, one touching the frame edge, and a small blob."""
+    hole = torch.zeros(h, w, dtype=torch.bool)
+    hole[20:23, :] = True
+    hole[:, 50:52] = True
+    hole[60:70, 10:18] = True
+    return hole
+
+
+def _force(monkeypatch: pytest.MonkeyPatch, tiled: bool) -> None:
+    monkeypatch.setattr(sm, "TILED_BELOW", 2.0 if tiled else 0.0)
+
+
+def _direct(image: torch.Tensor, hole: torch.Tensor, lam: float) -> torch.Tensor:
+    """The thin-plate system assembled densely and solved directly: the hole's values."""
+    h, w, _ = image.shape
+
+    def lap(u: torch.Tensor) -> torch.Tensor:
+        p = F.pad(u.movedim(-1, 0)[None], (1, 1, 1, 1), mode="replicate")[0]
+        c = p[:, 1:-1, 1:-1]
+        n = p[:, :-2, 1:-1] + p[:, 2:, 1:-1] + p[:, 1:-1, :-2] + p[:, 1:-1, 2:]
+        return (4 * c - n).movedim(0, -1)
+
+    def op(u: torch.Tensor) -> torch.Tensor:
+        return (lap(lap(u)) + lam * lap(u))[hole]
+
+    idx = torch.nonzero(hole.flatten()).flatten()
+    known = torch.where(hole.unsqueeze(-1), 0.0, image)
+    cols = []
+    for i in idx.tolist():
+        e = torch.zeros(h * w, 1, dtype=torch.float64)
+        e[i] = 1
+        cols.append(op(e.reshape(h, w, 1))[:, 0])
+    return torch.linalg.solve(torch.stack(cols, dim=1), -op(known)).clamp(0, 1)
+
+
+def test_tiled_solve_matches_a_direct_solve(
+    astronaut: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small tiles, so there are several tiled levels and a dense bottom."""
+    _force(monkeypatch, tiled=True)
+    monkeypatch.setattr(sm, "TILE", 8)
+    used = []
+    real = sm._solve_tiles
+    monkeypatch.setattr(sm, "_solve_tiles", lambda *a: used.append(1) or real(*a))
+    image = astronaut[0, 100:140, 300:372].double().contiguous()
+    hole = torch.zeros(40, 72, dtype=torch.bool)
+    hole[10:13, 0:40] = True  # reaches the frame edge (reflecting boundary)
+    hole[5:30, 55:58] = True
+    hole[25:31, 20:27] = True
+    lam = 0.02
+    out = sm.smooth_fill(image, hole, tension=lam, iterations=300, rtol=1e-11)
+    assert used, "the tiled solver was not used"
+    assert (out[hole] - _direct(image, hole, lam)).abs().max() < 1e-6
+    assert torch.equal(out[~hole], image[~hole])
+
+
+def test_tiled_and_dense_solves_agree(
+    astronaut: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = astronaut[0, 180:300, 150:270].contiguous()
+    hole = _strokes(120, 120)
+    outs = []
+    for tiled in (True, False):
+        _force(monkeypatch, tiled)
+        outs.append(sm.smooth_fill(image, hole, tension=0.01, iterations=200, rtol=1e-7))
+    assert (outs[0] - outs[1]).abs().max() < 1e-4
+    # The default (capped, early-stopping) solve is already close to converged.
+    _force(monkeypatch, tiled=True)
+    quick = sm.smooth_fill(image, hole, tension=0.01, iterations=16)
+    assert (quick - outs[1]).abs().max() < 2 / 255
+
+
+def test_tiled_solve_reproduces_a_linear_ramp(monkeypatch: pytest.MonkeyPatch) -> None:
+    _force(monkeypatch, tiled=True)
+    h, w = 120, 120
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    ramp = torch.stack([0.1 + 0.006 * yy + 0.001 * xx, 0.9 - 0.004 * xx, 0.3 + 0.002 * yy], -1)
+    hole = _strokes(h, w)
+    hole[:, 50:52] = False  # keep the ramp off the frame edge, where it is not a solution
+    hole[20:23, :5] = False
+    hole[20:23, -5:] = False
+    out = sm.smooth_fill(ramp.float(), hole)
+    assert (out - ramp).abs().max() < 1e-5
+
+
+def test_halo_reads_the_neighbouring_tiles() -> None:
+    gen = torch.Generator().manual_seed(0)
+    hole = torch.rand(50, 70, generator=gen) > 0.97
+    hole[:, 40:] = False  # whole tiles without hole are not stored
+    tiles = sm._active_tiles(hole)
+    lv = sm._TileLevel(hole, sm.TILE, tiles, torch.float32)
+    assert lv.n < tiles[2] * tiles[3]
+    field = torch.rand(3, lv.t * tiles[2], lv.t * tiles[3], generator=gen)
+    field[:, :50, :70] *= hole
+    field[:, 50:] = 0
+    field[:, :, 70:] = 0
+    stack = lv.from_dense(field)
+    assert torch.equal(lv.scatter(stack), field)
+    for halo in (1, 2):
+        assert torch.equal(lv.halo(stack, halo), lv.gather(field, halo))
+    # The Laplacian on tiles is the dense one (replicated edges) on the box.
+    dense = sm._laplace(field[:, :50, :70]) * hole
+    tiled = lv.scatter(lv.laplace(stack))[:, :50, :70]
+    assert torch.allclose(tiled, dense, atol=1e-6)
+
+
+def test_sparse_masks_take_the_tiled_path() -> None:
+    hole = torch.zeros(512, 512, dtype=torch.bool)
+    hole[100:104, 20:500] = True
+    hole[30:480, 300:303] = True
+    ty, _tx, ny, nx = sm._active_tiles(hole)
+    assert ty.numel() * sm.TILE**2 < sm.TILED_BELOW * 512 * 512
+    assert ny == nx == 512 // sm.TILE
+
+
+def test_pcg_stops_on_small_steps() -> None:
+    gen = torch.Generator().manual_seed(1)
+    a = torch.rand(3, 1, 6, 6, generator=gen)
+    diag = 1 + 10 * a  # a diagonal system: x = b / diag
+    b = torch.rand(3, 1, 6, 6, generator=gen)
+    applied = []
+
+    def apply(p: torch.Tensor) -> torch.Tensor:
+        applied.append(1)
+        return diag * p
+
+    x = sm._pcg(apply, lambda r: r, torch.zeros_like(b), b.clone(), 50, 1e-12, dims=(1, 2, 3))
+    full = len(applied)
+    assert torch.allclose(x, b / diag, atol=1e-5)
+    applied.clear()
+    sm._pcg(apply, lambda r: r, torch.zeros_like(b), b.clone(), 50, 1e-12, 1.0, dims=(1, 2, 3))
+    assert len(applied) < full
+
+
+@pytest.mark.parametrize("shape", [(64, 96), (63, 97)])
+def test_tiled_v_cycle_is_the_dense_one(shape: tuple[int, int]) -> None:
+    """Same smoothing, transfers (replicated frame edges included) and coarse grids."""
+    h, w = shape
+    hole = torch.zeros(h, w, dtype=torch.bool)
+    hole[10:14, :] = True  # touches both side edges
+    hole[:, 40:43] = True
+    hole[30:50, 60:80] = True
+    hole[-5:, 5:30] = True  # touches the bottom edge
+    tiled = sm._TiledMultigrid(hole, sm._active_tiles(hole), torch.float64)
+    dense = sm._Multigrid(hole, torch.float64)
+    assert len(tiled.levels) > 1 and tiled.dense is not None
+    gen = torch.Generator().manual_seed(0)
+    r = torch.rand(3, h, w, generator=gen, dtype=torch.float64) * hole
+    lv = tiled.levels[0]
+    out = lv.scatter(tiled.cycle(lv.gather(r, 0)))[:, :h, :w]
+    assert torch.allclose(out, dense.cycle(r), atol=1e-12)

@@ -280,7 +280,7 @@ class _TileLevel:
         dev = hole.device
         # Where each stored pixel sits on the dense canvas of all tiles.
         self._where = self.gather(torch.arange(ch * cw, device=dev).view(1, ch, cw), 0).flatten()
-        self._halos: dict[int, torch.Tensor] = {}
+        self._halos: dict[tuple[int, str], torch.Tensor] = {}
         canvas_hole = torch.zeros(1, ch, cw, dtype=dtype, device=dev)
         canvas_hole[0, :h, :w] = hole.to(dtype)
         self.deg_canvas = torch.full((1, ch, cw), 4.0, dtype=dtype, device=dev)
@@ -368,16 +368,12 @@ def _restrict_tiles(r: torch.Tensor) -> torch.Tensor:
 
 
 def _prolong_tiles(e: torch.Tensor) -> torch.Tensor:
-    """:func:`_prolong` of tiles ``[C,N,m+2,m+2]`` (one pixel of halo) to ``[C,N,2m,2m]``."""
-    c, n, m2, _ = e.shape
-    m = m2 - 2
-    rows = e.new_empty(c, n, 2 * m, m2)
-    rows[:, :, 0::2] = 0.75 * e[:, :, 1:-1] + 0.25 * e[:, :, :-2]
-    rows[:, :, 1::2] = 0.75 * e[:, :, 1:-1] + 0.25 * e[:, :, 2:]
-    out = e.new_empty(c, n, 2 * m, 2 * m)
-    out[..., 0::2] = 0.75 * rows[..., 1:-1] + 0.25 * rows[..., :-2]
-    out[..., 1::2] = 0.75 * rows[..., 1:-1] + 0.25 * rows[..., 2:]
-    return out
+    """:func:`_prolong` of tiles ``[C,N,m+2,m+2]`` (one pixel of halo) to ``[C,N,2m,2m]``.
+
+    Bilinear upsampling by 2 (half-pixel centres) has exactly the 3/4, 1/4 weights.
+    """
+    up = F.interpolate(e, scale_factor=2, mode="bilinear", align_corners=False)
+    return up[:, :, 2:-2, 2:-2]
 
 
 class _TiledMultigrid:

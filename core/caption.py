@@ -377,6 +377,9 @@ def release_captioners() -> None:
         loaded.placement.release()
 
 
+_SAFE_MODEL = {"use_safetensors": True, "trust_remote_code": False}
+
+
 def _load(
     folder: Path,
     family: str,
@@ -393,12 +396,10 @@ def _load(
     model_cls = getattr(transformers, FAMILIES[family][1])
     log.info("Loading captioner %s (%s) on %s, %s", folder, family, device, dtype)
     try:
-        model = model_cls.from_pretrained(
-            folder, local_files_only=True, use_safetensors=True, trust_remote_code=False
-        )
-        processor = transformers.AutoProcessor.from_pretrained(
-            folder, local_files_only=True, trust_remote_code=False
-        )
+        # Offline, safetensors only, never code from the folder.
+        model = model_cls.from_pretrained(folder, local_files_only=True, **_SAFE_MODEL)
+        auto = transformers.AutoProcessor
+        processor = auto.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
     except Exception as exc:  # transformers, safetensors and tokenizers raise many kinds
         raise UncropError(
             f"Captioner folder '{folder}' could not be loaded as {FAMILIES[family][0]}: "

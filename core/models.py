@@ -460,16 +460,16 @@ def _pipeline_class(base: str):
 
 def _load_pipeline(info: ModelInfo, dtype: torch.dtype, tokenizer_dir) -> Any:
     cls = _pipeline_class(info.base)
-    common = {"torch_dtype": dtype, "local_files_only": True}
+    common: dict[str, Any] = {"torch_dtype": dtype}
     if info.base != "sdxl":
         common.update(safety_checker=None, requires_safety_checker=False)
     if info.form == "diffusers":
-        return cls.from_pretrained(info.path, **common)
+        return cls.from_pretrained(info.path, local_files_only=True, **common)
     _, shapes = _inspect_file(Path(info.path))
     tokenizer = find_clip_tokenizer(tokenizer_dir)
     with tempfile.TemporaryDirectory(prefix="uncrop-config-") as tmp:
         config = write_single_file_config(info, shapes, Path(tmp) / "config", tokenizer)
-        return cls.from_single_file(info.path, config=str(config), **common)
+        return cls.from_single_file(info.path, config=str(config), local_files_only=True, **common)
 
 
 def load_controlnet(path: str | os.PathLike, dtype: torch.dtype) -> Any:

@@ -84,3 +84,21 @@ def use_models_dir(monkeypatch, path) -> None:
 
     monkeypatch.setenv("UNCROP_MODELS_DIR", str(path))
     monkeypatch.setattr(host, "_folder_paths", lambda: None)
+
+
+@pytest.fixture(scope="session")
+def tree(tmp_path_factory):
+    """Every tiny diffusion model family, built once per session (see tiny_models.py)."""
+    import tiny_models
+
+    return tiny_models.build_model_tree(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from more threads, and on a busy 2-core machine a
+    second thread made single tests 10-70x slower. Use with ``pytestmark``."""
+    import tiny_models
+
+    with tiny_models.one_thread():
+        yield

@@ -4,27 +4,14 @@ from __future__ import annotations
 
 import shutil
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import tiny_models  # noqa: E402
+from uncrop.core import models
+from uncrop.core.errors import UncropError
 
-from uncrop.core import models  # noqa: E402
-from uncrop.core.errors import UncropError  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def tree(tmp_path_factory):
-    return tiny_models.build_model_tree(tmp_path_factory.mktemp("tiny-models"))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with tiny_models.one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

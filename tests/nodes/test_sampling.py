@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-import sys
 import types
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_node, use_models_dir
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import tiny_models  # noqa: E402
-from conftest import run_node, use_models_dir  # noqa: E402
-
-from uncrop.core import canvas, models  # noqa: E402
-from uncrop.core.errors import UncropError  # noqa: E402
-from uncrop.nodes import NODES  # noqa: E402
-from uncrop.nodes import sampling as nodes  # noqa: E402
+from uncrop.core import canvas, models
+from uncrop.core.errors import UncropError
+from uncrop.nodes import NODES
+from uncrop.nodes import sampling as nodes
 
 FAST = {"steps": 2, "guidance": 2.0}
 
 
-@pytest.fixture(scope="session")
-def tree(tmp_path_factory):
-    return tiny_models.build_model_tree(tmp_path_factory.mktemp("tiny-models"))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with tiny_models.one_thread():
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

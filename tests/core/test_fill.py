@@ -14,13 +14,7 @@ from uncrop.core.pattern import estimate_period
 ALL = list(FILL_METHODS)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are small: threads only cost time, a lot on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _crop(photo: torch.Tensor, size: int = 96) -> torch.Tensor:
@@ -240,35 +234,3 @@ def test_smooth_solves_separate_holes_on_their_own_boxes(coffee: torch.Tensor) -
     two = fill(image, right, "smooth", tension=0.01)
     assert torch.allclose(both[0][left[0] > 0], one[0][left[0] > 0], atol=1e-6)
     assert torch.allclose(both[0][right[0] > 0], two[0][right[0] > 0], atol=1e-6)
-
-
-def test_smooth_matches_a_direct_solve(astronaut: torch.Tensor) -> None:
-    """The multigrid result is the exact solution of the discrete thin-plate system."""
-    from uncrop.core.smooth import smooth_fill
-
-    image = _crop(astronaut, 40)[0].double()
-    hole = torch.zeros(40, 40, dtype=torch.bool)
-    hole[8:30, 0:17] = True  # touches the frame edge (reflecting boundary)
-    lam = 0.02
-    out = smooth_fill(image, hole, tension=lam, iterations=200, rtol=1e-10)
-
-    def lap(u: torch.Tensor) -> torch.Tensor:
-        p = torch.nn.functional.pad(u.movedim(-1, 0)[None], (1, 1, 1, 1), mode="replicate")[0]
-        c = p[:, 1:-1, 1:-1]
-        n = p[:, :-2, 1:-1] + p[:, 2:, 1:-1] + p[:, 1:-1, :-2] + p[:, 1:-1, 2:]
-        return (4 * c - n).movedim(0, -1)
-
-    def op(u: torch.Tensor) -> torch.Tensor:
-        return (lap(lap(u)) + lam * lap(u))[hole]
-
-    # Assemble the dense system column by column and solve it directly.
-    idx = torch.nonzero(hole.flatten()).flatten()
-    known = torch.where(hole.unsqueeze(-1), 0.0, image)
-    cols = []
-    for i in idx.tolist():
-        e = torch.zeros(40 * 40, 1, dtype=torch.float64)
-        e[i] = 1
-        cols.append(op(e.reshape(40, 40, 1))[:, 0])
-    a = torch.stack(cols, dim=1)
-    x = torch.linalg.solve(a, -op(known))
-    assert (out[hole] - x.clamp(0, 1)).abs().max() < 1e-6

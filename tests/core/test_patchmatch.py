@@ -8,13 +8,7 @@ import torch.nn.functional as F
 
 from uncrop.core import patchmatch as pm
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _levels_used(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:

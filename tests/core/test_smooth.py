@@ -8,13 +8,7 @@ import torch.nn.functional as F
 
 from uncrop.core import smooth as sm
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _strokes(h: int, w: int) -> torch.Tensor:
@@ -51,6 +45,19 @@ def _direct(image: torch.Tensor, hole: torch.Tensor, lam: float) -> torch.Tensor
         e[i] = 1
         cols.append(op(e.reshape(h, w, 1))[:, 0])
     return torch.linalg.solve(torch.stack(cols, dim=1), -op(known)).clamp(0, 1)
+
+
+def test_dense_solve_matches_a_direct_solve(
+    astronaut: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The multigrid result is the exact solution of the discrete thin-plate system."""
+    _force(monkeypatch, tiled=False)
+    image = astronaut[0, 200:240, 200:240].double().contiguous()
+    hole = torch.zeros(40, 40, dtype=torch.bool)
+    hole[8:30, 0:17] = True  # touches the frame edge (reflecting boundary)
+    out = sm.smooth_fill(image, hole, tension=0.02, iterations=200, rtol=1e-10)
+    assert (out[hole] - _direct(image, hole, 0.02)).abs().max() < 1e-6
+    assert torch.equal(out[~hole], image[~hole])
 
 
 def test_tiled_solve_matches_a_direct_solve(

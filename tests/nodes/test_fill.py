@@ -9,13 +9,7 @@ from conftest import run_node
 from uncrop.core.errors import UncropError
 from uncrop.nodes.fill import Fill
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_schema_lists_new_methods_and_options() -> None:

@@ -51,6 +51,12 @@ class TqdmProgress:
     def close(self) -> None:
         self._bar.close()
 
+    def __enter__(self) -> TqdmProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def _device(name: str) -> torch.device:
     if name == "auto":
@@ -233,13 +239,10 @@ def run_caption(args: argparse.Namespace) -> list[str]:
         template=args.template,
         prefix=args.prefix,
     )
-    bar = TqdmProgress("caption")
-    try:
+    with TqdmProgress("caption") as bar:
         return _captioner(args.captioner, device).caption(
             image, mask, options=options, progress=bar
         )
-    finally:
-        bar.close()
 
 
 def _prompt_metadata(prompts: list[str]) -> dict[str, str]:
@@ -267,11 +270,8 @@ def _diffusion(args, device, image, mask, job):
         resolution=args.resolution,
         prefill=args.method,
     )
-    bar = TqdmProgress("sampling")
-    try:
+    with TqdmProgress("sampling") as bar:
         return job(model, settings, bar)
-    finally:
-        bar.close()
 
 
 def run_inpaint(args: argparse.Namespace) -> Path:
@@ -286,13 +286,10 @@ def run_inpaint(args: argparse.Namespace) -> Path:
         imageio.save_image(result.image, args.output, _prompt_metadata(result.prompts))
         return Path(args.output)
     _auto_prompt(args, image, mask)
-    bar = TqdmProgress("inpaint")
-    try:
+    with TqdmProgress("inpaint") as bar:
         out = model_free.inpaint(
             image, mask, args.method, seed=args.seed, progress=bar, **_fill_options(args, device)
         )
-    finally:
-        bar.close()
     imageio.save_image(out, args.output)
     return Path(args.output)
 
@@ -326,14 +323,11 @@ def run_outpaint(args: argparse.Namespace) -> Path:
         imageio.save_image(result.image, args.output, _prompt_metadata(result.prompts))
         return Path(args.output)
     _auto_prompt(args, image, None)
-    bar = TqdmProgress("outpaint")
-    try:
+    with TqdmProgress("outpaint") as bar:
         out, _mask = model_free.outpaint(
             image.to(device), plan, args.method, seed=args.seed, progress=bar,
             **_fill_options(args, device),
         )  # fmt: skip
-    finally:
-        bar.close()
     imageio.save_image(out, args.output)
     return Path(args.output)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..core import composite as compositing
-from ..core.inputs import match_mask
 from . import host
 
 
@@ -40,7 +39,7 @@ class Composite(io.ComfyNode):
 
     @classmethod
     def execute(cls, original, generated, mask, color_match: str) -> io.NodeOutput:
-        original, mask = match_mask(original, mask, "original", "mask")
+        # color_match and composite check and match the inputs themselves.
         device = host.torch_device()
         original, mask, generated = original.to(device), mask.to(device), generated.to(device)
         generated = compositing.color_match(generated, original, mask, color_match)

@@ -6,7 +6,6 @@ from comfy_api.latest import io
 
 from ..core import fill as filling
 from ..core import model_free
-from ..core.inputs import match_mask
 from . import host
 
 
@@ -81,11 +80,11 @@ class Fill(io.ComfyNode):
         patch_size: int = 7,
         source_mask=None,
     ) -> io.NodeOutput:
-        image, mask = match_mask(image, mask)
+        # model_free.inpaint and fill() check and match image, mask and source_mask.
         device = host.torch_device()
         image, mask = image.to(device), mask.to(device)
         if source_mask is not None:
-            _, source_mask = match_mask(image, source_mask, mask_name="source_mask")
+            source_mask = source_mask.to(device)
         out = model_free.inpaint(
             image,
             mask,
@@ -94,6 +93,6 @@ class Fill(io.ComfyNode):
             color=filling.parse_color(color),
             patch_size=patch_size,
             source_mask=source_mask,
-            progress=host.Progress(image.shape[0]),
+            progress=host.Progress(max(image.shape[0], mask.shape[0])),
         )
         return io.NodeOutput(out.to(host.intermediate_device()))

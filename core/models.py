@@ -9,7 +9,10 @@ A single file carries weights but no configs. The configs of each supported
 family ship with the pack in ``core/model_configs/<base>/``; the dimensions that
 vary between checkpoints (channels, depth, input channels, text width) are read
 from the file's tensor shapes, so any checkpoint of a family, down to the tiny
-test models, gets a config that matches its weights. The CLIP tokenizer
+test models, gets a config that matches its weights. SD 2.x files do not say
+whether they predict noise (512 px base and inpainting models) or velocity (768
+px models); that is read off one weight, as ComfyUI does (:func:`_sd2_prediction`).
+The CLIP tokenizer
 vocabulary (1.6 MB, the same for every family) is not shipped: it is taken from
 ComfyUI's own copy (``comfy/sd1_tokenizer``), from ``UNCROP_CLIP_TOKENIZER``, or
 from the ``tokenizer_dir`` argument.
@@ -50,6 +53,11 @@ FAMILIES = {
     "sdxl": "SDXL model (inpaints by re-noising only the masked latent)",
 }
 NATIVE_SIZE = {"sd1": 512, "sd2": 512, "sdxl": 1024}
+# SD 2.x velocity-prediction models were trained at 768 px (UNet sample size 96).
+V_PREDICTION_SAMPLE_SIZE = 96
+# The spread of the last output block's first transformer norm bias above which an
+# SD 2.x UNet predicts velocity (ComfyUI's test; noise-predicting ones stay near 0.05).
+V_PREDICTION_STD = 0.09
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,7 @@ class ModelInfo:
     family: str  # a key of FAMILIES
     in_channels: int
     notes: tuple[str, ...] = ()
+    prediction: str = "epsilon"  # or "v_prediction"; single files only, folders say it
 
     @property
     def is_inpaint_unet(self) -> bool:
@@ -147,7 +156,9 @@ def _inspect_folder(folder: Path) -> ModelInfo:
     if "text_encoder_2" in components:
         base = "sdxl"
     else:
-        base = "sd2" if int(unet.get("cross_attention_dim", 768)) == 1024 else "sd1"
+        # SD 2.x: OpenCLIP's 1024-wide text, and linear projections in the transformers
+        sd2 = int(unet.get("cross_attention_dim", 768)) == 1024 or unet.get("use_linear_projection")
+        base = "sd2" if sd2 else "sd1"
     family = ("sdxl" if base == "sdxl" else "sd") + ("-inpaint" if in_channels == 9 else "")
     return ModelInfo(str(folder), "diffusers", base, family, in_channels)
 
@@ -193,6 +204,21 @@ def _base_from_shapes(path: Path, shapes: dict[str, tuple[int, ...]]) -> str:
     )
 
 
+def _sd2_prediction(path: Path, shapes: dict[str, tuple[int, ...]]) -> str:
+    """``v_prediction`` or ``epsilon`` for an ordinary SD 2.x UNet, from the spread of
+    its last output block's first transformer norm bias (one small tensor is read)."""
+    suffix = ".1.transformer_blocks.0.norm1.bias"
+    keys = [k for k in shapes if k.startswith(_UNET + "output_blocks.") and k.endswith(suffix)]
+    if not keys:
+        return "epsilon"
+    last = max(keys, key=lambda k: int(k[len(_UNET + "output_blocks.") :].split(".")[0]))
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        bias = f.get_tensor(last).float()
+    return "v_prediction" if float(bias.std(unbiased=False)) > V_PREDICTION_STD else "epsilon"
+
+
 def _inspect_file(path: Path) -> tuple[ModelInfo, dict[str, tuple[int, ...]]]:
     _refuse_pickle(path)
     if path.suffix.lower() != ".safetensors":
@@ -205,7 +231,13 @@ def _inspect_file(path: Path) -> tuple[ModelInfo, dict[str, tuple[int, ...]]]:
         raise UncropError(f"model: {path.name} has no VAE weights (first_stage_model.*).")
     in_channels = shapes[_UNET + "input_blocks.0.0.weight"][1]
     family = ("sdxl" if base == "sdxl" else "sd") + ("-inpaint" if in_channels == 9 else "")
-    return ModelInfo(str(path), "single-file", base, family, in_channels), shapes
+    prediction, notes = "epsilon", ()
+    if base == "sd2" and in_channels == 4:  # SD 2.x inpainting models all predict noise
+        prediction = _sd2_prediction(path, shapes)
+        if prediction == "v_prediction":
+            notes = ("v-prediction, 768 px (read from the weights)",)
+    info = ModelInfo(str(path), "single-file", base, family, in_channels, notes, prediction)
+    return info, shapes
 
 
 def inspect_model(path: str | os.PathLike) -> ModelInfo:
@@ -286,10 +318,11 @@ def vae_config_from_shapes(base_config: dict, shapes: dict[str, tuple[int, ...]]
 
 
 def clip_config_from_shapes(
-    base_config: dict, shapes: dict[str, tuple[int, ...]], prefix: str
+    base_config: dict, shapes: dict[str, tuple[int, ...]], prefix: str, unused_layers: int = 0
 ) -> dict:
     """CLIP text config from transformers-layout (``prefix`` = ``...transformer.``) or
-    OpenCLIP-layout (``prefix`` = ``...model.``) weights."""
+    OpenCLIP-layout (``prefix`` = ``...model.``) weights, leaving out the last
+    ``unused_layers`` layers the file holds but the model does not run."""
     cfg = dict(base_config)
     if prefix + "text_model.embeddings.token_embedding.weight" in shapes:
         vocab, hidden = shapes[prefix + "text_model.embeddings.token_embedding.weight"]
@@ -307,7 +340,7 @@ def clip_config_from_shapes(
         vocab_size=vocab,
         hidden_size=hidden,
         max_position_embeddings=positions,
-        num_hidden_layers=layers,
+        num_hidden_layers=layers - unused_layers,
         intermediate_size=inter,
         num_attention_heads=max(1, hidden // 64),
         bos_token_id=vocab - 2,
@@ -353,13 +386,19 @@ def write_single_file_config(
         path.write_text(json.dumps(fn(json.loads(path.read_text())), indent=1))
 
     rewrite("unet/config.json", lambda c: unet_config_from_shapes(c, shapes, info.base))
+    if info.prediction == "v_prediction":
+        rewrite("unet/config.json", lambda c: {**c, "sample_size": V_PREDICTION_SAMPLE_SIZE})
+    rewrite("scheduler/scheduler_config.json", lambda c: {**c, "prediction_type": info.prediction})
     rewrite("vae/config.json", lambda c: vae_config_from_shapes(c, shapes))
     first = {
         "sd1": "cond_stage_model.transformer.",
         "sd2": "cond_stage_model.model.",
         "sdxl": "conditioner.embedders.0.transformer.",
     }[info.base]
-    rewrite("text_encoder/config.json", lambda c: clip_config_from_shapes(c, shapes, first))
+    # SD 2.x conditions on OpenCLIP's penultimate layer: its files hold one layer more
+    # than it runs, and diffusers skips that layer's weights.
+    unused = 1 if info.base == "sd2" else 0
+    rewrite("text_encoder/config.json", lambda c: clip_config_from_shapes(c, shapes, first, unused))
     if info.base == "sdxl":
         rewrite(
             "text_encoder_2/config.json",

@@ -80,7 +80,9 @@ def _tokenizer(tmp: Path, name: str, pad_token: str = "<|endoftext|>"):
     return CLIPTokenizer.from_pretrained(str(tmp / name), local_files_only=True), size
 
 
-def _text_encoder(vocab_size: int, with_projection: bool = False, seed: int = 1):
+def _text_encoder(
+    vocab_size: int, with_projection: bool = False, seed: int = 1, act: str = "quick_gelu"
+):
     """CLIP text encoder; SDXL's second one (with projection) is wider, as in the real model,
     which is also how diffusers tells the two apart in a single file."""
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
@@ -95,7 +97,7 @@ def _text_encoder(vocab_size: int, with_projection: bool = False, seed: int = 1)
         num_attention_heads=1,
         max_position_embeddings=77,
         projection_dim=32,
-        hidden_act="quick_gelu" if not with_projection else "gelu",
+        hidden_act="gelu" if with_projection else act,
         bos_token_id=vocab_size - 2,
         eos_token_id=vocab_size - 1,
         pad_token_id=vocab_size - 1,
@@ -134,8 +136,13 @@ def _scheduler(**extra):
     )
 
 
-def tiny_sd(tmp: str | os.PathLike, in_channels: int = 9, seed: int = 0):
-    """SD 1.x layout: 9 input channels for an inpainting UNet, 4 for an ordinary one."""
+def tiny_sd(tmp: str | os.PathLike, in_channels: int = 9, seed: int = 0, version: int = 1):
+    """SD 1.x layout: 9 input channels for an inpainting UNet, 4 for an ordinary one.
+
+    ``version=2`` gives the SD 2.x layout (64-wide attention heads, linear projections,
+    an OpenCLIP-style gelu text encoder); its ordinary model predicts velocity like SD
+    2.1 768-v, with the spread in the last output block's norm bias a trained one has.
+    """
     from diffusers import (
         StableDiffusionInpaintPipeline,
         StableDiffusionPipeline,
@@ -154,16 +161,21 @@ def tiny_sd(tmp: str | os.PathLike, in_channels: int = 9, seed: int = 0):
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=32,
-        attention_head_dim=8,
+        attention_head_dim=8 if version == 1 else (1, 1),
+        use_linear_projection=version == 2,
         norm_num_groups=32,
     ).eval()
+    velocity = version == 2 and in_channels == 4
+    if velocity:
+        with torch.no_grad():
+            unet.up_blocks[-1].attentions[-1].transformer_blocks[0].norm1.bias.normal_(0, 0.2)
     cls = StableDiffusionInpaintPipeline if in_channels == 9 else StableDiffusionPipeline
     return cls(
         vae=_vae(),
-        text_encoder=_text_encoder(vocab_size),
+        text_encoder=_text_encoder(vocab_size, act="quick_gelu" if version == 1 else "gelu"),
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=_scheduler(),
+        scheduler=_scheduler(prediction_type="v_prediction" if velocity else "epsilon"),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
@@ -380,7 +392,11 @@ def _clip_state_dict(model) -> dict[str, torch.Tensor]:
 
 
 def single_file_state_dict(pipe) -> dict[str, torch.Tensor]:
-    """The pipeline's weights in the LDM single-file layout (SD 1.x or SDXL)."""
+    """The pipeline's weights in the LDM single-file layout (SD 1.x, SD 2.x or SDXL).
+
+    SD 2.x runs OpenCLIP without its last layer, which real files still hold: the
+    file gets one more layer (a copy of the last) that the loader must leave out.
+    """
     sd = _unet_to_ldm(pipe.unet.state_dict(), pipe.unet.config)
     sd.update(_vae_to_ldm(pipe.vae.state_dict(), pipe.vae.config))
     text = _clip_state_dict(pipe.text_encoder)
@@ -391,6 +407,13 @@ def single_file_state_dict(pipe) -> dict[str, torch.Tensor]:
                 _clip_state_dict(pipe.text_encoder_2), "conditioner.embedders.1.model."
             )
         )
+    elif pipe.unet.config.use_linear_projection:  # SD 2.x
+        clip = _open_clip_to_ldm(text, "cond_stage_model.model.")
+        blocks = "cond_stage_model.model.transformer.resblocks."
+        last = pipe.text_encoder.config.num_hidden_layers - 1
+        for key in [k for k in clip if k.startswith(f"{blocks}{last}.")]:
+            clip[key.replace(f"{blocks}{last}.", f"{blocks}{last + 1}.")] = clip[key].clone()
+        sd.update(clip)
     else:
         sd.update({"cond_stage_model.transformer." + k: v for k, v in text.items()})
     return {k: v.detach().contiguous() for k, v in sd.items()}
@@ -413,8 +436,9 @@ def build_model_tree(root: str | os.PathLike) -> dict[str, Path]:
 
     Keys: ``root`` (the models folder), ``tokenizer`` (the tiny CLIP BPE files a
     single file needs), one per diffusers folder (``sd-inpaint``, ``sd``, ``sdxl``,
-    ``sdxl-inpaint``, ``controlnet``) and per single file (``sd-inpaint.safetensors``,
-    ``sd.safetensors``, ``sdxl.safetensors``); ``pipes`` holds the in-memory
+    ``sdxl-inpaint``, ``sd2-inpaint``, ``sd2``, ``controlnet``) and per single file
+    (``sd-inpaint.safetensors``, ``sd.safetensors``, ``sdxl.safetensors``,
+    ``sd2-inpaint.safetensors``, ``sd2.safetensors``); ``pipes`` holds the in-memory
     originals for weight comparisons.
     """
     if _trees:
@@ -428,6 +452,8 @@ def build_model_tree(root: str | os.PathLike) -> dict[str, Path]:
         "sd": lambda: tiny_sd(work / "sd", 4),
         "sdxl": lambda: tiny_sdxl(work / "sdxl", 4),
         "sdxl-inpaint": lambda: tiny_sdxl(work / "sdxl", 9),
+        "sd2-inpaint": lambda: tiny_sd(work / "sd2", 9, version=2),
+        "sd2": lambda: tiny_sd(work / "sd2", 4, version=2),
     }
     for name, build in builders.items():
         pipe = build()

@@ -29,6 +29,9 @@ def tokenizer_env(tree, monkeypatch):
         ("sd-inpaint.safetensors", "sd-inpaint", "sd1", "single-file"),
         ("sd.safetensors", "sd", "sd1", "single-file"),
         ("sdxl.safetensors", "sdxl", "sdxl", "single-file"),
+        ("sd2", "sd", "sd2", "diffusers"),
+        ("sd2-inpaint.safetensors", "sd-inpaint", "sd2", "single-file"),
+        ("sd2.safetensors", "sd", "sd2", "single-file"),
     ],
 )
 def test_family_is_detected_from_the_files(tree, entry, family, base, form):
@@ -38,7 +41,7 @@ def test_family_is_detected_from_the_files(tree, entry, family, base, form):
     assert models.FAMILIES[family] in info.describe()
 
 
-@pytest.mark.parametrize("name", ["sd-inpaint", "sdxl"])
+@pytest.mark.parametrize("name", ["sd-inpaint", "sdxl", "sd2", "sd2-inpaint"])
 def test_single_file_loads_the_same_weights_as_the_folder(tree, tokenizer_env, name):
     loaded = models.load_model(tree[f"{name}.safetensors"])
     original = tree["pipes"][name]
@@ -49,6 +52,21 @@ def test_single_file_loads_the_same_weights_as_the_folder(tree, tokenizer_env, n
         want, got = getattr(original, part).state_dict(), getattr(loaded.pipe, part).state_dict()
         assert want.keys() == got.keys(), part
         assert all(torch.equal(want[k], got[k]) for k in want), part
+
+
+@pytest.mark.parametrize(
+    ("name", "prediction", "sample_size"),
+    [("sd2", "v_prediction", 96), ("sd2-inpaint", "epsilon", 64), ("sd", "epsilon", 64)],
+)
+def test_single_file_prediction_type_is_read_from_the_weights(
+    tree, tokenizer_env, name, prediction, sample_size
+):
+    info = models.inspect_model(tree[f"{name}.safetensors"])
+    assert info.prediction == prediction
+    assert ("v-prediction" in info.describe()) == (prediction == "v_prediction")
+    loaded = models.load_model(tree[f"{name}.safetensors"])
+    assert loaded.pipe.scheduler.config.prediction_type == prediction
+    assert loaded.pipe.unet.config.sample_size == sample_size  # 768 px for SD 2.x v models
 
 
 def test_folder_load_is_cached_until_cleared(tree):

@@ -82,6 +82,10 @@ def test_tiles_cover_the_box_with_overlap():
 def test_mask_box():
     assert sampling.mask_box(_hole()[0]) == (40, 30, 72, 54)
     assert sampling.mask_box(torch.zeros(8, 8)) is None
+    two = torch.zeros(20, 30)
+    two[2, 25] = 0.1  # top right, faint
+    two[15:17, 3:5] = 1  # bottom left
+    assert sampling.mask_box(two) == (3, 2, 26, 17)
 
 
 # --- inpainting -------------------------------------------------------------------------
@@ -220,7 +224,16 @@ def test_schedulers_run(sd_inpaint, photo, scheduler):
 
 
 @pytest.mark.parametrize(
-    "name", ["sd", "sdxl", "sdxl-inpaint", "sd-inpaint.safetensors", "sdxl.safetensors"]
+    "name",
+    [
+        "sd",
+        "sdxl",
+        "sdxl-inpaint",
+        "sd-inpaint.safetensors",
+        "sdxl.safetensors",
+        "sd2-inpaint.safetensors",
+        "sd2.safetensors",  # velocity prediction
+    ],
 )
 def test_every_family_inpaints_and_keeps_unmasked_pixels(tree, photo, monkeypatch, name):
     monkeypatch.setenv(models.TOKENIZER_ENV, str(tree["tokenizer"]))

@@ -8,16 +8,17 @@ thin strokes are matched at full resolution. The coarsest level starts from the
 smooth (thin-plate) fill, which carries the border's colours and edges inwards.
 On each level, from coarse to fine, a few EM rounds alternate
 
-- search: for every pixel whose patch touches the hole, find a similar patch whose
-  centre lies in the allowed source area (fully known, and inside the optional
-  source mask), by PatchMatch: candidates propagated from neighbours at halving
-  distances (as in jump flooding, so all pixels update at once) and random
-  samples around the current match at shrinking radii;
-- vote: every hole pixel becomes the weighted mean of the colours that the
-  patches covering it propose; a proposal weighs ``exp(-d / 2σ²)`` for its patch
-  distance ``d`` times the patch's confidence, the share of known pixels around
-  its centre, so patches that overlap the known border steer the fill and the
-  border's structure is continued rather than invented.
+- search: for every hole pixel and its neighbours within ``VOTE_RADIUS``, find a
+  similar patch whose centre lies in the allowed source area (fully known, and
+  inside the optional source mask), by PatchMatch: candidates propagated from
+  neighbours at halving distances (as in jump flooding, so all pixels update at
+  once) and random samples around the current match at shrinking radii;
+- vote: every hole pixel becomes the weighted mean of the colours proposed by
+  the patches centred within ``VOTE_RADIUS`` of it (only their central part:
+  averaging whole patches blurs); a proposal weighs ``exp(-d / 2σ²)`` for its
+  patch distance ``d`` times the patch's confidence, the share of known pixels
+  around its centre, so patches that overlap the known border steer the fill and
+  the border's structure is continued rather than invented.
 
 A finer level starts from the coarser field, upsampled, and votes with it before
 searching, so only a local search is needed there. The last vote copies, for
@@ -25,8 +26,8 @@ each pixel, the proposal of the best patch instead of the mean (keeps texture).
 
 Everything is batched tensor code over all hole pixels (no per-pixel loops), runs
 on the input's device, and is deterministic for a seed. Copies only ever come from
-allowed pixels: candidate centres outside the allowed area are rejected, so every
-patch voted from lies entirely in it.
+allowed pixels: candidate centres outside the allowed area have features no patch
+comes near, so they never win, and every patch voted from lies entirely in it.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ CONFIDENCE_FLOOR = 0.05  # vote weight of a patch with no known pixel around its
 COARSE_ROUNDS = 5  # EM rounds on the coarsest level (the first searches globally)
 FINE_ROUNDS = 2  # EM rounds on each finer level (local search)
 GLOBAL_ITERATIONS = 2  # PatchMatch iterations of the coarsest level's global search
+FAR = 1e4  # feature value of disallowed source centres (patch features are within ±15)
 START_SIDE = 512  # the smooth first guess is solved at most at about this size
+VOTE_RADIUS = 1  # a pixel is voted by the patches centred within this distance of it
 
 
 def _max_square(x: torch.Tensor, radius: int) -> torch.Tensor:
@@ -99,8 +102,10 @@ class _Level:
         if not bool(valid.any()):
             valid = source
         self.valid = valid.flatten()
+        hy, hx = torch.nonzero(hole, as_tuple=True)
+        self.hole_box = (int(hy.min()), int(hy.max()) + 1, int(hx.min()), int(hx.max()) + 1)
         self.valid_flat = torch.nonzero(self.valid).flatten()
-        self.targets = torch.nonzero(_dilate(hole, radius).flatten()).flatten()
+        self.targets = torch.nonzero(_dilate(hole, VOTE_RADIUS).flatten()).flatten()
         r = torch.arange(-radius, radius + 1, device=dev)
         oy, ox = torch.meshgrid(r, r, indexing="ij")
         self.oy, self.ox = oy.flatten(), ox.flatten()
@@ -139,8 +144,12 @@ class _Level:
         side = 2 * self.radius + 1
         self.filters = self.basis.T.reshape(d, side, side, c).permute(0, 3, 1, 2).contiguous()
         self.offset = self.mean @ self.basis
-        self.source_features = self._project(self.image, 0, self.h, 0, self.w).flatten(1).T
-        self.source_features = self.source_features.contiguous()
+        self.source_features = (
+            self._project(self.image, 0, self.h, 0, self.w).flatten(1).T.contiguous()
+        )
+        # Centres outside the allowed area get features no patch comes near, so they
+        # never win a comparison (every field starts from allowed centres only).
+        self.source_features[~self.valid] = FAR
         ty, tx = self.targets // self.w, self.targets % self.w
         self.box = (int(ty.min()), int(ty.max()) + 1, int(tx.min()), int(tx.max()) + 1)
         self.box_index = (ty - self.box[0]) * (self.box[3] - self.box[2]) + (tx - self.box[2])
@@ -207,17 +216,18 @@ class _Search:
         return out
 
     def _distance(self, target: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
-        d = ((self.level.source_features[cand] - target) ** 2).sum(dim=1)
-        return torch.where(self.level.valid[cand], d, torch.inf)
+        diff = self.level.source_features[cand]
+        diff -= target
+        return diff.square_().sum(dim=1)
 
     def _try(self, cand_y: torch.Tensor, cand_x: torch.Tensor) -> None:
+        """Keep candidate centres that beat the current match (clamped into the frame)."""
         lv = self.level
-        inside = (cand_y >= 0) & (cand_y < lv.h) & (cand_x >= 0) & (cand_x < lv.w)
-        cand = cand_y.clamp(0, lv.h - 1) * lv.w + cand_x.clamp(0, lv.w - 1)
-        d = torch.where(inside, self._distance(self.tp, cand), torch.inf)
+        cand = cand_y.clamp_(0, lv.h - 1) * lv.w + cand_x.clamp_(0, lv.w - 1)
+        d = self._distance(self.tp, cand)
         better = d < self.best_d
         self.best = torch.where(better, cand, self.best)
-        self.best_d = torch.where(better, d, self.best_d)
+        self.best_d = torch.minimum(d, self.best_d)
 
     def evaluate(self, image: torch.Tensor, nnf: torch.Tensor) -> None:
         """Distances of the current field for ``image`` (the hole holding the current guess)."""
@@ -267,54 +277,47 @@ class _Search:
         return nnf
 
     def vote(self, nnf: torch.Tensor, sharp: bool = False) -> torch.Tensor:
-        """Each hole pixel: weighted mean of what the patches covering it propose.
+        """Each hole pixel: weighted mean of what the patches centred near it propose.
 
         ``sharp`` (the last vote) instead takes the proposal of the best-weighted
         patch, so that fine texture is copied rather than averaged away.
         """
         lv = self.level
         image = lv.image_now
-        c = image.shape[-1]
+        h, w, c = image.shape
         flat = image.reshape(-1, c)
-        finite = torch.isfinite(self.distance)
-        sigma2 = (
-            torch.quantile(self.distance[finite], 0.75).clamp_min(1e-6)
-            if bool(finite.any())
-            else torch.ones((), device=image.device)
-        )
-        weight_at = torch.zeros(lv.h * lv.w, device=image.device, dtype=image.dtype)
-        w_t = torch.exp(-self.distance / (2 * sigma2)) * lv.confidence
-        weight_at[lv.targets] = torch.where(finite, w_t.clamp_min(1e-12), 0.0)
-        nnf_at = nnf
-        q = torch.nonzero(lv.hole.flatten()).flatten()
-        qy, qx = q // lv.w, q % lv.w
-        total = image.new_zeros(q.numel(), c)
-        weight = image.new_zeros(q.numel())
-        top = image.new_zeros(q.numel())
-        top_colour = image.new_zeros(q.numel(), c)
-        for oy, ox in zip(lv.oy.tolist(), lv.ox.tolist(), strict=True):
-            ty, tx = qy - oy, qx - ox
-            t = q - (oy * lv.w + ox)
-            inside = (ty >= 0) & (ty < lv.h) & (tx >= 0) & (tx < lv.w)
-            t = torch.where(inside, t, q)
-            wt = weight_at[t] * inside
-            s = nnf_at[t] + (oy * lv.w + ox)
-            colour = flat[s]
-            if sharp:
-                better = wt > top
-                top = torch.where(better, wt, top)
-                top_colour = torch.where(better.unsqueeze(1), colour, top_colour)
-            else:
-                total += colour * wt.unsqueeze(1)
-                weight += wt
-        out = flat.clone()
-        if sharp:
-            voted = top > 0
-            out[q[voted]] = top_colour[voted]
-        else:
-            voted = weight > 0
-            out[q[voted]] = total[voted] / weight[voted].unsqueeze(1)
-        return out.reshape(image.shape)
+        d = self.distance
+        sigma2 = torch.quantile(d[:: max(1, d.numel() // 65536)], 0.75).clamp_min(1e-6)
+        weight_at = torch.zeros(h * w, device=image.device, dtype=image.dtype)
+        weight_at[lv.targets] = (torch.exp(-d / (2 * sigma2)) * lv.confidence).clamp_min(1e-12)
+        # Fields over the hole's box widened by the vote radius, zero-weighted beyond the frame.
+        rv = VOTE_RADIUS
+        y0, y1, x0, x1 = lv.hole_box
+        a, b, e, f = max(0, y0 - rv), min(h, y1 + rv), max(0, x0 - rv), min(w, x1 + rv)
+        pad = (rv - (x0 - e), rv - (f - x1), rv - (y0 - a), rv - (b - y1))
+        weight_map = F.pad(weight_at.view(h, w)[a:b, e:f], pad)
+        nnf_map = F.pad(nnf.view(h, w)[a:b, e:f], pad)
+        bh, bw = y1 - y0, x1 - x0
+        total = image.new_zeros(bh, bw, c)
+        weight = image.new_zeros(bh, bw)
+        for oy in range(-rv, rv + 1):
+            for ox in range(-rv, rv + 1):
+                rows, cols = slice(rv - oy, rv - oy + bh), slice(rv - ox, rv - ox + bw)
+                wt = weight_map[rows, cols]
+                colour = flat[(nnf_map[rows, cols] + (oy * w + ox)).clamp_(0, h * w - 1)]
+                if sharp:
+                    better = (wt > weight).unsqueeze(-1)
+                    total = torch.where(better, colour, total)
+                    weight = torch.maximum(wt, weight)
+                else:
+                    total += colour * wt.unsqueeze(-1)
+                    weight += wt
+        if not sharp:
+            total /= weight.clamp_min(1e-12).unsqueeze(-1)
+        out = image.clone()
+        box = out[y0:y1, x0:x1]
+        box.copy_(torch.where(lv.hole[y0:y1, x0:x1].unsqueeze(-1), total, box))
+        return out
 
 
 def _downsample(

@@ -43,7 +43,7 @@ from .errors import UncropError
 log = logging.getLogger(__name__)
 
 COARSEST_SIDE = 32  # the pyramid stops when the shorter side would drop below this
-FEATURES = 12  # principal components of a patch used to compare patches
+FEATURES = 8  # principal components of a patch used to compare patches
 DEPTH_IN_PATCHES = 3  # coarsen while some hole pixel is this many patch sides from known
 CONFIDENCE_FLOOR = 0.05  # vote weight of a patch with no known pixel around its centre
 COARSE_ROUNDS = 5  # EM rounds on the coarsest level (the first searches globally)
@@ -168,13 +168,10 @@ class _Level:
     def target_features(self, image: torch.Tensor) -> torch.Tensor:
         """``[T, d]`` projections of the targets' patches in ``image``.
 
-        A convolution over the targets' bounding box when they fill much of it,
-        else a gather of just their patches (scattered thin strokes).
+        A convolution over the targets' bounding box: even for scattered strokes
+        that cover a few percent of it, far cheaper than gathering their patches.
         """
-        y0, y1, x0, x1 = self.box
-        if self.targets.numel() * 4 >= (y1 - y0) * (x1 - x0):
-            return self._project(image, *self.box).flatten(1).T[self.box_index]
-        return (self.patches(image, self.targets) - self.mean) @ self.basis
+        return self._project(image, *self.box).flatten(1).T[self.box_index]
 
 
 class _Search:
@@ -256,7 +253,7 @@ class _Search:
             jumps = [1 << k for k in range(max(1, int(math.log2(longest)) - 2), -1, -1)]
             reach = float(longest)
         else:
-            jumps, reach = [4, 2, 1], 8.0
+            jumps, reach = [2, 1], 4.0
         for _ in range(iterations):
             for k in jumps:
                 for dy, dx in ((-k, 0), (k, 0), (0, -k), (0, k)):

@@ -3,6 +3,7 @@
 
     OMP_NUM_THREADS=1 python3 bench/sampling.py   # prints a markdown table
     python3 bench/sampling.py --device cuda
+    python3 bench/sampling.py --steps 4          # a shorter job: fixed costs weigh more
 
 Each measurement runs in a fresh process so its peak memory (max RSS on the
 CPU, ``torch.cuda.max_memory_allocated`` on a GPU) is its own. Not a test.
@@ -28,7 +29,6 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 SIZES = (512, 1024, 2048, 4096)
 HOLE = 64  # px, centred
-STEPS = 4
 WHOLE_IMAGE_MAX = 512  # whole-image attention beyond this does not fit on a CPU (see README)
 
 
@@ -55,7 +55,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def measure(method: str, size: int, device: torch.device, model_dir: Path) -> dict:
+def measure(method: str, size: int, steps: int, device: torch.device, model_dir: Path) -> dict:
     """One timing in this process: ``pack``, ``whole`` (pipeline on the whole image) or
     ``bare`` (pipeline on exactly the window the pack samples, for the overhead)."""
     from uncrop.core import models, sampling
@@ -63,7 +63,7 @@ def measure(method: str, size: int, device: torch.device, model_dir: Path) -> di
     dtype = models.pick_dtype(device)
     model = models.load_model(model_dir, dtype=dtype).to(device)
     image, mask = _inputs(size, device)
-    settings = sampling.SamplerSettings(prompt="a cat", steps=STEPS, guidance=7.0, prefill="edge")
+    settings = sampling.SamplerSettings(prompt="a cat", steps=steps, guidance=7.0, prefill="edge")
     pipe = model.pipe
     # The same scheduler the pack uses, so only the pack's own work differs.
     pipe.scheduler = sampling.make_scheduler(model, settings.scheduler)
@@ -87,7 +87,7 @@ def measure(method: str, size: int, device: torch.device, model_dir: Path) -> di
                 mask_image=m[:, None].to(dtype),
                 height=h,
                 width=w,
-                num_inference_steps=STEPS,
+                num_inference_steps=steps,
                 guidance_scale=7.0,
                 generator=gen.manual_seed(0),
                 output_type="pt",
@@ -95,11 +95,13 @@ def measure(method: str, size: int, device: torch.device, model_dir: Path) -> di
         _sync(device)
 
     with torch.inference_mode():
+        start = time.perf_counter()
         run()  # warm-up
+        warm_up = time.perf_counter() - start
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         times = []
-        for _ in range(2 if method == "whole" else 3):
+        for _ in range(1 if warm_up > 10 else 5):
             start = time.perf_counter()
             run()
             times.append(time.perf_counter() - start)
@@ -110,8 +112,9 @@ def measure(method: str, size: int, device: torch.device, model_dir: Path) -> di
     return {"seconds": min(times), "peak_mb": peak}
 
 
-def _child(method: str, size: int, device: str, model_dir: Path) -> dict | None:
+def _child(method: str, size: int, steps: int, device: str, model_dir: Path) -> dict | None:
     cmd = [sys.executable, __file__, "--one", method, str(size), "--device", device]
+    cmd += ["--steps", str(steps)]
     cmd += ["--model-dir", str(model_dir)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
@@ -121,15 +124,24 @@ def _child(method: str, size: int, device: str, model_dir: Path) -> dict | None:
 
 
 def main() -> None:
+    from uncrop.core import sampling
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--one", nargs=2, metavar=("METHOD", "SIZE"))
     parser.add_argument("--model-dir")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=sampling.SamplerSettings.steps,
+        help="denoising steps (default: the Inpaint node's default)",
+    )
     args = parser.parse_args()
     if args.one:
         result = measure(
-            args.one[0], int(args.one[1]), torch.device(args.device), Path(args.model_dir)
-        )
+            args.one[0], int(args.one[1]), args.steps, torch.device(args.device),
+            Path(args.model_dir),
+        )  # fmt: skip
         print(json.dumps(result))
         return
     work = Path(tempfile.mkdtemp(prefix="uncrop-bench-"))
@@ -140,22 +152,26 @@ def main() -> None:
     print(
         f"Device {args.device} ({gpu or platform.machine()}, {os.cpu_count()} CPUs), "
         f"torch {torch.__version__}, diffusers {diffusers.__version__}, "
-        f"tiny SD inpaint model, {STEPS} steps, {HOLE} px hole, CFG on.\n"
+        f"tiny SD inpaint model, {args.steps} steps, {HOLE} px hole, CFG on.\n"
     )
     print("| image | pack time | pack peak MB | whole-image time | whole-image peak MB |")
     print("|---|---|---|---|---|")
     base = None
     for size in SIZES:
-        pack = _child("pack", size, args.device, model_dir)
-        whole = _child("whole", size, args.device, model_dir) if size <= WHOLE_IMAGE_MAX else None
+        pack = _child("pack", size, args.steps, args.device, model_dir)
+        whole = (
+            _child("whole", size, args.steps, args.device, model_dir)
+            if size <= WHOLE_IMAGE_MAX
+            else None
+        )
         base = base or pack["seconds"]
         w = f"{whole['seconds']:.3f} s | {whole['peak_mb']:.0f}" if whole else "not run | -"
         print(
             f"| {size} px | {pack['seconds']:.3f} s ({pack['seconds'] / base:.2f}x) | "
             f"{pack['peak_mb']:.0f} | {w} |"
         )
-    pack = _child("pack", 1024, args.device, model_dir)
-    bare = _child("bare", 1024, args.device, model_dir)
+    pack = _child("pack", 1024, args.steps, args.device, model_dir)
+    bare = _child("bare", 1024, args.steps, args.device, model_dir)
     overhead = (pack["seconds"] - bare["seconds"]) / bare["seconds"] * 100
     print(
         f"\nOverhead at 1024 px (same window, same steps): pack {pack['seconds']:.3f} s, "

@@ -119,12 +119,16 @@ class SampleWindow:
 
 
 def mask_box(mask: torch.Tensor) -> tuple[int, int, int, int] | None:
-    """Bounding box ``(x0, y0, x1, y1)`` of ``mask > 0`` in a ``[H,W]`` mask, or None."""
+    """Bounding box ``(x0, y0, x1, y1)`` of ``mask > 0`` in a ``[H,W]`` mask, or None.
+
+    One pass over the mask finds the rows; the columns are searched in those rows only.
+    """
     ys = torch.nonzero(mask.amax(dim=1) > 0).flatten()
-    xs = torch.nonzero(mask.amax(dim=0) > 0).flatten()
     if ys.numel() == 0:
         return None
-    return int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1
+    y0, y1 = int(ys[0]), int(ys[-1]) + 1
+    xs = torch.nonzero(mask[y0:y1].amax(dim=0) > 0).flatten()
+    return int(xs[0]), y0, int(xs[-1]) + 1, y1
 
 
 def tile_windows(

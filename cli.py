@@ -91,7 +91,9 @@ def _add_diffusion(p: argparse.ArgumentParser) -> None:
         "--model",
         help="diffusers model folder or single .safetensors checkpoint (SD 1.x/2.x, SDXL)",
     )
-    g.add_argument("--controlnet", help="inpaint ControlNet, a diffusers folder")
+    g.add_argument(
+        "--controlnet", help="inpaint ControlNet: a .safetensors file or a diffusers folder"
+    )
     g.add_argument("--prompt", default="", help="what to paint (empty: --captioner, or none)")
     g.add_argument("--negative-prompt", default="", help="what to avoid")
     g.add_argument("--steps", type=int, default=20, help="denoising steps (default: 20)")

@@ -511,19 +511,67 @@ def _load_pipeline(info: ModelInfo, dtype: torch.dtype, tokenizer_dir) -> Any:
         return cls.from_single_file(info.path, config=str(config), local_files_only=True, **common)
 
 
-def load_controlnet(path: str | os.PathLike, dtype: torch.dtype) -> Any:
-    """A diffusers-format ControlNet folder (``config.json`` + safetensors weights)."""
+def _controlnet_config(unet_config: dict, shapes: dict[str, tuple[int, ...]]) -> dict:
+    """A ControlNet config for one file: the model's UNet config (a ControlNet copies its
+    encoder), with the input channels and hint encoder widths read from the weights.
+    Both layouts are read: the original (``control_model.input_hint_block.N``, convolutions
+    at even N, the last one the output) and diffusers' (``controlnet_cond_embedding.*``)."""
+    import inspect
+
+    from diffusers import ControlNetModel
+
+    accepted = inspect.signature(ControlNetModel.__init__).parameters
+    cfg = {k: v for k, v in dict(unet_config).items() if k in accepted}
+    if "time_embedding.linear_1.weight" in shapes:  # diffusers layout
+        cfg["in_channels"] = shapes["conv_in.weight"][1]
+        first = shapes["controlnet_cond_embedding.conv_in.weight"][0]
+        blocks = _count(shapes, "controlnet_cond_embedding.blocks.")
+        outs = [shapes[f"controlnet_cond_embedding.blocks.{i}.weight"][0] for i in range(blocks)]
+    else:
+        prefix = "control_model." if any(k.startswith("control_model.") for k in shapes) else ""
+        hint = prefix + "input_hint_block."
+        if prefix + "input_blocks.0.0.weight" not in shapes or hint + "0.weight" not in shapes:
+            raise UncropError("controlnet: the file holds no ControlNet weights.")
+        cfg["in_channels"] = shapes[prefix + "input_blocks.0.0.weight"][1]
+        convs = sorted(
+            int(k[len(hint) :].split(".")[0])
+            for k in shapes
+            if k.startswith(hint) and k.endswith(".weight")
+        )
+        first = shapes[f"{hint}0.weight"][0]
+        outs = [shapes[f"{hint}{i}.weight"][0] for i in convs[1:-1]]
+    # Blocks come in pairs: one keeps the width, the next strides and widens.
+    cfg["conditioning_embedding_out_channels"] = [first, *outs[1::2]]
+    return cfg
+
+
+def load_controlnet(path: str | os.PathLike, dtype: torch.dtype, unet_config: dict) -> Any:
+    """An inpaint ControlNet for a model whose UNet has ``unet_config``: a diffusers folder
+    (``config.json`` + safetensors weights) or one ``.safetensors`` file, as ComfyUI keeps
+    them in ``models/controlnet``, in the original or the diffusers layout."""
     from diffusers import ControlNetModel
 
     p = Path(path)
-    if p.is_file():
-        _refuse_pickle(p)
-        raise UncropError(
-            f"controlnet: {p.name} is a single file; use the ControlNet as a diffusers folder "
-            "(config.json + diffusion_pytorch_model.safetensors) in models/controlnet."
-        )
-    _check_component(p.parent, p.name, "diffusers")
-    return ControlNetModel.from_pretrained(str(p), torch_dtype=dtype, local_files_only=True)
+    if not p.exists():
+        raise UncropError(f"controlnet: {p} does not exist.")
+    if p.is_dir():
+        _check_component(p.parent, p.name, "diffusers")
+        return ControlNetModel.from_pretrained(str(p), torch_dtype=dtype, local_files_only=True)
+    _refuse_pickle(p)
+    if p.suffix.lower() != ".safetensors":
+        raise UncropError(f"controlnet: expected a .safetensors file or a folder, got {p.name}.")
+    cfg = _controlnet_config(unet_config, _read_shapes(p))
+    with tempfile.TemporaryDirectory(prefix="uncrop-config-") as tmp:
+        Path(tmp, "config.json").write_text(json.dumps(cfg))
+        try:
+            return ControlNetModel.from_single_file(
+                str(p), config=tmp, torch_dtype=dtype, local_files_only=True
+            )
+        except (ValueError, RuntimeError, KeyError) as exc:
+            raise UncropError(
+                f"controlnet: {p.name} does not fit this model's UNet (a ControlNet must be made "
+                f"for the same family): {str(exc)[:300]}"
+            ) from exc
 
 
 _cache: OrderedDict[tuple, InpaintModel] = OrderedDict()
@@ -571,7 +619,7 @@ def load_model(
     log.info("Loading %s", info.describe())
     try:
         pipe = _load_pipeline(info, dtype, tokenizer_dir)
-        cn = load_controlnet(controlnet, dtype) if controlnet else None
+        cn = load_controlnet(controlnet, dtype, pipe.unet.config) if controlnet else None
     except UncropError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as exc:

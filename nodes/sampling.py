@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import torch
 from comfy_api.latest import io
@@ -29,6 +30,23 @@ def model_choices() -> list[str]:
     """Diffusers folders (``diffusers``) and single ``.safetensors`` files (``checkpoints``)."""
     folders = host.list_model_dirs("diffusers")
     files = [f for f in host.list_model_files("checkpoints") if f.endswith(".safetensors")]
+    return folders + files
+
+
+def controlnet_choices() -> list[str]:
+    """Diffusers ControlNet folders and single ``.safetensors`` files in ``controlnet``
+    (files inside a diffusers folder are that folder's, not choices of their own)."""
+    folders = [
+        d
+        for d in host.list_model_dirs("controlnet")
+        if os.path.isfile(os.path.join(host.model_path("controlnet", d) or "", "config.json"))
+    ]
+    inside = tuple(d + "/" for d in folders)
+    files = [
+        f
+        for f in host.list_model_files("controlnet")
+        if f.lower().endswith(".safetensors") and not f.replace("\\", "/").startswith(inside)
+    ]
     return folders + files
 
 
@@ -174,9 +192,12 @@ class LoadInpaintModel(io.ComfyNode):
                 io.Combo.Input("model", options=model_choices(), tooltip="Model to load."),
                 io.Combo.Input(
                     "controlnet",
-                    options=[NO_CONTROLNET, *host.list_model_dirs("controlnet")],
+                    options=[NO_CONTROLNET, *controlnet_choices()],
                     default=NO_CONTROLNET,
-                    tooltip="Optional inpaint ControlNet (a diffusers folder in models/controlnet).",
+                    tooltip=(
+                        "Optional inpaint ControlNet from models/controlnet (a .safetensors file "
+                        "or a diffusers folder), made for the same family as the model."
+                    ),
                 ),
                 io.Combo.Input(
                     "dtype",

@@ -225,13 +225,14 @@ def tiny_sdxl(tmp: str | os.PathLike, in_channels: int = 4, seed: int = 0):
     )
 
 
-def tiny_controlnet(unet, seed: int = 4):
+def tiny_controlnet(unet, seed: int = 4, hint: tuple[int, ...] = (16, 16, 32)):
     """A ControlNet shaped like ``unet``; its hint encoder downsamples 4x, like the tiny VAE
-    (an inpaint ControlNet takes the image with the hole set to -1)."""
+    (an inpaint ControlNet takes the image with the hole set to -1). Real ones downsample
+    8x (``hint`` of four widths), the only depth the original file layout can express."""
     from diffusers import ControlNetModel
 
     torch.manual_seed(seed)
-    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 16, 32))
+    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=hint)
     with torch.no_grad():  # a trained ControlNet's zero convolutions are no longer zero
         for param in net.parameters():
             if param.ndim > 1 and not param.any():
@@ -270,7 +271,7 @@ def _unet_to_ldm(sd: dict[str, torch.Tensor], config) -> dict[str, torch.Tensor]
     """Rename a diffusers UNet state dict to the LDM ``model.diffusion_model.`` layout."""
     n = config.layers_per_block
     levels = len(config.block_out_channels)
-    up_attn = ["CrossAttn" in t for t in config.up_block_types]
+    up_attn = ["CrossAttn" in t for t in getattr(config, "up_block_types", ())]
     out: dict[str, torch.Tensor] = {}
     for key, value in sd.items():
         parts = key.split(".")
@@ -306,6 +307,32 @@ def _unet_to_ldm(sd: dict[str, torch.Tensor], config) -> dict[str, torch.Tensor]
         out["model.diffusion_model." + new] = value
     assert levels >= 1
     return out
+
+
+def controlnet_to_ldm(net) -> dict[str, torch.Tensor]:
+    """A diffusers ControlNet's weights in the original ``control_model.`` layout, as the
+    ControlNet files ComfyUI users keep in ``models/controlnet`` have them."""
+    own = ("controlnet_cond_embedding.", "controlnet_down_blocks.", "controlnet_mid_block.")
+    sd = {k: v for k, v in net.state_dict().items() if not k.startswith(own)}
+    out = {
+        "control_model." + k[len("model.diffusion_model.") :]: v
+        for k, v in _unet_to_ldm(sd, net.config).items()
+    }
+    hint = "control_model.input_hint_block."
+    blocks = len(net.controlnet_cond_embedding.blocks)
+    for key, value in net.state_dict().items():
+        parts = key.split(".")
+        if key.startswith("controlnet_cond_embedding.conv_in."):
+            out[f"{hint}0.{parts[-1]}"] = value
+        elif key.startswith("controlnet_cond_embedding.blocks."):
+            out[f"{hint}{2 * (int(parts[2]) + 1)}.{parts[-1]}"] = value
+        elif key.startswith("controlnet_cond_embedding.conv_out."):
+            out[f"{hint}{2 * (blocks + 1)}.{parts[-1]}"] = value
+        elif key.startswith("controlnet_down_blocks."):
+            out[f"control_model.zero_convs.{parts[1]}.0.{parts[-1]}"] = value
+        elif key.startswith("controlnet_mid_block."):
+            out[f"control_model.middle_block_out.0.{parts[-1]}"] = value
+    return {k: v.detach().contiguous() for k, v in out.items()}
 
 
 def _vae_to_ldm(sd: dict[str, torch.Tensor], config) -> dict[str, torch.Tensor]:
@@ -438,7 +465,10 @@ def build_model_tree(root: str | os.PathLike) -> dict[str, Path]:
     single file needs), one per diffusers folder (``sd-inpaint``, ``sd``, ``sdxl``,
     ``sdxl-inpaint``, ``sd2-inpaint``, ``sd2``, ``controlnet``) and per single file
     (``sd-inpaint.safetensors``, ``sd.safetensors``, ``sdxl.safetensors``,
-    ``sd2-inpaint.safetensors``, ``sd2.safetensors``); ``pipes`` holds the in-memory
+    ``sd2-inpaint.safetensors``, ``sd2.safetensors``), ControlNets for ``sd`` as a folder
+    (``controlnet``) and as single files in the diffusers layout
+    (``controlnet.safetensors``, 4x hint like the folder) and the original one
+    (``controlnet-ldm.safetensors``, 8x hint); ``pipes`` holds the in-memory
     originals for weight comparisons.
     """
     if _trees:
@@ -465,6 +495,16 @@ def build_model_tree(root: str | os.PathLike) -> dict[str, Path]:
     cn = tiny_controlnet(tree["pipes"]["sd"].unet)
     cn.save_pretrained(str(models / "controlnet" / "tiny-inpaint-cn"), safe_serialization=True)
     tree["controlnet"] = models / "controlnet" / "tiny-inpaint-cn"
+    from safetensors.torch import save_file
+
+    tree["controlnet.safetensors"] = models / "controlnet" / "tiny-inpaint-cn.safetensors"
+    save_file(
+        {k: v.contiguous() for k, v in cn.state_dict().items()}, tree["controlnet.safetensors"]
+    )
+    ldm = tiny_controlnet(tree["pipes"]["sd"].unet, seed=5, hint=(16, 16, 32, 32))
+    tree["pipes"]["controlnet-ldm"] = ldm
+    tree["controlnet-ldm.safetensors"] = models / "controlnet" / "tiny-cn-ldm.safetensors"
+    save_file(controlnet_to_ldm(ldm), tree["controlnet-ldm.safetensors"])
     _trees[str(root)] = tree
     return tree
 

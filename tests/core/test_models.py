@@ -69,6 +69,42 @@ def test_single_file_prediction_type_is_read_from_the_weights(
     assert loaded.pipe.unet.config.sample_size == sample_size  # 768 px for SD 2.x v models
 
 
+@pytest.mark.parametrize(
+    ("entry", "original"),
+    [
+        ("controlnet.safetensors", "controlnet"),  # diffusers layout in one file
+        ("controlnet-ldm.safetensors", "controlnet-ldm"),  # original control_model.* layout
+    ],
+)
+def test_controlnet_single_file_loads_the_same_weights(tree, entry, original):
+    unet_config = tree["pipes"]["sd"].unet.config
+    net = models.load_controlnet(tree[entry], torch.float32, unet_config)
+    if original == "controlnet":
+        from diffusers import ControlNetModel
+
+        want = ControlNetModel.from_pretrained(str(tree["controlnet"])).state_dict()
+    else:
+        want = tree["pipes"][original].state_dict()
+    got = net.state_dict()
+    assert want.keys() == got.keys()
+    assert all(torch.equal(want[k], got[k]) for k in want)
+
+
+def test_controlnet_for_another_family_is_refused_by_name(tree):
+    sdxl_unet = tree["pipes"]["sdxl"].unet.config
+    with pytest.raises(UncropError, match=r"tiny-cn-ldm\.safetensors does not fit"):
+        models.load_controlnet(tree["controlnet-ldm.safetensors"], torch.float32, sdxl_unet)
+
+
+def test_controlnet_pickle_and_non_controlnet_files_are_refused(tree, tmp_path):
+    unet_config = tree["pipes"]["sd"].unet.config
+    (tmp_path / "cn.pth").write_bytes(b"\x80\x04")
+    with pytest.raises(UncropError, match=r"cn\.pth is a pickle checkpoint"):
+        models.load_controlnet(tmp_path / "cn.pth", torch.float32, unet_config)
+    with pytest.raises(UncropError, match="holds no ControlNet weights"):
+        models.load_controlnet(tree["sd.safetensors"], torch.float32, unet_config)
+
+
 def test_folder_load_is_cached_until_cleared(tree):
     models.clear_cache()
     first = models.load_model(tree["sd-inpaint"])

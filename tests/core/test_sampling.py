@@ -247,8 +247,9 @@ def test_every_family_inpaints_and_keeps_unmasked_pixels(tree, photo, monkeypatc
     assert not torch.equal(result.image, photo)
 
 
-def test_controlnet_inpaint(tree, photo):
-    model = _load(tree, "sd", controlnet=tree["controlnet"])
+@pytest.mark.parametrize("controlnet", ["controlnet", "controlnet.safetensors"])
+def test_controlnet_inpaint(tree, photo, controlnet):
+    model = _load(tree, "sd", controlnet=tree[controlnet])
     assert "ControlNet" in model.describe()
     mask = _hole()
     a = sampling.inpaint(model, photo, mask, SamplerSettings(controlnet_scale=1.0, **FAST)).image

@@ -44,7 +44,12 @@ def test_loader_lists_diffusers_folders_and_safetensors_checkpoints(in_models):
     choices = next(i for i in schema.inputs if i.id == "model").options
     assert {"tiny-sd-inpaint", "tiny-sdxl", "tiny-sd-inpaint.safetensors"} <= set(choices)
     cn = next(i for i in schema.inputs if i.id == "controlnet").options
-    assert cn == ["none", "tiny-inpaint-cn"]
+    assert cn == [
+        "none",
+        "tiny-inpaint-cn",
+        "tiny-cn-ldm.safetensors",
+        "tiny-inpaint-cn.safetensors",
+    ]
 
 
 def test_loader_says_what_it_found(in_models):
@@ -53,6 +58,13 @@ def test_loader_says_what_it_found(in_models):
     assert isinstance(model, models.InpaintModel)
     assert "inpainting model (9-channel UNet), SD1 (single-file)" in info
     assert out.ui == {"text": [info]}
+
+
+def test_loader_takes_a_single_file_controlnet(in_models):
+    out = run_node(nodes.LoadInpaintModel, model="tiny-sd", controlnet="tiny-cn-ldm.safetensors")
+    model, info = out.args
+    assert model.controlnet is not None
+    assert info.endswith("ControlNet tiny-cn-ldm.safetensors")
 
 
 def test_loader_refuses_an_unknown_name(in_models):

@@ -18,8 +18,15 @@ from .masks import dilate
 COLOR_MATCH_MODES = ("none", "mean_std", "histogram")
 
 
-def composite(original: torch.Tensor, generated: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``original * (1 - mask) + generated * mask``, exact where ``mask == 0``."""
+def match_generated(
+    original: torch.Tensor, generated: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Check ``original``, ``generated`` and ``mask`` and bring them to one batch, size,
+    device, dtype and channel count (the original's).
+
+    A batch of 1 on either side is used for every item of the other; a grey original
+    takes the generated image's luminance, an RGBA one keeps an opaque alpha.
+    """
     original, mask = match_mask(original, mask, "original", "mask")
     generated = check_image(generated, "generated")
     if generated.shape[1:3] != original.shape[1:3]:
@@ -27,20 +34,40 @@ def composite(original: torch.Tensor, generated: torch.Tensor, mask: torch.Tenso
             f"generated image is {generated.shape[2]}x{generated.shape[1]} but the original is "
             f"{original.shape[2]}x{original.shape[1]}; they must be the same size."
         )
-    if generated.shape[0] not in (1, original.shape[0]):
-        raise UncropError(
-            f"generated batch of {generated.shape[0]} does not match the original batch of "
-            f"{original.shape[0]}."
-        )
+    b_gen, b_orig = generated.shape[0], original.shape[0]  # mask and original agree now
+    if b_gen != b_orig:
+        if b_orig == 1:
+            original = original.expand(b_gen, *original.shape[1:])
+            mask = mask.expand(b_gen, *mask.shape[1:])
+        elif b_gen == 1:
+            generated = generated.expand(b_orig, *generated.shape[1:])
+        else:
+            raise UncropError(
+                f"generated batch of {b_gen} does not match the original batch of {b_orig}; "
+                "use one image on either side or the same number on both."
+            )
     generated = generated.to(original.device, original.dtype)
     if generated.shape[-1] != original.shape[-1]:
         generated = _match_channels(generated, original.shape[-1])
+    return original, generated, mask
+
+
+def composite(original: torch.Tensor, generated: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``original * (1 - mask) + generated * mask``, exact where ``mask == 0``."""
+    original, generated, mask = match_generated(original, generated, mask)
     m = mask.unsqueeze(-1)
     blended = original + (generated - original) * m
     return torch.where(m > 0, blended, original)
 
 
+# Rec. 709 luminance, for a grey original with a colour generated image.
+_LUMA = (0.2126, 0.7152, 0.0722)
+
+
 def _match_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
+    if channels == 1:
+        rgb = image[..., :3]
+        return (rgb * rgb.new_tensor(_LUMA)).sum(-1, keepdim=True)
     if image.shape[-1] == 1:
         image = image.expand(*image.shape[:-1], 3)
     if channels == 4 and image.shape[-1] == 3:
@@ -115,7 +142,9 @@ def color_match(
 
     The statistics of the masked area are moved to those of the known pixels in a
     ``band`` px ring around the mask, in Lab (``mean_std``) or per Lab channel by
-    quantiles (``histogram``). Pixels outside the mask are not changed.
+    quantiles (``histogram``); a grey image by its one channel. Pixels outside the
+    mask are not changed. Returns ``generated`` matched to ``reference`` (see
+    :func:`match_generated`).
     """
     if mode not in COLOR_MATCH_MODES:
         raise UncropError(
@@ -123,17 +152,19 @@ def color_match(
         )
     if mode == "none":
         return generated
-    reference, mask = match_mask(reference, mask, "reference", "mask")
-    generated = check_image(generated, "generated").to(reference)
-    if generated.shape[0] == 1 and reference.shape[0] > 1:
-        generated = generated.expand_as(reference)
+    reference, generated, mask = match_generated(reference, generated, mask)
     inside = mask > 0
     ring = (dilate(inside.to(mask.dtype), band) > 0) & ~inside
     out = generated.clone()
+    colour = generated.shape[-1] >= 3  # RGB(A) in Lab; a grey image by its one channel
     for i in range(generated.shape[0]):
         if not inside[i].any() or int(ring[i].sum()) < 16:
             continue
-        src = rgb_to_lab(generated[i][..., :3][inside[i]])
-        ref = rgb_to_lab(reference[i][..., :3][ring[i]])
-        out[i, ..., :3][inside[i]] = lab_to_rgb(_match_values(src, ref, mode))
+        if colour:
+            src = rgb_to_lab(generated[i][..., :3][inside[i]])
+            ref = rgb_to_lab(reference[i][..., :3][ring[i]])
+            out[i, ..., :3][inside[i]] = lab_to_rgb(_match_values(src, ref, mode))
+        else:
+            src, ref = generated[i][inside[i]], reference[i][ring[i]]
+            out[i][inside[i]] = _match_values(src, ref, mode).clamp(0, 1)
     return out

@@ -195,6 +195,11 @@ class SamplerSettings:
             raise UncropError(f"steps: expected 1..1000, got {self.steps}.")
         if not 0.0 < self.strength <= 1.0:
             raise UncropError(f"strength: expected a value in (0, 1], got {self.strength}.")
+        if int(self.steps * self.strength) < 1:
+            raise UncropError(
+                f"strength: {self.strength} of {self.steps} steps leaves no denoising step; "
+                "raise steps or strength."
+            )
         if self.guidance < 0:
             raise UncropError(f"guidance: expected 0 or more, got {self.guidance}.")
         if self.mask_blur < 0:
@@ -377,6 +382,9 @@ def sample(
     """
     settings.check()
     image, mask = match_mask(image, mask)
+    grey = image if image.shape[-1] == 1 else None
+    if grey is not None:  # models paint RGB; the result goes back to grey by luminance
+        image = grey.expand(*grey.shape[:-1], 3)
     hook = or_null(progress)
     prompts = resolve_prompts(settings.prompt, image, mask, captioner)
     if prepare_model is not None:
@@ -395,6 +403,8 @@ def sample(
                 [_shift(win, -region.x0, -region.y0) for win in windows],
                 prompts[i], settings, settings.seed + i * 1000, reporter,
             )  # fmt: skip
+    if grey is not None:
+        out = composite(grey, out, (mask > 0).to(mask.dtype))
     return SampleResult(out, prompts, plans)
 
 

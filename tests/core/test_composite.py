@@ -29,11 +29,19 @@ def test_unmasked_pixels_bit_identical_even_with_soft_mask(astronaut):
 
 def test_composite_exact_even_if_generated_has_garbage_outside():
     orig = torch.rand(2, 16, 16, 3)
-    gen = torch.full_like(orig, 1e9)
-    gen[..., :] = float("inf")
+    gen = torch.full_like(orig, 1e9)  # out of range: clamped, and never seen outside
+    gen[0, 0, 0] = -5.0
     mask = hole_mask(16, 16)
+    out = composite(orig, gen, mask)
+    keep = mask[0] == 0
+    assert torch.equal(out[:, keep], orig[:, keep])
+    assert torch.equal(out[:, ~keep], torch.ones_like(out[:, ~keep]))
+
+
+def test_composite_refuses_non_finite_generated():
+    orig = torch.rand(1, 16, 16, 3)
     with pytest.raises(UncropError, match="generated: contains NaN or infinite"):
-        composite(orig, gen, mask)
+        composite(orig, torch.full_like(orig, float("inf")), hole_mask(16, 16))
 
 
 def test_composite_batches_and_single_generated():
@@ -41,6 +49,49 @@ def test_composite_batches_and_single_generated():
     out = composite(orig, torch.zeros(1, 8, 8, 3), hole_mask(8, 8))
     assert out.shape == (3, 8, 8, 3)
     assert torch.equal(out[:, 0], orig[:, 0])
+
+
+def test_single_original_serves_a_generated_batch():
+    orig = torch.rand(1, 8, 8, 3)
+    gen = torch.rand(4, 8, 8, 3)
+    out = composite(orig, gen, hole_mask(8, 8))
+    assert out.shape == (4, 8, 8, 3)
+    assert torch.equal(out[3, 0], orig[0, 0]) and torch.equal(out[3, 4, 4], gen[3, 4, 4])
+    with pytest.raises(
+        UncropError, match="generated batch of 4 does not match the original batch of 2"
+    ):
+        composite(torch.rand(2, 8, 8, 3), gen, hole_mask(8, 8))
+
+
+def test_grey_original_takes_the_luminance_of_a_colour_generated_image():
+    orig = torch.rand(1, 8, 8, 1)
+    gen = torch.zeros(1, 8, 8, 3)
+    gen[..., 1] = 1.0  # pure green
+    out = composite(orig, gen, hole_mask(8, 8))
+    assert out.shape == (1, 8, 8, 1)
+    assert out[0, 4, 4, 0] == pytest.approx(0.7152)
+    assert torch.equal(out[0, 0], orig[0, 0])
+
+
+@pytest.mark.parametrize(
+    ("generated", "message"),
+    [
+        (torch.rand(1, 4, 4, 3), "generated image is 4x4 but the original is 8x8"),
+        (torch.rand(3, 8, 8, 3), "generated batch of 3 does not match the original batch of 2"),
+    ],
+)
+def test_color_match_checks_its_inputs_first(generated, message):
+    with pytest.raises(UncropError, match=message):
+        color_match(generated, torch.rand(2, 8, 8, 3), hole_mask(8, 8))
+
+
+def test_color_match_on_a_grey_image():
+    ref = torch.full((1, 64, 64, 1), 0.5)
+    gen = torch.full((1, 64, 64, 1), 0.9)
+    mask = hole_mask(64, 64)
+    out = color_match(gen, ref, mask)
+    assert out[0, 32, 32, 0] == pytest.approx(0.5, abs=1e-4)
+    assert torch.equal(out[0, 0], gen[0, 0])
 
 
 def test_composite_size_mismatch_is_clear():

@@ -208,9 +208,22 @@ def test_a_given_prompt_wins_over_the_captioner(sd_inpaint, photo):
 
 
 def test_bad_settings_name_the_setting(sd_inpaint, photo):
-    for bad, name in [({"scheduler": "lms"}, "scheduler"), ({"strength": 0}, "strength")]:
+    for bad, name in [
+        ({"scheduler": "lms"}, "scheduler"),
+        ({"strength": 0}, "strength"),
+        ({"strength": 0.01, "steps": 20}, "strength: 0.01 of 20 steps leaves no denoising step"),
+    ]:
         with pytest.raises(UncropError, match=name):
             sampling.inpaint(sd_inpaint, photo, _hole(), SamplerSettings(**bad))
+
+
+def test_grey_image_is_painted_in_rgb_and_comes_back_grey(sd_inpaint, photo):
+    grey = photo.mean(-1, keepdim=True)
+    result = sampling.inpaint(sd_inpaint, grey, _hole(), SamplerSettings(**FAST))
+    keep = _hole()[0] == 0
+    assert result.image.shape == grey.shape
+    assert torch.equal(result.image[0][keep], grey[0][keep])
+    assert not torch.equal(result.image[0][~keep], grey[0][~keep])
 
 
 @pytest.mark.parametrize("scheduler", ["euler_a", "dpmpp_2m", "ddim", "unipc"])

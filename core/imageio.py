@@ -99,6 +99,8 @@ def load_mask(
         raise UncropError(
             f"{name}: channel must be one of {', '.join(MASK_CHANNELS)}, got '{channel}'."
         )
+    if not 0.0 <= threshold <= 1.0:
+        raise UncropError(f"threshold: expected a value in 0..1, got {threshold}.")
     arr = _to_float_array(_open(source, name))
     colour, alpha = _split_alpha(arr)
     if channel == "alpha":

@@ -183,8 +183,8 @@ def threshold(mask: torch.Tensor, level: float) -> torch.Tensor:
     return (mask >= level).to(mask.dtype)
 
 
-def _per_item(mask: torch.Tensor, fn) -> torch.Tensor:
-    binary = (mask > 0.5).cpu().numpy()
+def _per_item(mask: torch.Tensor, fn, above: float = 0.5) -> torch.Tensor:
+    binary = (mask > above).cpu().numpy()
     out = np.stack([fn(m) for m in binary])
     return torch.from_numpy(out).to(device=mask.device, dtype=mask.dtype)
 
@@ -196,7 +196,11 @@ def fill_holes(mask: torch.Tensor) -> torch.Tensor:
 
 
 def remove_specks(mask: torch.Tensor, min_area: int) -> torch.Tensor:
-    """Drop masked islands smaller than ``min_area`` px (8-connected)."""
+    """Drop masked islands smaller than ``min_area`` px (8-connected).
+
+    An island is every pixel above 0 that touches it, so a soft edge stays with
+    its core and counts towards its area.
+    """
     if min_area <= 1:
         return mask
 
@@ -209,7 +213,7 @@ def remove_specks(mask: torch.Tensor, min_area: int) -> torch.Tensor:
         keep[0] = False
         return keep[labels]
 
-    keep = _per_item(mask, keep_large)
+    keep = _per_item(mask, keep_large, above=0.0)
     return mask * keep
 
 

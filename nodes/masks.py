@@ -86,7 +86,8 @@ class LoadMask(io.ComfyNode):
         return hashlib.sha256(path.read_bytes()).hexdigest()
 
     @classmethod
-    def validate_inputs(cls, image: str, url: str = "", **_) -> bool | str:
+    def validate_inputs(cls, image: str, url: str = "") -> bool | str:
+        # Named inputs only: a **kwargs here would switch off ComfyUI's own range checks.
         if url and url.strip():
             return (
                 True

@@ -69,6 +69,12 @@ def test_mask_invert_and_threshold(tmp_path):
     assert mask.tolist() == [[[1.0, 1.0, 0.0, 0.0]]]
 
 
+def test_mask_threshold_out_of_range_is_refused(tmp_path):
+    path = save(tmp_path / "m.png", np.zeros((4, 4), np.uint8))
+    with pytest.raises(UncropError, match="threshold: expected a value in 0..1, got 1.5"):
+        imageio.load_mask(path, threshold=1.5)
+
+
 def test_not_an_image_and_missing_file(tmp_path):
     (tmp_path / "x.png").write_text("hello")
     with pytest.raises(UncropError, match="not a readable image"):

@@ -90,6 +90,16 @@ def test_remove_specks_drops_small_islands():
     assert out[0, 2:4, 2:4].max() == 0 and out[0, 10:20, 10:20].min() == 1
 
 
+def test_remove_specks_keeps_the_soft_edge_of_a_kept_island():
+    m = torch.zeros(1, 60, 60)
+    m[:, 10:50, 10:50] = 0.4  # soft halo
+    m[:, 20:40, 20:40] = 1.0  # core
+    m[:, 2, 2] = 0.4  # faint speck
+    out = masks.remove_specks(m, 4)
+    assert torch.equal(out[:, 5:], m[:, 5:])
+    assert out[0, 2, 2] == 0
+
+
 def test_threshold_binarises():
     assert masks.threshold(torch.tensor([[[0.2, 0.5, 0.9]]]), 0.5).tolist() == [[[0.0, 1.0, 1.0]]]
 

@@ -15,6 +15,11 @@ RELEASED_IDS = {
     "UncropExpandCanvas",
     "UncropFill",
     "UncropComposite",
+    "UncropLoadInpaintModel",
+    "UncropInpaint",
+    "UncropOutpaint",
+    "UncropLoadCaptioner",
+    "UncropCaptionImage",
 }
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
@@ -60,3 +65,10 @@ def test_schema_is_complete(node, schema):
         assert out.display_name
     params = inspect.signature(node.execute).parameters
     assert set(ids) <= set(params) or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+@pytest.mark.parametrize("node", NODES, ids=lambda n: n.__name__)
+def test_validate_inputs_names_its_inputs(node):
+    """ComfyUI skips its own min/max/options checks for a validate_inputs with **kwargs."""
+    if "validate_inputs" in vars(node):
+        assert inspect.getfullargspec(node.validate_inputs).varkw is None

@@ -58,9 +58,8 @@ def widget_values(schema, values):
     for inp in schema.inputs:
         if inp.get_io_type() not in WIDGETS:
             continue
-        if k >= len(values):
-            break
-        mapped[inp.id] = values[k]
+        if k < len(values):
+            mapped[inp.id] = values[k]
         k += 1
         if getattr(inp, "upload", None) is not None or getattr(inp, "control_after_generate", None):
             k += 1
@@ -111,11 +110,12 @@ def test_nodes_exist_and_widgets_fit(workflow):
             schema = OURS[kind]
             for name, value in widget_values(schema, node.get("widgets_values", [])).items():
                 check_value(schema, next(i for i in schema.inputs if i.id == name), value)
-            required_sockets = {
-                i.id for i in schema.inputs if i.get_io_type() not in WIDGETS and not i.optional
-            }
+            sockets = {i.id for i in schema.inputs if i.get_io_type() not in WIDGETS}
+            required = {i.id for i in schema.inputs if i.id in sockets and not i.optional}
+            listed = {i["name"] for i in node["inputs"]}
             linked = {i["name"] for i in node["inputs"] if i.get("link") is not None}
-            assert required_sockets <= linked, f"{kind}: unconnected {required_sockets - linked}"
+            assert sockets <= listed, f"{kind}: inputs missing from the graph {sockets - listed}"
+            assert required <= linked, f"{kind}: unconnected {required - linked}"
 
 
 def socket_type(node, name=None, slot=None):

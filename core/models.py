@@ -489,9 +489,20 @@ class InpaintModel:
         return text
 
 
-def _pipeline_class(base: str):
-    import diffusers
+def diffusers_module():
+    """The ``diffusers`` package, or an error that says how to install it."""
+    try:
+        import diffusers
+    except ImportError:
+        raise UncropError(
+            "model: diffusion sampling needs the 'diffusers' package: pip install "
+            "'uncrop[diffusion]' (in ComfyUI: pip install -r requirements.txt in the pack's folder)."
+        ) from None
+    return diffusers
 
+
+def _pipeline_class(base: str):
+    diffusers = diffusers_module()
     if base == "sdxl":
         return diffusers.StableDiffusionXLInpaintPipeline
     return diffusers.StableDiffusionInpaintPipeline
@@ -518,7 +529,7 @@ def _controlnet_config(unet_config: dict, shapes: dict[str, tuple[int, ...]]) ->
     at even N, the last one the output) and diffusers' (``controlnet_cond_embedding.*``)."""
     import inspect
 
-    from diffusers import ControlNetModel
+    ControlNetModel = diffusers_module().ControlNetModel
 
     accepted = inspect.signature(ControlNetModel.__init__).parameters
     cfg = {k: v for k, v in dict(unet_config).items() if k in accepted}
@@ -549,7 +560,7 @@ def load_controlnet(path: str | os.PathLike, dtype: torch.dtype, unet_config: di
     """An inpaint ControlNet for a model whose UNet has ``unet_config``: a diffusers folder
     (``config.json`` + safetensors weights) or one ``.safetensors`` file, as ComfyUI keeps
     them in ``models/controlnet``, in the original or the diffusers layout."""
-    from diffusers import ControlNetModel
+    ControlNetModel = diffusers_module().ControlNetModel
 
     p = Path(path)
     if not p.exists():

@@ -32,7 +32,7 @@ from .errors import UncropError
 from .fill import FILL_METHODS, fill
 from .inputs import check_image, match_mask
 from .masks import feather
-from .models import InpaintModel
+from .models import InpaintModel, diffusers_module
 from .progress import ProgressHook, or_null
 
 log = logging.getLogger(__name__)
@@ -256,8 +256,7 @@ def resolve_prompts(
 
 
 def make_scheduler(model: InpaintModel, name: str):
-    import diffusers
-
+    diffusers = diffusers_module()
     cls_name, options = SCHEDULERS[name]
     return getattr(diffusers, cls_name).from_config(model.pipe.scheduler.config, **options)
 
@@ -282,8 +281,7 @@ def _pipeline_for(model: InpaintModel):
     """The plain inpaint pipeline, or a ControlNet inpaint pipeline over the same parts."""
     if model.controlnet is None:
         return model.pipe
-    import diffusers
-
+    diffusers = diffusers_module()
     cls = (
         diffusers.StableDiffusionXLControlNetInpaintPipeline
         if model.info.base == "sdxl"

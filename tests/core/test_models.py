@@ -105,6 +105,13 @@ def test_controlnet_pickle_and_non_controlnet_files_are_refused(tree, tmp_path):
         models.load_controlnet(tree["sd.safetensors"], torch.float32, unet_config)
 
 
+def test_missing_diffusers_says_how_to_install_it(tree, monkeypatch):
+    models.clear_cache()
+    monkeypatch.setitem(sys.modules, "diffusers", None)  # import fails as if not installed
+    with pytest.raises(UncropError, match=r"needs the 'diffusers' package: pip install"):
+        models.load_model(tree["sd-inpaint"])
+
+
 def test_folder_load_is_cached_until_cleared(tree):
     models.clear_cache()
     first = models.load_model(tree["sd-inpaint"])

@@ -182,16 +182,20 @@ def build_parser() -> argparse.ArgumentParser:
 def _fill_options(args: argparse.Namespace, device: torch.device) -> dict:
     """The model-free fill's options from the command line."""
     source = args.source_mask
+    if args.patch_size < 3 or args.patch_size % 2 == 0:
+        raise UncropError(f"--patch-size: expected an odd number >= 3, got {args.patch_size}.")
     return {
         "color": parse_color(args.color, "--color"),
         "patch_size": args.patch_size,
-        "source_mask": _load_mask(source, "luminance", False).to(device) if source else None,
+        "source_mask": (
+            _load_mask(source, "luminance", False, "--source-mask").to(device) if source else None
+        ),
     }
 
 
-def _load_mask(source: str, channel: str, invert: bool) -> torch.Tensor:
-    data = imageio.fetch_url(source, name="--mask") if imageio.is_url(source) else source
-    return imageio.load_mask(data, channel=channel, invert=invert, name="--mask")
+def _load_mask(source: str, channel: str, invert: bool, name: str = "--mask") -> torch.Tensor:
+    data = imageio.fetch_url(source, name=name) if imageio.is_url(source) else source
+    return imageio.load_mask(data, channel=channel, invert=invert, name=name)
 
 
 def _add_captioner(p: argparse.ArgumentParser) -> None:
@@ -220,16 +224,6 @@ def _captioner(path: str | None, device: torch.device) -> caption.Captioner:
     return caption.Captioner(path, device=device)
 
 
-def _auto_prompt(args: argparse.Namespace, image: torch.Tensor, mask: torch.Tensor | None) -> str:
-    """With --captioner, the prompt written from what the mask leaves visible."""
-    if not getattr(args, "captioner", None):
-        return ""
-    captioner = _captioner(args.captioner, _device(args.device))
-    prompt = captioner.caption(image, mask)[0]
-    print(f"prompt (captioned): {prompt}", file=sys.stderr)
-    return prompt
-
-
 def run_caption(args: argparse.Namespace) -> list[str]:
     device = _device(args.device)
     image, _ = imageio.load_image(args.image)
@@ -252,8 +246,18 @@ def _prompt_metadata(prompts: list[str]) -> dict[str, str]:
     return {sampling.PROMPT_METADATA_KEY: sampling.prompt_summary(prompts)}
 
 
-def _diffusion(args, device, image, mask, job):
-    """Load ``--model`` and run ``job(model, settings, progress)`` with the CLI's settings."""
+def _model_free_only(args: argparse.Namespace) -> None:
+    """Refuse options that only a diffusion run (``--model``) uses."""
+    if getattr(args, "captioner", None):
+        raise UncropError(
+            "--captioner writes the prompt for --model; without --model no prompt is used. "
+            "To caption an image, run: uncrop caption IMAGE."
+        )
+
+
+def _diffusion(args, device, job):
+    """Load ``--model`` and run ``job(model, settings, captioner, progress)`` with the CLI's
+    settings; the captioner (``--captioner``) writes the prompt when none is given."""
     model = models.load_model(
         args.model,
         controlnet=args.controlnet,
@@ -261,7 +265,7 @@ def _diffusion(args, device, image, mask, job):
     ).to(device)
     print(f"model: {model.describe()}", file=sys.stderr)
     settings = sampling.SamplerSettings(
-        prompt=args.prompt or _auto_prompt(args, image, mask),
+        prompt=args.prompt,
         negative_prompt=args.negative_prompt,
         seed=args.seed,
         steps=args.steps,
@@ -272,8 +276,14 @@ def _diffusion(args, device, image, mask, job):
         resolution=args.resolution,
         prefill=args.method,
     )
+    captioner = None
+    if getattr(args, "captioner", None) and not args.prompt.strip():
+        captioner = _captioner(args.captioner, device)
     with TqdmProgress("sampling") as bar:
-        return job(model, settings, bar)
+        result = job(model, settings, captioner, bar)
+    if captioner is not None:
+        print(f"prompt (captioned): {sampling.prompt_summary(result.prompts)}", file=sys.stderr)
+    return result
 
 
 def run_inpaint(args: argparse.Namespace) -> Path:
@@ -283,11 +293,11 @@ def run_inpaint(args: argparse.Namespace) -> Path:
     image, mask = image.to(device), mask.to(device)
     mask = refine_mask(mask, grow_px=args.grow, feather_px=args.feather)
     if getattr(args, "model", None):
-        result = _diffusion(args, device, image, mask, lambda m, s, bar: sampling.inpaint(
-            m, image, mask, s, progress=bar))  # fmt: skip
+        result = _diffusion(args, device, lambda m, s, cap, bar: sampling.inpaint(
+            m, image, mask, s, captioner=cap, progress=bar))  # fmt: skip
         imageio.save_image(result.image, args.output, _prompt_metadata(result.prompts))
         return Path(args.output)
-    _auto_prompt(args, image, mask)
+    _model_free_only(args)
     with TqdmProgress("inpaint") as bar:
         out = model_free.inpaint(
             image, mask, args.method, seed=args.seed, progress=bar, **_fill_options(args, device)
@@ -320,11 +330,11 @@ def run_outpaint(args: argparse.Namespace) -> Path:
     image, _ = imageio.load_image(args.image)
     plan = _plan(args, image.shape[2], image.shape[1])
     if getattr(args, "model", None):
-        result = _diffusion(args, device, image, None, lambda m, s, bar: sampling.outpaint(
-            m, image.to(device), plan, s, overlap=16, progress=bar)[0])  # fmt: skip
+        result = _diffusion(args, device, lambda m, s, cap, bar: sampling.outpaint(
+            m, image.to(device), plan, s, overlap=16, captioner=cap, progress=bar)[0])  # fmt: skip
         imageio.save_image(result.image, args.output, _prompt_metadata(result.prompts))
         return Path(args.output)
-    _auto_prompt(args, image, None)
+    _model_free_only(args)
     with TqdmProgress("outpaint") as bar:
         out, _mask = model_free.outpaint(
             image.to(device), plan, args.method, seed=args.seed, progress=bar,

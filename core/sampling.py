@@ -223,8 +223,6 @@ class SampleResult:
     windows: list[list[SampleWindow]] = field(default_factory=list)
 
 
-_warned_unconditioned = False
-
 PROMPT_METADATA_KEY = "uncrop_prompt"
 """Key under which the prompt a run used is saved in a PNG's metadata."""
 
@@ -238,7 +236,6 @@ def resolve_prompts(
     prompt: str, image: torch.Tensor, mask: torch.Tensor | None, captioner
 ) -> list[str]:
     """One prompt per image: the given one, else the captioner's, else empty."""
-    global _warned_unconditioned
     if prompt.strip():
         return [prompt] * image.shape[0]
     if captioner is not None:
@@ -249,9 +246,7 @@ def resolve_prompts(
             )
         log.info("Prompt from captioner: %s", " | ".join(captions))
         return captions
-    if not _warned_unconditioned:
-        log.warning("No prompt and no captioner: sampling without a text prompt.")
-        _warned_unconditioned = True
+    log.warning("No prompt and no captioner: sampling without a text prompt.")
     return [""] * image.shape[0]
 
 

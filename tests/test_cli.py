@@ -115,4 +115,4 @@ def test_bad_patch_size_is_refused(tmp_path, capsys):
     args = ["outpaint", str(cli.SAMPLE_IMAGE), "--left", "16", "--method", "patch", "--patch-size", "4",
             "-o", str(tmp_path / "o.png")]  # fmt: skip
     assert cli.main(args) == 2
-    assert "patch_size" in capsys.readouterr().err
+    assert "--patch-size: expected an odd number >= 3, got 4" in capsys.readouterr().err

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
+import tiny_captioners
+from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import tiny_captioners  # noqa: E402
-
-from uncrop import cli  # noqa: E402
+from uncrop import cli
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
@@ -57,23 +55,12 @@ def test_no_captioner_says_where_to_put_it(tmp_path, monkeypatch, capsys):
     assert str(tmp_path / "captioners") in err and "model.safetensors" in err
 
 
-def test_outpaint_with_captioner_reports_the_prompt(models, tmp_path, capsys):
+def test_captioner_without_a_model_is_refused(models, tmp_path, capsys):
     out = tmp_path / "out.png"
-    code = cli.main(
-        [
-            "outpaint",
-            str(SAMPLES / "coffee.jpg"),
-            "--left",
-            "32",
-            "--captioner",
-            str(models / "captioners" / "tiny-git"),
-            "-o",
-            str(out),
-        ]
-    )
-    assert code == 0 and out.exists()
-    prompt = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("prompt")]
-    assert len(prompt) == 1 and len(prompt[0]) > len("prompt (captioned): ")
+    args = ["outpaint", str(SAMPLES / "coffee.jpg"), "--left", "32"]
+    args += ["--captioner", str(models / "captioners" / "tiny-git"), "-o", str(out)]
+    assert cli.main(args) == 2 and not out.exists()
+    assert "--captioner writes the prompt for --model" in capsys.readouterr().err
 
 
 def test_outpaint_with_model_samples_with_the_caption(models, tmp_path, monkeypatch, capsys):
@@ -83,17 +70,19 @@ def test_outpaint_with_model_samples_with_the_caption(models, tmp_path, monkeypa
 
     sd = tiny_models.save_folder(tiny_models.tiny_sd(tmp_path), tmp_path / "sd-inpaint")
     used = []
-    original = sampling.outpaint
+    original = sampling.resolve_prompts
 
-    def spy(model, image, plan, settings, **kwargs):
-        used.append(settings.prompt)
-        return original(model, image, plan, settings, **kwargs)
+    def spy(prompt, image, mask, captioner):
+        used.append(original(prompt, image, mask, captioner))
+        return used[-1]
 
-    monkeypatch.setattr(sampling, "outpaint", spy)
+    monkeypatch.setattr(sampling, "resolve_prompts", spy)
     out = tmp_path / "out.png"
     args = ["outpaint", str(SAMPLES / "coffee.jpg"), "--left", "32", "--model", str(sd)]
     args += ["--steps", "1", "--captioner", str(models / "captioners" / "tiny-git"), "-o", str(out)]
     assert cli.main(args) == 0 and out.exists()
     err = capsys.readouterr().err
     prompt = next(ln for ln in err.splitlines() if ln.startswith("prompt (captioned): "))
-    assert used == [prompt.removeprefix("prompt (captioned): ")] and used[0]
+    caption = prompt.removeprefix("prompt (captioned): ")
+    assert used == [[caption]] and caption  # captioned once, on the canvas the model sees
+    assert Image.open(out).text[sampling.PROMPT_METADATA_KEY] == caption

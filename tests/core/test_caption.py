@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tiny_captioners
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import tiny_captioners  # noqa: E402
-
-from uncrop.core import caption as cap  # noqa: E402
-from uncrop.core.errors import UncropError  # noqa: E402
+from uncrop.core import caption as cap
+from uncrop.core.errors import UncropError
 
 FAMILIES = ["blip", "git"]
 RED = (1.0, 0.0, 0.0)

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
+import tiny_captioners
 import torch
+from conftest import run_node, use_models_dir
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import tiny_captioners  # noqa: E402
-from conftest import run_node, use_models_dir  # noqa: E402
-
-from uncrop.core import caption as cap  # noqa: E402
-from uncrop.core.errors import UncropError  # noqa: E402
+from uncrop.core import caption as cap
+from uncrop.core.errors import UncropError
 from uncrop.nodes import (
-    NODES,  # noqa: E402
+    NODES,
 )
-from uncrop.nodes import caption as nodes  # noqa: E402
+from uncrop.nodes import caption as nodes
 
 
 @pytest.fixture(scope="module")

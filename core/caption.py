@@ -34,6 +34,7 @@ from PIL import Image
 
 from .errors import UncropError
 from .inputs import check_image, match_mask
+from .models import PICKLE_SUFFIXES
 from .progress import ProgressHook, or_null
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,6 @@ REGIONS = ("visible", "whole")
 HOLE_THRESHOLD = 0.5
 """Mask values at or above this are hole; below, the pixel counts as visible."""
 
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
 CACHE_SIZE = 2

@@ -434,7 +434,7 @@ def _prefill_is_seen(model: InpaintModel, settings: SamplerSettings) -> bool:
     A 9-channel inpainting model at full strength never sees the hole's pixels:
     diffusers blanks them in the masked image and starts the latents from noise.
     """
-    return not (model.info.in_channels == 9 and settings.strength >= 1.0)
+    return not (model.info.is_inpaint_unet and settings.strength >= 1.0)
 
 
 def _sample_region(

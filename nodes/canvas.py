@@ -127,7 +127,7 @@ class ExpandCanvas(io.ComfyNode):
             overlap=overlap,
             seed=seed,
             color=filling.parse_color(color),
-            progress=host.Progress(image.shape[0]),
+            progress=host.Progress(),
         )
         dev = host.intermediate_device()
         return io.NodeOutput(out.to(dev), mask.to(dev))

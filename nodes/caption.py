@@ -180,7 +180,7 @@ class CaptionImage(io.ComfyNode):
             image,
             mask,
             options=_options(region, max_length, beams, template, prefix),
-            progress=host.Progress(image.shape[0]),
+            progress=host.Progress(),
         )
         text = "\n".join(captions)
         return io.NodeOutput(text, ui=ui.PreviewText(text))

@@ -93,6 +93,6 @@ class Fill(io.ComfyNode):
             color=filling.parse_color(color),
             patch_size=patch_size,
             source_mask=source_mask,
-            progress=host.Progress(max(image.shape[0], mask.shape[0])),
+            progress=host.Progress(),
         )
         return io.NodeOutput(out.to(host.intermediate_device()))

@@ -76,15 +76,15 @@ def _preview(image: torch.Tensor) -> tuple[str, Image.Image, int]:
 class Progress:
     """ComfyUI's progress bar (with live preview) and cancel button as a ProgressHook."""
 
-    def __init__(self, total: int, node_id: str | None = None):
+    def __init__(self, node_id: str | None = None):
         self._bar = None
         try:
             import comfy.utils
 
-            self._bar = comfy.utils.ProgressBar(total, node_id=node_id)
+            # The total arrives with every update: the core knows it once it has planned.
+            self._bar = comfy.utils.ProgressBar(1, node_id=node_id)
         except ImportError:
             pass
-        self.total = total
 
     def update(self, done: int, total: int, preview: torch.Tensor | None = None) -> None:
         if self._bar is not None:

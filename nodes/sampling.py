@@ -6,7 +6,7 @@ import logging
 import os
 
 import torch
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 
 from ..core import fill as filling
 from ..core import models, sampling
@@ -15,11 +15,11 @@ from ..core.errors import UncropError
 from ..core.inputs import check_image
 from . import host
 from .canvas import GEOMETRY, geometry_inputs, plan_canvas
+from .caption import CAPTIONER
 
 log = logging.getLogger("uncrop")
 
 InpaintModelType = io.Custom("UNCROP_INPAINT_MODEL")
-CaptionerType = io.Custom("UNCROP_CAPTIONER")
 NO_CONTROLNET = "none"
 
 host.register_model_folder("diffusers", set())
@@ -100,7 +100,7 @@ def _sampler_inputs() -> list:
             "scheduler",
             options=list(sampling.SCHEDULERS),
             default="euler",
-            tooltip="Sampler: euler, euler_a (ancestral), dpmpp_2m (DPM++ 2M), ddim, unipc.",
+            tooltip="Sampler: " + ", ".join(sampling.SCHEDULERS) + ".",
         ),
         io.Float.Input(
             "mask_blur",
@@ -146,7 +146,7 @@ def _sampler_inputs() -> list:
             step=0.05,
             tooltip="controlnet_conditioning_scale, when the model has an inpaint ControlNet.",
         ),
-        CaptionerType.Input(
+        CAPTIONER.Input(
             "captioner",
             optional=True,
             tooltip="Writes the prompt when the prompt is empty (from Load Captioner).",
@@ -155,8 +155,11 @@ def _sampler_inputs() -> list:
 
 
 def _settings(kw: dict) -> sampling.SamplerSettings:
-    names = sampling.SamplerSettings.__dataclass_fields__
-    return sampling.SamplerSettings(**{k: v for k, v in kw.items() if k in names})
+    """The sampler widgets as settings; a widget with no setting is a bug, not ignored."""
+    unknown = set(kw) - set(sampling.SamplerSettings.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"sampler inputs without a SamplerSettings field: {sorted(unknown)}")
+    return sampling.SamplerSettings(**kw)
 
 
 def _prepare(model: models.InpaintModel) -> torch.device:
@@ -173,7 +176,7 @@ def _output(
     if isinstance(pnginfo, dict):
         pnginfo[sampling.PROMPT_METADATA_KEY] = text
     dev = host.intermediate_device()
-    return io.NodeOutput(image.to(dev), *(e.to(dev) for e in extra), text, ui={"text": [text]})
+    return io.NodeOutput(image.to(dev), *(e.to(dev) for e in extra), text, ui=ui.PreviewText(text))
 
 
 class LoadInpaintModel(io.ComfyNode):
@@ -233,7 +236,7 @@ class LoadInpaintModel(io.ComfyNode):
         )
         info = loaded.describe()
         log.info("Uncrop: %s", info)
-        return io.NodeOutput(loaded, info, ui={"text": [info]})
+        return io.NodeOutput(loaded, info, ui=ui.PreviewText(info))
 
 
 class Inpaint(io.ComfyNode):
@@ -264,7 +267,6 @@ class Inpaint(io.ComfyNode):
     def execute(cls, image, mask, model, captioner=None, **kw) -> io.NodeOutput:
         image = check_image(image)  # the sampler matches the mask to it
         settings = _settings(kw)
-        steps = max(1, int(settings.steps * settings.strength))
         result = sampling.inpaint(
             model,
             image,
@@ -272,7 +274,7 @@ class Inpaint(io.ComfyNode):
             settings,
             captioner=captioner,
             prepare_model=lambda: _prepare(model),
-            progress=host.Progress(image.shape[0] * steps),
+            progress=host.Progress(),
             preview=host.latent_previewer(model.info.base),
         )
         return _output(cls, result.image, result.prompts)
@@ -323,7 +325,7 @@ class Outpaint(io.ComfyNode):
             overlap=overlap,
             captioner=captioner,
             prepare_model=lambda: _prepare(model),
-            progress=host.Progress(1),
+            progress=host.Progress(),
             preview=host.latent_previewer(model.info.base),
         )
         return _output(cls, result.image, result.prompts, mask)

@@ -13,10 +13,28 @@ def test_devices_fall_back_without_comfyui():
     assert host.intermediate_device() == torch.device("cpu")
 
 
-def test_progress_without_comfyui_is_silent():
-    progress = host.Progress(3)
+def test_progress_reports_steps_and_a_preview_to_comfyui(monkeypatch):
+    calls = []
+
+    class Bar:
+        def __init__(self, total, node_id=None):
+            calls.append(("new", total))
+
+        def update_absolute(self, value, total=None, preview=None):
+            calls.append((value, total, preview))
+
+    comfy = types.ModuleType("comfy")
+    comfy.utils = types.SimpleNamespace(ProgressBar=Bar)
+    monkeypatch.setitem(sys.modules, "comfy", comfy)
+    monkeypatch.setitem(sys.modules, "comfy.utils", comfy.utils)
+    progress = host.Progress()
     progress.update(1, 3, torch.rand(1, 8, 8, 3))
-    progress.check_interrupted()
+    progress.update(3, 3)
+    assert calls[0] == ("new", 1)
+    (v1, t1, preview), (v2, t2, none) = calls[1:]
+    assert (v1, t1, v2, t2, none) == (1, 3, 3, 3, None)
+    fmt, image, _size = preview
+    assert fmt == "JPEG" and image.size == (8, 8)
 
 
 def test_register_model_folder_merges_with_existing(monkeypatch, tmp_path):

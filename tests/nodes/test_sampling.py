@@ -57,7 +57,7 @@ def test_loader_says_what_it_found(in_models):
     model, info = out.args
     assert isinstance(model, models.InpaintModel)
     assert "inpainting model (9-channel UNet), SD1 (single-file)" in info
-    assert out.ui == {"text": [info]}
+    assert out.ui.as_dict() == {"text": (info,)}
 
 
 def test_loader_takes_a_single_file_controlnet(in_models):
@@ -95,7 +95,7 @@ def test_inpaint_node_shows_and_outputs_the_caption(in_models, photo):
         nodes.Inpaint, image=photo, mask=mask, model=model, captioner=FakeCaptioner(), **FAST
     )
     assert out.args[1] == "a photo of the sea"
-    assert out.ui == {"text": ["a photo of the sea"]}
+    assert out.ui.as_dict() == {"text": ("a photo of the sea",)}
 
 
 def test_prompt_used_goes_into_the_saved_png_metadata(in_models, photo, monkeypatch):

@@ -58,12 +58,6 @@ class TqdmProgress:
         self.close()
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _add_common(p: argparse.ArgumentParser, default_method: str) -> None:
     p.add_argument("image", help="input image (PNG, JPEG, WebP, TIFF; RGBA and 16-bit are fine)")
     p.add_argument(
@@ -225,7 +219,7 @@ def _captioner(path: str | None, device: torch.device) -> caption.Captioner:
 
 
 def run_caption(args: argparse.Namespace) -> list[str]:
-    device = _device(args.device)
+    device = models.default_device(args.device)
     image, _ = imageio.load_image(args.image)
     mask = _load_mask(args.mask, args.channel, args.invert) if args.mask else None
     options = caption.CaptionOptions(
@@ -287,7 +281,7 @@ def _diffusion(args, device, job):
 
 
 def run_inpaint(args: argparse.Namespace) -> Path:
-    device = _device(args.device)
+    device = models.default_device(args.device)
     image, _ = imageio.load_image(args.image)
     mask = _load_mask(args.mask, args.channel, args.invert)
     image, mask = image.to(device), mask.to(device)
@@ -326,7 +320,7 @@ def _plan(args: argparse.Namespace, width: int, height: int) -> canvas.CanvasPla
 
 
 def run_outpaint(args: argparse.Namespace) -> Path:
-    device = _device(args.device)
+    device = models.default_device(args.device)
     image, _ = imageio.load_image(args.image)
     plan = _plan(args, image.shape[2], image.shape[1])
     if getattr(args, "model", None):

@@ -34,7 +34,7 @@ from PIL import Image
 
 from .errors import UncropError
 from .inputs import check_image, match_mask
-from .models import PICKLE_SUFFIXES
+from .models import PICKLE_SUFFIXES, default_device
 from .progress import ProgressHook, or_null
 
 log = logging.getLogger(__name__)
@@ -293,7 +293,7 @@ class Captioner:
     ):
         self.folder = Path(folder)
         self.family = check_model_folder(self.folder)
-        self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device or default_device()
         self.dtype = dtype or default_dtype(self.device)
         self.options = (options or CaptionOptions()).checked()
         self._placement_factory = placement

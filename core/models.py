@@ -414,6 +414,22 @@ def write_single_file_config(
 # ---------------------------------------------------------------- loading
 
 
+def default_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA, else Apple's MPS, else the CPU; any other name as torch spells it."""
+    if name != "auto":
+        try:
+            return torch.device(name)
+        except RuntimeError:
+            raise UncropError(
+                f"device: expected auto, cpu, cuda, cuda:N or mps, got '{name}'."
+            ) from None
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
 def pick_dtype(device: torch.device, requested: str = "auto") -> torch.dtype:
     """fp32 on the CPU; bf16 on GPUs that have it (SDXL's VAE overflows in fp16), else fp16."""
     table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..core import models
+
 log = logging.getLogger("uncrop")
 
 PREVIEW_MAX_SIZE = 512
@@ -40,13 +42,7 @@ def _folder_paths():
 def torch_device() -> torch.device:
     """The device heavy work runs on: ComfyUI's choice, else CUDA, MPS or CPU."""
     mm = _comfy_mm()
-    if mm is not None:
-        return mm.get_torch_device()
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    return mm.get_torch_device() if mm is not None else models.default_device()
 
 
 def intermediate_device() -> torch.device:

@@ -176,3 +176,12 @@ def test_dtype_choice():
     assert models.pick_dtype(torch.device("cpu"), "fp16") == torch.float16
     with pytest.raises(UncropError, match="dtype"):
         models.pick_dtype(torch.device("cpu"), "int8")
+
+
+def test_default_device_names_and_refusal():
+    assert models.default_device("cpu") == torch.device("cpu")
+    assert models.default_device().type in ("cpu", "cuda", "mps")
+    with pytest.raises(
+        UncropError, match="device: expected auto, cpu, cuda, cuda:N or mps, got 'gpu0'"
+    ):
+        models.default_device("gpu0")

@@ -14,8 +14,8 @@ whether they predict noise (512 px base and inpainting models) or velocity (768
 px models); that is read off one weight, as ComfyUI does (:func:`_sd2_prediction`).
 The CLIP tokenizer
 vocabulary (1.6 MB, the same for every family) is not shipped: it is taken from
-ComfyUI's own copy (``comfy/sd1_tokenizer``), from ``UNCROP_CLIP_TOKENIZER``, or
-from the ``tokenizer_dir`` argument.
+``UNCROP_CLIP_TOKENIZER``, or from the ``tokenizer_dir`` argument (the nodes pass
+ComfyUI's own copy, ``comfy/sd1_tokenizer``).
 
 Pickle files (``.ckpt``, ``.pt``, ``.pth``, ``.bin``) can run code when loaded and
 are refused. :func:`inspect_model` only reads headers and configs;
@@ -24,7 +24,6 @@ are refused. :func:`inspect_model` only reads headers and configs;
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -350,18 +349,14 @@ def clip_config_from_shapes(
 
 
 def find_clip_tokenizer(tokenizer_dir: str | os.PathLike | None = None) -> Path:
-    """A folder with the CLIP BPE files ``vocab.json`` and ``merges.txt``."""
+    """A folder with the CLIP BPE files ``vocab.json`` and ``merges.txt``: the one named
+    by ``UNCROP_CLIP_TOKENIZER`` (the user's override), else ``tokenizer_dir`` (a host's
+    own copy, such as ComfyUI's ``comfy/sd1_tokenizer``)."""
     candidates: list[tuple[str, Path]] = []
-    if tokenizer_dir:
-        candidates.append(("tokenizer_dir", Path(tokenizer_dir)))
     if os.environ.get(TOKENIZER_ENV):
         candidates.append((TOKENIZER_ENV, Path(os.environ[TOKENIZER_ENV])))
-    try:
-        spec = importlib.util.find_spec("comfy")
-    except (ImportError, ValueError):
-        spec = None
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        candidates.append(("ComfyUI", Path(location) / "sd1_tokenizer"))
+    if tokenizer_dir:
+        candidates.append(("tokenizer_dir", Path(tokenizer_dir)))
     for _source, folder in candidates:
         if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
             return folder

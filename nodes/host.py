@@ -8,6 +8,7 @@ same code paths run from scripts.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -43,6 +44,19 @@ def torch_device() -> torch.device:
     """The device heavy work runs on: ComfyUI's choice, else CUDA, MPS or CPU."""
     mm = _comfy_mm()
     return mm.get_torch_device() if mm is not None else models.default_device()
+
+
+def clip_tokenizer_dir() -> str | None:
+    """ComfyUI's own copy of the CLIP tokenizer files (``comfy/sd1_tokenizer``), if any."""
+    try:
+        spec = importlib.util.find_spec("comfy")
+    except (ImportError, ValueError):
+        return None
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        folder = Path(location) / "sd1_tokenizer"
+        if folder.is_dir():
+            return str(folder)
+    return None
 
 
 def intermediate_device() -> torch.device:

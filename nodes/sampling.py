@@ -233,6 +233,7 @@ class LoadInpaintModel(io.ComfyNode):
             controlnet=cn,
             dtype=models.pick_dtype(host.torch_device(), dtype),
             vae_tiling=vae_tiling,
+            tokenizer_dir=host.clip_tokenizer_dir(),
         )
         info = loaded.describe()
         log.info("Uncrop: %s", info)

@@ -185,3 +185,12 @@ def test_default_device_names_and_refusal():
         UncropError, match="device: expected auto, cpu, cuda, cuda:N or mps, got 'gpu0'"
     ):
         models.default_device("gpu0")
+
+
+def test_tokenizer_override_wins_over_the_hosts_copy(tree, tmp_path, monkeypatch):
+    monkeypatch.setenv(models.TOKENIZER_ENV, str(tree["tokenizer"]))
+    assert models.find_clip_tokenizer(tmp_path) == tree["tokenizer"]
+    monkeypatch.delenv(models.TOKENIZER_ENV)
+    assert models.find_clip_tokenizer(tree["tokenizer"]) == tree["tokenizer"]
+    with pytest.raises(UncropError, match="needs the CLIP tokenizer files"):
+        models.find_clip_tokenizer(tmp_path)

@@ -52,3 +52,12 @@ def test_register_model_folder_merges_with_existing(monkeypatch, tmp_path):
     assert fake.folder_names_and_paths["brand_new"] == ([str(tmp_path / "brand_new")], {".json"})
     host.register_model_folder("captioners", {".safetensors"})  # idempotent
     assert len(fake.folder_names_and_paths["captioners"][0]) == 2
+
+
+def test_clip_tokenizer_dir_is_comfyuis_own_copy(monkeypatch, tmp_path):
+    assert host.clip_tokenizer_dir() is None  # no ComfyUI here
+    (tmp_path / "comfy" / "sd1_tokenizer").mkdir(parents=True)
+    (tmp_path / "comfy" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "comfy", raising=False)
+    assert host.clip_tokenizer_dir() == str(tmp_path / "comfy" / "sd1_tokenizer")

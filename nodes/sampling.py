@@ -21,6 +21,7 @@ log = logging.getLogger("uncrop")
 
 InpaintModelType = io.Custom("UNCROP_INPAINT_MODEL")
 NO_CONTROLNET = "none"
+NONE_FOUND = "(no model found)"
 
 host.register_model_folder("diffusers", set())
 host.register_model_folder("controlnet", {".safetensors"})
@@ -51,11 +52,16 @@ def controlnet_choices() -> list[str]:
 
 
 def resolve_model(name: str) -> str:
-    path = host.model_path("diffusers", name) or host.model_path("checkpoints", name)
+    path = None
+    if name != NONE_FOUND:
+        path = host.model_path("diffusers", name) or host.model_path("checkpoints", name)
     if path is None:
+        folders = ", ".join(host.model_folders("diffusers") + host.model_folders("checkpoints"))
+        what = "no model is installed" if name == NONE_FOUND else f"'{name}' is not there"
         raise UncropError(
-            f"model: '{name}' is not in the diffusers or checkpoints model folders "
-            f"({', '.join(host.model_folders('diffusers') + host.model_folders('checkpoints'))})."
+            f"model: {what}. Put a diffusers folder (with model_index.json) in models/diffusers "
+            f"or a .safetensors checkpoint in models/checkpoints ({folders}), then press R in "
+            "ComfyUI to refresh the list."
         )
     return path
 
@@ -192,7 +198,9 @@ class LoadInpaintModel(io.ComfyNode):
                 "says which family it found. Pickle files (.ckpt) are refused."
             ),
             inputs=[
-                io.Combo.Input("model", options=model_choices(), tooltip="Model to load."),
+                io.Combo.Input(
+                    "model", options=model_choices() or [NONE_FOUND], tooltip="Model to load."
+                ),
                 io.Combo.Input(
                     "controlnet",
                     options=[NO_CONTROLNET, *controlnet_choices()],

@@ -68,8 +68,16 @@ def test_loader_takes_a_single_file_controlnet(in_models):
 
 
 def test_loader_refuses_an_unknown_name(in_models):
-    with pytest.raises(UncropError, match="not in the diffusers or checkpoints"):
+    with pytest.raises(UncropError, match="'missing.safetensors' is not there. Put a diffusers"):
         run_node(nodes.LoadInpaintModel, model="missing.safetensors")
+
+
+def test_loader_with_no_models_installed_says_where_they_go(tmp_path, monkeypatch):
+    monkeypatch.setattr(nodes.host, "model_folders", lambda name: [str(tmp_path / name)])
+    schema = nodes.LoadInpaintModel.define_schema()
+    assert next(i for i in schema.inputs if i.id == "model").options == [nodes.NONE_FOUND]
+    with pytest.raises(UncropError, match="no model is installed.*models/checkpoints"):
+        run_node(nodes.LoadInpaintModel, model=nodes.NONE_FOUND)
 
 
 def test_inpaint_node(in_models, photo):

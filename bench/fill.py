@@ -1,6 +1,6 @@
 """Benchmark: model-free fill methods against OpenCV, scikit-image and PatchMatch peers.
 
-    pip install -e .[bench] pypatchmatch
+    pip install -e ".[bench]"
     python3 bench/fill.py --runs 3 --out /tmp/fill_results.md --sheet bench/fill_sheet.jpg
 
 Real photos from ``skimage.data`` (astronaut, coffee) at longest side 512 and

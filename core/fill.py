@@ -41,8 +41,8 @@ def nearest_known(hole: torch.Tensor) -> torch.Tensor:
     """For every pixel, the ``(y, x)`` of the nearest known pixel: ``[B,H,W,2]`` long.
 
     Jump flooding (Rong & Tan 2006): log2(size) passes, each looking 8 ways at a
-    halving distance, plus one pass at distance 1 to fix the rare misses. Rows
-    with no known pixel at all keep pointing at themselves.
+    halving distance, plus one pass at distance 1 to fix the rare misses. Images
+    (batch items) with no known pixel at all keep pointing at themselves.
     """
     b, h, w = hole.shape
     dev = hole.device
@@ -146,7 +146,6 @@ def fill_smooth(
     image: torch.Tensor,
     hole: torch.Tensor,
     tension: float | None = None,
-    iterations: int = 16,
     **_: object,
 ) -> torch.Tensor:
     """Thin-plate interpolation of the hole from its border (see :mod:`.smooth`).
@@ -157,7 +156,7 @@ def fill_smooth(
     out = image.clone()
     for i in range(image.shape[0]):
         if bool(hole[i].any()):
-            out[i] = smooth_fill(image[i], hole[i], tension=tension, iterations=iterations)
+            out[i] = smooth_fill(image[i], hole[i], tension=tension)
     return torch.where(hole.unsqueeze(-1), out, image)
 
 

@@ -109,6 +109,7 @@ class ExpandCanvas(io.ComfyNode):
                     min=0,
                     max=2**32 - 1,
                     tooltip="Seed for fills that use randomness (noise, patch).",
+                    control_after_generate=False,  # a fill repeats unless asked
                 ),
             ],
             outputs=[io.Image.Output(display_name="image"), io.Mask.Output(display_name="mask")],

@@ -42,6 +42,7 @@ class Fill(io.ComfyNode):
                     min=0,
                     max=2**32 - 1,
                     tooltip="Seed for methods that use randomness.",
+                    control_after_generate=False,  # a fill repeats unless asked
                 ),
                 io.String.Input(
                     "color", default="#808080", tooltip="Colour for method 'color' (hex)."

@@ -188,6 +188,7 @@ def _output(
 class LoadInpaintModel(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
+        choices = model_choices() or [NONE_FOUND]
         return io.Schema(
             node_id="UncropLoadInpaintModel",
             display_name="Load Inpaint Model",
@@ -199,7 +200,7 @@ class LoadInpaintModel(io.ComfyNode):
             ),
             inputs=[
                 io.Combo.Input(
-                    "model", options=model_choices() or [NONE_FOUND], tooltip="Model to load."
+                    "model", options=choices, default=choices[0], tooltip="Model to load."
                 ),
                 io.Combo.Input(
                     "controlnet",

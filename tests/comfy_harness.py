@@ -513,15 +513,10 @@ def _format_validation(error: dict, node_errors: dict) -> str:
     return "\n".join(lines)
 
 
-def run_prompt(api_prompt: dict, extra_data: dict | None = None) -> dict:
-    """Validate and execute an API prompt in-process; return ``executor.history_result``.
-
-    The result is ``{"outputs": {node_id: ui_dict}, "meta": {...}}``; for
-    SaveImage, ``outputs[id]["images"]`` lists ``{"filename", "subfolder",
-    "type"}`` relative to the output directory. Raises AssertionError on a
-    validation error (any output failing, not only all of them) or on an
-    execution error (node id, type, exception and traceback).
-    """
+def validate_prompt(api_prompt: dict) -> tuple[str, list]:
+    """Validate an API prompt the way ComfyUI does before queueing it (node types,
+    links, widget values, model file names); return ``(prompt_id, outputs to run)``.
+    Raises AssertionError naming every node that fails."""
     _require_prepared()
     _ensure_builtin_nodes()
     import execution
@@ -532,6 +527,20 @@ def run_prompt(api_prompt: dict, extra_data: dict | None = None) -> dict:
     )
     if not ok or node_errors:
         raise AssertionError("prompt failed validation:\n" + _format_validation(error, node_errors))
+    return prompt_id, good_outputs
+
+
+def run_prompt(api_prompt: dict, extra_data: dict | None = None) -> dict:
+    """Validate and execute an API prompt in-process; return ``executor.history_result``.
+
+    The result is ``{"outputs": {node_id: ui_dict}, "meta": {...}}``; for
+    SaveImage, ``outputs[id]["images"]`` lists ``{"filename", "subfolder",
+    "type"}`` relative to the output directory. Raises AssertionError on a
+    validation error (any output failing, not only all of them) or on an
+    execution error (node id, type, exception and traceback).
+    """
+    prompt_id, good_outputs = validate_prompt(api_prompt)
+    import execution
 
     server = FakeServer()
     server.last_prompt_id = prompt_id

@@ -35,7 +35,8 @@ EXPECTED_SIZES = {
     "outpaint-autocaption.json": (1024, 512),
 }
 # ComfyUI's own checkpoint loader needs a real SD checkpoint's shapes, which the
-# tiny random test models do not have.
+# tiny random test models do not have: these are validated as ComfyUI validates a
+# queued prompt (node types, links, widget values, file names) but not executed.
 NEEDS_REAL_CHECKPOINT = {"outpaint-comfyui-ksampler.json"}
 # Keep the tiny-model runs short: few steps on small windows.
 FAST_SAMPLING = {"steps": 2, "resolution": 64}
@@ -85,10 +86,12 @@ def test_pack_registers_every_node(comfy):
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
 def test_workflow_runs_in_comfyui(comfy, path):
     harness, root, _ = comfy
-    if path.name in NEEDS_REAL_CHECKPOINT:
-        pytest.skip("ComfyUI's CheckpointLoaderSimple cannot load the tiny random checkpoint")
     workflow = json.loads(path.read_text())
     prompt = harness.ui_to_api(workflow)
+    if path.name in NEEDS_REAL_CHECKPOINT:
+        _, outputs = harness.validate_prompt(prompt)
+        assert outputs, f"{path.name} has no output node"
+        return
     for node in prompt.values():
         if node["class_type"] in ("UncropInpaint", "UncropOutpaint"):
             node["inputs"].update(FAST_SAMPLING)

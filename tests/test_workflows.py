@@ -61,7 +61,10 @@ def widget_values(schema, values):
         if k < len(values):
             mapped[inp.id] = values[k]
         k += 1
-        if getattr(inp, "upload", None) is not None or getattr(inp, "control_after_generate", None):
+        control = getattr(inp, "control_after_generate", None)
+        if control is None and inp.get_io_type() == "INT":  # the editor adds one to any seed
+            control = inp.id in ("seed", "noise_seed")
+        if getattr(inp, "upload", None) is not None or control:
             k += 1
     assert k == len(values), f"{schema.node_id}: {len(values)} widget values, expected {k}"
     return mapped

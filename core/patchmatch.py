@@ -5,8 +5,10 @@ Irani 2007, with the nearest-neighbour field found by PatchMatch, Barnes et al.
 2009). The pyramid is only as deep as the hole is thick: it stops at the level
 where no hole pixel is more than a couple of patches away from known pixels, so
 thin strokes are matched at full resolution. The coarsest level starts from the
-smooth (thin-plate) fill, which carries the border's colours and edges inwards.
-On each level, from coarse to fine, a few EM rounds alternate
+smooth (thin-plate) fill, which carries the border's colours and edges inwards;
+a hole no deeper than ``PEEL_DEPTH`` (a scratch) starts instead from the mean of
+its known neighbours, peeled in ring by ring, which is about as good there and far
+cheaper. On each level, from coarse to fine, EM rounds alternate
 
 - search: for every hole pixel and its neighbours within ``VOTE_RADIUS``, find a
   similar patch whose centre lies in the allowed source area (fully known, and
@@ -14,7 +16,8 @@ On each level, from coarse to fine, a few EM rounds alternate
   neighbours at halving distances (as in jump flooding, so all pixels update at
   once) and random samples around the current match at shrinking radii;
 - vote: every hole pixel becomes the weighted mean of the colours proposed by
-  the patches centred within ``VOTE_RADIUS`` of it (only their central part:
+  the patches centred within ``VOTE_RADIUS`` of it (gathered for the hole pixels
+  alone, so scattered strokes cost what they cover; only the patches' central part:
   averaging whole patches blurs); a proposal weighs ``exp(-d / 2σ²)`` for its
   patch distance ``d`` times the patch's confidence, the share of known pixels
   around its centre, so patches that overlap the known border steer the fill and
@@ -23,6 +26,9 @@ On each level, from coarse to fine, a few EM rounds alternate
 A finer level starts from the coarser field, upsampled, and votes with it before
 searching, so only a local search is needed there. The last vote copies, for
 each pixel, the proposal of the best patch instead of the mean (keeps texture).
+Rounds are few (``COARSE_ROUNDS``, ``FINE_ROUNDS``): every mean vote smooths the
+fill a little more, and the first search from a good start already finds most
+of what later ones would.
 
 Everything is batched tensor code over all hole pixels (no per-pixel loops), runs
 on the input's device, and is deterministic for a seed. Copies only ever come from
@@ -46,33 +52,39 @@ COARSEST_SIDE = 32  # the pyramid stops when the shorter side would drop below t
 FEATURES = 8  # principal components of a patch used to compare patches
 DEPTH_IN_PATCHES = 3  # coarsen while some hole pixel is this many patch sides from known
 CONFIDENCE_FLOOR = 0.05  # vote weight of a patch with no known pixel around its centre
-COARSE_ROUNDS = 5  # EM rounds on the coarsest level (the first searches globally)
+COARSE_ROUNDS = 1  # EM rounds on the coarsest level (the first searches globally)
 FINE_ROUNDS = 2  # EM rounds on each finer level (local search)
 GLOBAL_ITERATIONS = 2  # PatchMatch iterations of the coarsest level's global search
 FAR = 1e4  # feature value of disallowed source centres (patch features are within ±15)
+PEEL_DEPTH = 4  # holes no deeper than this start from the peeled fill (see _first_guess)
 START_SIDE = 512  # the smooth first guess is solved at most at about this size
+TILE = 64  # side of the tiles that patch projections are convolved over
 VOTE_RADIUS = 1  # a pixel is voted by the patches centred within this distance of it
 
 
-def _max_square(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Max over a ``(2r+1)²`` square of ``[H+2r, W+2r]`` ``x``, as two 1-D passes."""
+def _any_in_square(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Whether a ``(2r+1)²`` square of ``[H+2r, W+2r]`` bool ``x`` holds a True, as ``[H,W]``.
+
+    Counted on the summed-area table, so the cost does not grow with the radius.
+    """
     k = 2 * radius + 1
-    x = F.max_pool2d(x[None, None], (k, 1), stride=1)
-    return F.max_pool2d(x, (1, k), stride=1)[0, 0]
+    table = F.pad(
+        x.to(torch.int32).cumsum(0, dtype=torch.int32).cumsum(1, dtype=torch.int32), (1, 0, 1, 0)
+    )
+    return (table[k:, k:] - table[:-k, k:] - table[k:, :-k] + table[:-k, :-k]) > 0
 
 
 def _dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
     if radius <= 0:
         return mask
-    return _max_square(F.pad(mask.float(), (radius,) * 4, value=0.0), radius) > 0
+    return _any_in_square(F.pad(mask, (radius,) * 4, value=False), radius)
 
 
 def _erode(mask: torch.Tensor, radius: int, beyond: bool = False) -> torch.Tensor:
     """Erode, counting pixels beyond the frame as in the mask when ``beyond``."""
     if radius <= 0:
         return mask
-    padded = F.pad((~mask).float(), (radius,) * 4, value=0.0 if beyond else 1.0)
-    return ~(_max_square(padded, radius) > 0)
+    return ~_any_in_square(F.pad(~mask, (radius,) * 4, value=not beyond), radius)
 
 
 def _thick(hole: torch.Tensor, radius: int) -> bool:
@@ -102,13 +114,16 @@ class _Level:
         if not bool(valid.any()):
             valid = source
         self.valid = valid.flatten()
-        hy, hx = torch.nonzero(hole, as_tuple=True)
-        self.hole_box = (int(hy.min()), int(hy.max()) + 1, int(hx.min()), int(hx.max()) + 1)
+        self.hole_y, self.hole_x = torch.nonzero(hole, as_tuple=True)
+        self.hole_flat = self.hole_y * w + self.hole_x
         self.valid_flat = torch.nonzero(self.valid).flatten()
         self.targets = torch.nonzero(_dilate(hole, VOTE_RADIUS).flatten()).flatten()
         r = torch.arange(-radius, radius + 1, device=dev)
         oy, ox = torch.meshgrid(r, r, indexing="ij")
         self.oy, self.ox = oy.flatten(), ox.flatten()
+        rv = torch.arange(-VOTE_RADIUS, VOTE_RADIUS + 1, device=dev)
+        vy, vx = torch.meshgrid(rv, rv, indexing="ij")
+        self.vote_dy, self.vote_dx = vy.flatten(), vx.flatten()
         # Confidence of a patch: share of known pixels in the window around its centre.
         side = 2 * radius + 1
         known = (~hole).to(image.dtype)[None, None]
@@ -144,34 +159,67 @@ class _Level:
         side = 2 * self.radius + 1
         self.filters = self.basis.T.reshape(d, side, side, c).permute(0, 3, 1, 2).contiguous()
         self.offset = self.mean @ self.basis
-        self.source_features = (
-            self._project(self.image, 0, self.h, 0, self.w).flatten(1).T.contiguous()
-        )
+        self.source_features = self._project(self.image, (0, self.h, 0, self.w)).contiguous()
         # Centres outside the allowed area get features no patch comes near, so they
         # never win a comparison (every field starts from allowed centres only).
         self.source_features[~self.valid] = FAR
         ty, tx = self.targets // self.w, self.targets % self.w
         self.box = (int(ty.min()), int(ty.max()) + 1, int(tx.min()), int(tx.max()) + 1)
-        self.box_index = (ty - self.box[0]) * (self.box[3] - self.box[2]) + (tx - self.box[2])
+        self.target_tiles = self._tiles(self.targets, self.box)
 
-    def _project(self, image: torch.Tensor, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
-        """``[d, y1-y0, x1-x0]`` patch projections on a box (frame replicated)."""
+    def _tiles(
+        self, centres: torch.Tensor, box: tuple[int, int, int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The ``TILE``-square tiles of ``box`` that hold ``centres``.
+
+        Returns their rows and columns in the box's tile grid, and each centre's
+        position in the flattened ``[tiles, TILE, TILE]`` output of :meth:`_project`.
+        """
+        y0, y1, x0, x1 = box
+        ny, nx = -(-(y1 - y0) // TILE), -(-(x1 - x0) // TILE)
+        cy, cx = centres // self.w - y0, centres % self.w - x0
+        tile = (cy // TILE) * nx + cx // TILE
+        used = torch.zeros(ny * nx, dtype=torch.bool, device=centres.device)
+        used[tile] = True
+        ids = torch.nonzero(used).flatten()
+        rank = torch.cumsum(used, 0) - 1
+        pos = (rank[tile] * TILE + cy % TILE) * TILE + cx % TILE
+        return ids // nx, ids % nx, pos
+
+    def _project(
+        self,
+        image: torch.Tensor,
+        box: tuple[int, int, int, int],
+        tiles: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """``[N, d]`` patch projections (frame replicated) over ``box``.
+
+        At the centres :meth:`_tiles` placed, by a convolution over their tiles
+        only (cheap for scattered strokes); or, without ``tiles``, at every pixel
+        of the box in raster order.
+        """
         r = self.radius
+        y0, y1, x0, x1 = box
         a, b = max(0, y0 - r), min(self.h, y1 + r)
         c, d = max(0, x0 - r), min(self.w, x1 + r)
-        crop = image[a:b, c:d].movedim(-1, 0)[None]
+        grid = image[a:b, c:d].movedim(-1, 0)[None]
         pad = (r - (x0 - c), r - (d - x1), r - (y0 - a), r - (b - y1))
         if any(pad):
-            crop = F.pad(crop, pad, mode="replicate")
-        return F.conv2d(crop, self.filters)[0] - self.offset.view(-1, 1, 1)
+            grid = F.pad(grid, pad, mode="replicate")
+        if tiles is None:
+            return F.conv2d(grid, self.filters)[0].flatten(1).T - self.offset
+        ny, nx = -(-(y1 - y0) // TILE), -(-(x1 - x0) // TILE)
+        grid = F.pad(grid, (0, nx * TILE - (x1 - x0), 0, ny * TILE - (y1 - y0)))[0]
+        channels, hp, wp = grid.shape
+        side = TILE + 2 * r
+        view = grid.as_strided((ny, nx, channels, side, side), (TILE * wp, TILE, hp * wp, wp, 1))
+        rows, cols, pos = tiles
+        out = F.conv2d(view[rows, cols], self.filters)
+        return out.permute(0, 2, 3, 1).reshape(-1, out.shape[1])[pos] - self.offset
 
     def target_features(self, image: torch.Tensor) -> torch.Tensor:
-        """``[T, d]`` projections of the targets' patches in ``image``.
-
-        A convolution over the targets' bounding box: even for scattered strokes
-        that cover a few percent of it, far cheaper than gathering their patches.
-        """
-        return self._project(image, *self.box).flatten(1).T[self.box_index]
+        """``[T, d]`` projections of the targets' patches in ``image``."""
+        return self._project(image, self.box, self.target_tiles)
 
 
 class _Search:
@@ -287,34 +335,19 @@ class _Search:
         sigma2 = torch.quantile(d[:: max(1, d.numel() // 65536)], 0.75).clamp_min(1e-6)
         weight_at = torch.zeros(h * w, device=image.device, dtype=image.dtype)
         weight_at[lv.targets] = (torch.exp(-d / (2 * sigma2)) * lv.confidence).clamp_min(1e-12)
-        # Fields over the hole's box widened by the vote radius, zero-weighted beyond the frame.
-        rv = VOTE_RADIUS
-        y0, y1, x0, x1 = lv.hole_box
-        a, b, e, f = max(0, y0 - rv), min(h, y1 + rv), max(0, x0 - rv), min(w, x1 + rv)
-        pad = (rv - (x0 - e), rv - (f - x1), rv - (y0 - a), rv - (b - y1))
-        weight_map = F.pad(weight_at.view(h, w)[a:b, e:f], pad)
-        nnf_map = F.pad(nnf.view(h, w)[a:b, e:f], pad)
-        bh, bw = y1 - y0, x1 - x0
-        total = image.new_zeros(bh, bw, c)
-        weight = image.new_zeros(bh, bw)
-        for oy in range(-rv, rv + 1):
-            for ox in range(-rv, rv + 1):
-                rows, cols = slice(rv - oy, rv - oy + bh), slice(rv - ox, rv - ox + bw)
-                wt = weight_map[rows, cols]
-                colour = flat[(nnf_map[rows, cols] + (oy * w + ox)).clamp_(0, h * w - 1)]
-                if sharp:
-                    better = (wt > weight).unsqueeze(-1)
-                    total = torch.where(better, colour, total)
-                    weight = torch.maximum(wt, weight)
-                else:
-                    total += colour * wt.unsqueeze(-1)
-                    weight += wt
-        if not sharp:
-            total /= weight.clamp_min(1e-12).unsqueeze(-1)
-        out = image.clone()
-        box = out[y0:y1, x0:x1]
-        box.copy_(torch.where(lv.hole[y0:y1, x0:x1].unsqueeze(-1), total, box))
-        return out
+        # Patch centres next to each hole pixel (off-frame ones weigh nothing).
+        py, px = lv.hole_y.unsqueeze(1) + lv.vote_dy, lv.hole_x.unsqueeze(1) + lv.vote_dx
+        inside = (py >= 0) & (py < h) & (px >= 0) & (px < w)
+        centre = py.clamp(0, h - 1) * w + px.clamp(0, w - 1)
+        wt = weight_at[centre] * inside
+        colour = flat[(nnf[centre] - (lv.vote_dy * w + lv.vote_dx)).clamp_(0, h * w - 1)]
+        if sharp:
+            total = colour.gather(1, wt.argmax(dim=1).view(-1, 1, 1).expand(-1, 1, c))[:, 0]
+        else:
+            total = (colour * wt.unsqueeze(-1)).sum(1) / wt.sum(1).clamp_min(1e-12).unsqueeze(-1)
+        out = image.clone().reshape(-1, c)
+        out[lv.hole_flat] = total
+        return out.view(h, w, c)
 
 
 def _downsample(
@@ -349,6 +382,28 @@ def _smooth_guess(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
         up = F.interpolate(guess.movedim(-1, 0)[None], size=values.shape[:2], mode="bilinear")
         guess = torch.where(lvl_hole.unsqueeze(-1), up[0].movedim(0, -1), values)
     return guess
+
+
+def _peel_guess(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+    """Fill ``hole`` from its rim inwards, each ring with the mean of its known neighbours."""
+    known = (~hole).to(image.dtype)[None, None]
+    both = torch.cat((image.movedim(-1, 0)[None] * known, known), dim=1)
+    while not bool(both[:, -1].all()):
+        p = F.pad(both, (1, 1, 1, 1))
+        rows = p[:, :, :-2] + p[:, :, 1:-1] + p[:, :, 2:]
+        pooled = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
+        ring = (pooled[:, -1:] > 0) & (both[:, -1:] == 0)
+        both = torch.where(ring, pooled / pooled[:, -1:].clamp_min(1e-12), both)
+    return both[0, :-1].movedim(0, -1)
+
+
+def _first_guess(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+    """The peeled fill for holes within ``PEEL_DEPTH`` of known pixels, else the smooth one.
+
+    Across a scratch that thin both are about the same, and peeling costs a few
+    passes where the smooth solve would cost more than the whole patch search.
+    """
+    return _smooth_guess(image, hole) if _thick(hole, PEEL_DEPTH) else _peel_guess(image, hole)
 
 
 def patch_fill(
@@ -401,7 +456,7 @@ def patch_fill(
         search = _Search(level, gen)
         last = depth == 0
         if filled is None:
-            guess = _smooth_guess(values, lvl_hole) if start is None else start
+            guess = _first_guess(values, lvl_hole) if start is None else start
         else:
             guess = F.interpolate(
                 filled.movedim(-1, 0)[None], size=values.shape[:2], mode="bilinear"

@@ -116,3 +116,32 @@ def test_border_patches_are_more_confident_than_interior_ones() -> None:
     assert float(conf[20, 20]) == pytest.approx(pm.CONFIDENCE_FLOOR)
     assert float(conf[10, 20]) > 0.4  # on the border: three of seven rows known
     assert float(conf[9, 20]) > float(conf[10, 20]) > float(conf[13, 20])
+
+
+def test_peeled_guess_averages_known_neighbours_ring_by_ring() -> None:
+    ramp = torch.linspace(0, 1, 32).view(1, 32, 1).expand(24, 32, 3).contiguous()
+    hole = torch.zeros(24, 32, dtype=torch.bool)
+    hole[:, 10] = True  # one pixel wide: the mean of left and right is the ramp itself
+    hole[5:15, 20:26] = True  # three rings deep
+    out = pm._peel_guess(ramp, hole)
+    assert torch.equal(out[~hole], ramp[~hole])
+    assert torch.allclose(out[:, 10], ramp[:, 10], atol=1e-6)
+    inner = out[5:15, 20:26]
+    assert float(inner.min()) >= float(ramp[0, 19, 0]) - 1e-6
+    assert float(inner.max()) <= float(ramp[0, 26, 0]) + 1e-6
+
+
+def test_target_features_over_tiles_match_projected_patches(coffee: torch.Tensor) -> None:
+    """Scattered targets across tile borders and the frame edge: the tiled convolution
+    gives each target the projection of its own (edge-replicated) patch."""
+    image = coffee[0, :150, :200].contiguous()
+    gen = torch.Generator().manual_seed(1)
+    hole = torch.rand(150, 200, generator=gen) > 0.995
+    hole[0, 5] = hole[149, 199] = hole[63:66, 60:70] = True
+    level = pm._Level(image, hole, ~hole, 3)
+    level.fit_features(gen)
+    expected = level.patches(image, level.targets) @ level.basis - level.offset
+    assert torch.allclose(level.target_features(image), expected, atol=1e-5)
+    every = level.patches(image, torch.arange(150 * 200)) @ level.basis - level.offset
+    allowed = level.valid
+    assert torch.allclose(level.source_features[allowed], every[allowed], atol=1e-5)

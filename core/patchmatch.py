@@ -25,7 +25,10 @@ cheaper. On each level, from coarse to fine, EM rounds alternate
 
 A finer level starts from the coarser field, upsampled, and votes with it before
 searching, so only a local search is needed there. The last vote copies, for
-each pixel, the proposal of the best patch instead of the mean (keeps texture).
+each pixel, the proposal of the best patch instead of the mean (keeps texture),
+and then takes its local mean (over ``ANCHOR_RADIUS``) from the level's start:
+the copy brings the detail, the start the low frequencies, which a copy from
+elsewhere gets only roughly right.
 Rounds are few (``COARSE_ROUNDS``, ``FINE_ROUNDS``): every mean vote smooths the
 fill a little more, and the first search from a good start already finds most
 of what later ones would.
@@ -48,6 +51,7 @@ from .errors import UncropError
 
 log = logging.getLogger(__name__)
 
+ANCHOR_RADIUS = 1  # the final fill's local mean (over this radius) is the start's
 COARSEST_SIDE = 32  # the pyramid stops when the shorter side would drop below this
 FEATURES = 8  # principal components of a patch used to compare patches
 DEPTH_IN_PATCHES = 3  # coarsen while some hole pixel is this many patch sides from known
@@ -349,6 +353,29 @@ class _Search:
         out[lv.hole_flat] = total
         return out.view(h, w, c)
 
+    def anchored(self, image: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+        """``image`` with each hole pixel's local mean moved to that of ``start``.
+
+        The mean is over the hole pixels within ``ANCHOR_RADIUS``: the copied
+        detail stays, while the low frequencies, which a copy from elsewhere gets
+        only roughly right, come from the level's start (the smooth or peeled
+        fill, or the coarser level's result).
+        """
+        lv = self.level
+        h, w, c = image.shape
+        r = torch.arange(-ANCHOR_RADIUS, ANCHOR_RADIUS + 1, device=image.device)
+        dy, dx = (v.flatten() for v in torch.meshgrid(r, r, indexing="ij"))
+        ny, nx = lv.hole_y.unsqueeze(1) + dy, lv.hole_x.unsqueeze(1) + dx
+        inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
+        near = ny.clamp(0, h - 1) * w + nx.clamp(0, w - 1)
+        counted = (lv.hole.flatten()[near] & inside).to(image.dtype).unsqueeze(-1)
+        flat = image.reshape(-1, c)
+        diff = start.reshape(-1, c)[near] - flat[near]
+        shift = (diff * counted).sum(dim=1) / counted.sum(dim=1)
+        out = flat.clone()
+        out[lv.hole_flat] = (flat[lv.hole_flat] + shift).clamp_(0.0, 1.0)
+        return out.view(h, w, c)
+
 
 def _downsample(
     image: torch.Tensor, hole: torch.Tensor, source: torch.Tensor
@@ -385,16 +412,30 @@ def _smooth_guess(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
 
 
 def _peel_guess(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
-    """Fill ``hole`` from its rim inwards, each ring with the mean of its known neighbours."""
-    known = (~hole).to(image.dtype)[None, None]
-    both = torch.cat((image.movedim(-1, 0)[None] * known, known), dim=1)
-    while not bool(both[:, -1].all()):
-        p = F.pad(both, (1, 1, 1, 1))
-        rows = p[:, :, :-2] + p[:, :, 1:-1] + p[:, :, 2:]
-        pooled = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
-        ring = (pooled[:, -1:] > 0) & (both[:, -1:] == 0)
-        both = torch.where(ring, pooled / pooled[:, -1:].clamp_min(1e-12), both)
-    return both[0, :-1].movedim(0, -1)
+    """Fill ``hole`` from its rim inwards, each ring with the mean of its known neighbours.
+
+    Worked on the hole pixels' own 3x3 neighbourhoods, so it costs what the hole covers.
+    """
+    h, w, c = image.shape
+    ys, xs = torch.nonzero(hole, as_tuple=True)
+    r = torch.arange(-1, 2, device=image.device)
+    dy, dx = (v.flatten() for v in torch.meshgrid(r, r, indexing="ij"))
+    ny, nx = ys.unsqueeze(1) + dy, xs.unsqueeze(1) + dx
+    inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
+    near = ny.clamp(0, h - 1) * w + nx.clamp(0, w - 1)
+    at = ys * w + xs
+    values = image.reshape(-1, c).clone()
+    known = ~hole.flatten()
+    pending = torch.ones_like(ys, dtype=torch.bool)
+    while bool(pending.any()):
+        counted = (known[near] & inside).to(image.dtype)
+        count = counted.sum(dim=1)
+        ring = pending & (count > 0)
+        mean = (values[near] * counted.unsqueeze(-1)).sum(dim=1) / count.clamp_min(1).unsqueeze(-1)
+        values[at[ring]] = mean[ring]
+        known[at[ring]] = True
+        pending &= ~ring
+    return values.view(h, w, c)
 
 
 def _first_guess(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
@@ -461,7 +502,7 @@ def patch_fill(
             guess = F.interpolate(
                 filled.movedim(-1, 0)[None], size=values.shape[:2], mode="bilinear"
             )[0].movedim(0, -1)
-        current = torch.where(lvl_hole.unsqueeze(-1), guess, values)
+        current = begin = torch.where(lvl_hole.unsqueeze(-1), guess, values)
         if nnf is None or prev_shape is None:
             nnf = search.random_field()
             rounds, coarsest = COARSE_ROUNDS, True
@@ -474,6 +515,8 @@ def patch_fill(
             first = coarsest and i == 0
             nnf = search.run(current, nnf, GLOBAL_ITERATIONS if first else 1, first)
             current = search.vote(nnf, sharp=last and i == rounds - 1)
+        if last:
+            current = search.anchored(current, begin)
         filled, prev_shape = current, (level.h, level.w)
     assert filled is not None
     return torch.where(hole.unsqueeze(-1), filled.to(image.dtype), image)

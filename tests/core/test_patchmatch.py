@@ -145,3 +145,20 @@ def test_target_features_over_tiles_match_projected_patches(coffee: torch.Tensor
     every = level.patches(image, torch.arange(150 * 200)) @ level.basis - level.offset
     allowed = level.valid
     assert torch.allclose(level.source_features[allowed], every[allowed], atol=1e-5)
+
+
+def test_anchoring_takes_the_local_mean_from_the_start() -> None:
+    """A copy that is the start plus a constant offset comes back as the start; the
+    detail of a copy around the start's mean is kept; known pixels are untouched."""
+    gen = torch.Generator().manual_seed(0)
+    start = 0.3 + 0.4 * torch.rand(40, 40, 3, generator=gen)
+    hole = torch.zeros(40, 40, dtype=torch.bool)
+    hole[10:30, 12:20] = True
+    search = pm._Search(pm._Level(start, hole, ~hole, 3), gen)
+    shifted = torch.where(hole.unsqueeze(-1), start + 0.2, start)
+    assert torch.allclose(search.anchored(shifted, start), start, atol=1e-6)
+    stripes = (torch.arange(40) % 2).view(1, 40, 1).float() * 0.2 - 0.1
+    detailed = torch.where(hole.unsqueeze(-1), start + stripes, start)
+    out = search.anchored(detailed, start)
+    assert torch.equal(out[~hole], start[~hole])
+    assert float((out - start)[hole].abs().mean()) > 0.05

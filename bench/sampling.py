@@ -137,6 +137,9 @@ def main() -> None:
     parser.add_argument("--one", nargs=2, metavar=("METHOD", "SIZE"))
     parser.add_argument("--model-dir")
     parser.add_argument(
+        "--no-whole", action="store_true", help="skip the (slow) whole-image pipeline cells"
+    )
+    parser.add_argument(
         "--steps",
         type=int,
         default=sampling.SamplerSettings.steps,
@@ -170,7 +173,7 @@ def main() -> None:
         pack = _child("pack", size, args.steps, args.device, model_dir)
         whole = (
             _child("whole", size, args.steps, args.device, model_dir)
-            if size <= WHOLE_IMAGE_MAX
+            if size <= WHOLE_IMAGE_MAX and not args.no_whole
             else None
         )
         base = base or pack["seconds"]

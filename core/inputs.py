@@ -9,7 +9,10 @@ to an image; every other function in ``core`` can assume the result. Rules:
   a batch of masks; any other difference is refused, naming both shapes.
 - Sizes: a mask of another size but the same aspect ratio is resized to the
   image (bilinear) with a warning; a different aspect ratio is refused.
-- Values are clamped to 0..1; NaN or infinity is refused.
+- Values are clamped to 0..1; NaN or infinity is refused. A caller that reads
+  only part of an image (the diffusion sampler's windows) may check the shape
+  alone (``values=False``) and check the part it reads: the rest it returns as
+  it came, so no pass over a 4K photo is spent on pixels nothing touches.
 """
 
 from __future__ import annotations
@@ -41,8 +44,9 @@ def _finite_in_unit_range(t: torch.Tensor, name: str) -> torch.Tensor:
     return t.clamp(0.0, 1.0) if (lo < 0 or hi > 1) else t
 
 
-def check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:
-    """Return ``image`` as a float ``[B,H,W,C]`` tensor in 0..1 or raise UncropError."""
+def check_image(image: torch.Tensor, name: str = "image", values: bool = True) -> torch.Tensor:
+    """Return ``image`` as a float ``[B,H,W,C]`` tensor in 0..1 or raise UncropError
+    (``values=False``: the shape and dtype only)."""
     if not isinstance(image, torch.Tensor):
         raise UncropError(f"{name}: expected an IMAGE tensor, got {type(image).__name__}.")
     if image.ndim == 3:
@@ -56,7 +60,7 @@ def check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:
         raise UncropError(f"{name}: the image is empty, shape {_shape(image)}.")
     if not image.is_floating_point():
         raise UncropError(f"{name}: expected float values in 0..1, got dtype {image.dtype}.")
-    return _finite_in_unit_range(image, name)
+    return _finite_in_unit_range(image, name) if values else image
 
 
 def check_mask(mask: torch.Tensor, name: str = "mask") -> torch.Tensor:
@@ -79,13 +83,18 @@ def check_mask(mask: torch.Tensor, name: str = "mask") -> torch.Tensor:
 
 
 def match_mask(
-    image: torch.Tensor, mask: torch.Tensor, image_name: str = "image", mask_name: str = "mask"
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    image_name: str = "image",
+    mask_name: str = "mask",
+    image_values: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Check both inputs and return ``(image, mask)`` with equal batch and size.
 
-    The mask ends up on the image's device and dtype.
+    The mask ends up on the image's device and dtype; ``image_values`` as
+    :func:`check_image`'s ``values``.
     """
-    image = check_image(image, image_name)
+    image = check_image(image, image_name, image_values)
     mask = check_mask(mask, mask_name).to(device=image.device, dtype=image.dtype)
     b_img, h, w = image.shape[:3]
     b_mask, mh, mw = mask.shape

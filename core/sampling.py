@@ -374,7 +374,9 @@ def sample(
     so loading the captioner cannot push the diffusion model back off the GPU.
     """
     settings.check()
-    image, mask = match_mask(image, mask)
+    # Pixel values are checked where the windows read them (_sample_region); the rest
+    # comes back exactly as it came, unclamped, with no pass over it.
+    image, mask = match_mask(image, mask, image_values=False)
     grey = image if image.shape[-1] == 1 else None
     if grey is not None:  # models paint RGB; the result goes back to grey by luminance
         image = grey.expand(*grey.shape[:-1], 3)
@@ -450,6 +452,7 @@ def _sample_region(
 ) -> torch.Tensor:
     """Pre-fill, sample each window and composite, all inside one region ``[1,h,w,C]``
     that holds every masked pixel, so the cost does not grow with the photo."""
+    image = check_image(image)
     if settings.prefill == "none" or not _prefill_is_seen(model, settings):
         current = image.clone()
     else:

@@ -217,6 +217,18 @@ def test_bad_settings_name_the_setting(sd_inpaint, photo):
             sampling.inpaint(sd_inpaint, photo, _hole(), SamplerSettings(**bad))
 
 
+def test_values_are_checked_where_the_sampler_reads_them(sd_inpaint):
+    image = torch.rand(1, 512, 512, 3)
+    mask = torch.zeros(1, 512, 512)
+    mask[:, 240:272, 240:272] = 1
+    image[0, 0, 0] = 1.5  # far outside the window: comes back as it came
+    result = sampling.inpaint(sd_inpaint, image, mask, SamplerSettings(**FAST))
+    assert result.image[0, 0, 0, 0] == 1.5
+    image[0, 250, 230] = float("nan")  # inside the window: refused
+    with pytest.raises(UncropError, match="image: contains NaN or infinite values"):
+        sampling.inpaint(sd_inpaint, image, mask, SamplerSettings(**FAST))
+
+
 def test_grey_image_is_painted_in_rgb_and_comes_back_grey(sd_inpaint, photo):
     grey = photo.mean(-1, keepdim=True)
     result = sampling.inpaint(sd_inpaint, grey, _hole(), SamplerSettings(**FAST))

@@ -32,39 +32,34 @@ class Period:
     score: float
 
 
-def _correlate(a: torch.Tensor, b: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``sum_x a(x) b(x + lag)`` for every lag, lags wrapped into ``size``."""
-    fa = torch.fft.rfft2(a, s=size)
-    fb = torch.fft.rfft2(b, s=size)
-    return torch.fft.irfft2(fa.conj() * fb, s=size)
-
-
 def estimate_period(image: torch.Tensor, known: torch.Tensor) -> Period | None:
     """The lattice of ``image`` ``[H,W,C]`` over the ``known`` ``[H,W]`` area, or None."""
     h, w = known.shape
-    k = known.to(torch.float64)
-    grey = image.to(torch.float64).mean(dim=-1)
+    k = known.to(torch.float32)
+    grey = image.to(torch.float32).mean(dim=-1)
     count = k.sum()
     if count < 16:
         return None
     # High-pass first, so that a merely smooth image does not correlate at short lags.
-    box = torch.ones(1, 1, 9, 9, dtype=k.dtype, device=k.device)
-    local = F.conv2d((grey * k)[None, None], box, padding=4)[0, 0]
-    weight = F.conv2d(k[None, None], box, padding=4)[0, 0]
-    g = (grey - local / weight.clamp_min(1)) * k
-    size = (2 * h, 2 * w)
-    num = _correlate(g, g, size)
-    e1 = _correlate(g * g, k, size)
-    e2 = _correlate(k, g * g, size)
-    overlap = _correlate(k, k, size)
+    local = F.avg_pool2d((grey * k)[None, None], 9, stride=1, padding=4)[0, 0]
+    weight = F.avg_pool2d(k[None, None], 9, stride=1, padding=4)[0, 0]
+    g = (grey - local / weight.clamp_min(1 / 81)) * k
+    # Lags shorter than half the frame are all that is searched, so padding each side
+    # by half a frame keeps them from wrapping.
+    size = (h + h // 2 + 1, w + w // 2 + 1)
+    fg, fgg, fk = (torch.fft.rfft2(t, s=size) for t in (g, g * g, k))
+    num, e1, e2, overlap = (
+        torch.fft.irfft2(a.conj() * b, s=size)
+        for a, b in ((fg, fg), (fgg, fk), (fk, fgg), (fk, fk))
+    )
     ncc = num / (e1 * e2).clamp_min(1e-12).sqrt()
     wrapped = F.pad(ncc[None, None], (2, 2, 2, 2), mode="circular")
     peak = ncc >= F.max_pool2d(wrapped, 5, stride=1)[0, 0]
     dy = torch.arange(size[0], device=known.device).view(-1, 1)
     dx = torch.arange(size[1], device=known.device).view(1, -1)
-    dy = torch.where(dy >= h, dy - size[0], dy).expand(size)
-    dx = torch.where(dx >= w, dx - size[1], dx).expand(size)
-    length = (dy * dy + dx * dx).to(torch.float64)
+    dy = torch.where(dy > size[0] // 2, dy - size[0], dy).expand(size)
+    dx = torch.where(dx > size[1] // 2, dx - size[1], dx).expand(size)
+    length = (dy * dy + dx * dx).to(ncc.dtype)
     usable = (
         (overlap >= MIN_OVERLAP * count)
         & (dy.abs() < h // 2)
@@ -115,21 +110,20 @@ def extend_pattern(
     if period.second:
         (ay, ax), (by, bx) = vectors
         steps += [(ay + by, ax + bx), (-ay - by, -ax - bx), (ay - by, ax - bx), (by - ay, bx - ax)]
-    out = image.clone()
-    missing = hole.clone()
-    yy = torch.arange(h, device=image.device).view(-1, 1)
-    xx = torch.arange(w, device=image.device).view(1, -1)
+    out = image.clone().reshape(h * w, -1)
+    missing = hole.clone().flatten()
+    todo = torch.nonzero(missing).flatten()  # the pixels still to fill, shrinking
     for _ in range(2 * max(h, w)):
         changed = False
         for sy, sx in steps:
-            ty, tx = yy + sy, xx + sx
-            inside = (ty >= 0) & (ty < h) & (tx >= 0) & (tx < w)
-            ty, tx = ty.clamp(0, h - 1), tx.clamp(0, w - 1)
-            ok = missing & inside & ~missing[ty, tx]
+            ty, tx = todo // w + sy, todo % w + sx
+            src = ty.clamp(0, h - 1) * w + tx.clamp(0, w - 1)
+            ok = (ty >= 0) & (ty < h) & (tx >= 0) & (tx < w) & ~missing[src]
             if bool(ok.any()):
-                out[ok] = out[ty, tx][ok]
-                missing = missing & ~ok
+                out[todo[ok]] = out[src[ok]]
+                missing[todo[ok]] = False
+                todo = todo[~ok]
                 changed = True
-        if not changed:
+        if not changed or todo.numel() == 0:
             break
-    return out, missing
+    return out.view(image.shape), missing.view(h, w)

@@ -55,9 +55,10 @@ def test_register_model_folder_merges_with_existing(monkeypatch, tmp_path):
 
 
 def test_clip_tokenizer_dir_is_comfyuis_own_copy(monkeypatch, tmp_path):
-    assert host.clip_tokenizer_dir() is None  # no ComfyUI here
-    (tmp_path / "comfy" / "sd1_tokenizer").mkdir(parents=True)
+    (tmp_path / "comfy").mkdir()
     (tmp_path / "comfy" / "__init__.py").write_text("")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.syspath_prepend(str(tmp_path))  # this "ComfyUI" comes first
     monkeypatch.delitem(sys.modules, "comfy", raising=False)
+    assert host.clip_tokenizer_dir() is None  # a ComfyUI without the tokenizer files
+    (tmp_path / "comfy" / "sd1_tokenizer").mkdir()
     assert host.clip_tokenizer_dir() == str(tmp_path / "comfy" / "sd1_tokenizer")

@@ -24,6 +24,7 @@ from .core import canvas, caption, imageio, model_free, models, sampling
 from .core.errors import UncropError
 from .core.fill import FILL_METHODS, parse_color
 from .core.masks import refine_mask
+from .core.patchmatch import check_patch_size
 
 log = logging.getLogger("uncrop")
 
@@ -176,8 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _fill_options(args: argparse.Namespace, device: torch.device) -> dict:
     """The model-free fill's options from the command line."""
     source = args.source_mask
-    if args.patch_size < 3 or args.patch_size % 2 == 0:
-        raise UncropError(f"--patch-size: expected an odd number >= 3, got {args.patch_size}.")
+    check_patch_size(args.patch_size, "--patch-size")
     return {
         "color": parse_color(args.color, "--color"),
         "patch_size": args.patch_size,

@@ -447,6 +447,12 @@ def _first_guess(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
     return _smooth_guess(image, hole) if _thick(hole, PEEL_DEPTH) else _peel_guess(image, hole)
 
 
+def check_patch_size(patch_size: int, name: str = "patch_size") -> None:
+    """Patches are odd squares of side 3 or more (they need a centre pixel)."""
+    if patch_size < 3 or patch_size % 2 == 0:
+        raise UncropError(f"{name}: expected an odd number >= 3, got {patch_size}.")
+
+
 def patch_fill(
     image: torch.Tensor,
     hole: torch.Tensor,
@@ -462,8 +468,7 @@ def patch_fill(
     ``start`` is an optional first guess for the coarsest level (else the smooth
     fill of the hole from its border).
     """
-    if patch_size < 3 or patch_size % 2 == 0:
-        raise UncropError(f"patch_size: expected an odd number >= 3, got {patch_size}.")
+    check_patch_size(patch_size)
     allowed = ~hole if source is None else (source & ~hole)
     if not bool(allowed.any()):
         raise UncropError(

@@ -29,6 +29,12 @@ The V-cycle is the dense one to rounding (a test checks it), so both paths
 converge to the same discrete solution. CG stops when the residual is ``rtol``
 of the right-hand side's (see ``START_FACTOR``), or no value moves by more
 than ``rtol / 10``.
+
+Thin holes (every pixel within ``THIN_DEPTH`` of a known one: scratches, thin
+strokes) need no multigrid: across them the system is well conditioned, and
+plain CG on the hole's own pixels, with stencils gathered by index tables,
+converges in about a hundred cheap steps (:func:`_solve_thin`; scratches at
+512 px: half the time of the tiled solve, the same solution).
 """
 
 from __future__ import annotations
@@ -226,6 +232,120 @@ def _solve_box(
     return _pcg(
         operator, lambda r: mg.cycle(mg.cycle(r)), x, r, iterations, rtol, 0.1 * rtol, scale
     )
+
+
+# ---- thin holes: conjugate gradients on the hole's own pixels
+
+# Holes no deeper than this (every hole pixel at most this far from a known one,
+# in the square metric, the frame edge not counting as known) take _solve_thin.
+THIN_DEPTH = 4
+THIN_ITERATIONS = 150  # cap on its conjugate-gradient steps (a depth-4 hole takes about 120)
+
+
+def _deep(hole: torch.Tensor, depth: int) -> torch.Tensor:
+    """Hole pixels farther than ``depth`` from every known pixel (off the frame is not known)."""
+    known = F.pad((~hole).float()[None, None], (depth,) * 4)
+    return hole & ~(F.max_pool2d(known, 2 * depth + 1, stride=1)[0, 0] > 0)
+
+
+def _neighbours(ys: torch.Tensor, xs: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """``[N,4]`` flat indexes of the 4-neighbours of pixels ``(ys, xs)`` of an ``h x w`` box.
+
+    Off the box the neighbour is the pixel itself, as in :func:`_laplace`.
+    """
+    ny = torch.stack([ys - 1, ys + 1, ys, ys], 1)
+    nx = torch.stack([xs, xs, xs - 1, xs + 1], 1)
+    inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
+    return torch.where(inside, ny * w + nx, (ys * w + xs).unsqueeze(1))
+
+
+def _peeled(flat: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+    """``[C,N]`` fill of ``hole`` from its rim inwards: each ring the mean of its known 8-neighbours.
+
+    ``flat`` is the ``[C,H*W]`` box; the result is in ``torch.nonzero(hole)`` order.
+    Worked on the hole pixels' own 3x3 neighbourhoods, so it costs what the hole covers.
+    """
+    h, w = hole.shape
+    ys, xs = torch.nonzero(hole, as_tuple=True)
+    r = torch.arange(-1, 2, device=hole.device)
+    dy, dx = (v.flatten() for v in torch.meshgrid(r, r, indexing="ij"))
+    ny, nx = ys.unsqueeze(1) + dy, xs.unsqueeze(1) + dx
+    inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
+    near = ny.clamp(0, h - 1) * w + nx.clamp(0, w - 1)
+    at = ys * w + xs
+    values = flat.clone()
+    known = ~hole.flatten()
+    pending = torch.ones_like(ys, dtype=torch.bool)
+    while bool(pending.any()):
+        counted = (known[near] & inside).to(flat.dtype)
+        count = counted.sum(dim=1)
+        ring = pending & (count > 0)
+        mean = (values[:, near] * counted).sum(dim=2) / count.clamp_min(1)
+        values[:, at[ring]] = mean[:, ring]
+        known[at[ring]] = True
+        pending &= ~ring
+    return values[:, at]
+
+
+def _solve_thin(
+    values: torch.Tensor, hole: torch.Tensor, tension: float, iterations: int, rtol: float
+) -> torch.Tensor:
+    """:func:`_solve_box` for a hole no deeper than ``THIN_DEPTH``, on its own pixels.
+
+    Across a hole that thin the system is well conditioned (its smallest eigenvalue
+    is set by the width, not the length), so plain conjugate gradients from the
+    peeled fill converge in a few dozen steps. Each step gathers the Laplacian at
+    the hole and its 4-neighbours, then the Laplacian of that at the hole, by
+    index tables: it costs what the hole covers, where the grids cost its box.
+    """
+    c, h, w = values.shape
+    dev = values.device
+    ys, xs = torch.nonzero(hole, as_tuple=True)
+    n = ys.numel()
+    at = ys * w + xs
+    nbrs = _neighbours(ys, xs, h, w)
+    near = torch.unique(torch.cat([at, nbrs.flatten()]))  # where Lu is read
+    near_nbrs = _neighbours(near // w, near % w, h, w)
+    unknown = torch.full((h * w,), n, dtype=torch.long, device=dev)  # slot n reads 0
+    unknown[at] = torch.arange(n, device=dev)
+    row = torch.zeros(h * w, dtype=torch.long, device=dev)
+    row[near] = torch.arange(near.numel(), device=dev)
+    up_self, up_nbrs = unknown[near], unknown[near_nbrs]
+    down_self, down_nbrs = row[at], row[nbrs]
+
+    def lap_hole(x: torch.Tensor) -> torch.Tensor:
+        """``L_h x``: the Laplacian at the hole of the field that is ``x`` there, 0 elsewhere."""
+        ext = torch.cat([x, x.new_zeros(c, 1)], 1)
+        return (4 * x).sub_(ext[:, unknown[nbrs]].sum(-1))
+
+    def lap_down(v: torch.Tensor) -> torch.Tensor:
+        """``L v`` at the hole for ``v`` ``[C,M]`` given at ``near``."""
+        return (4 * v[:, down_self]).sub_(v[:, down_nbrs].sum(-1))
+
+    def operator(x: torch.Tensor) -> torch.Tensor:
+        ext = torch.cat([x, x.new_zeros(c, 1)], 1)
+        lx = (4 * ext[:, up_self]).sub_(ext[:, up_nbrs].sum(-1))
+        out = lap_down(lx)
+        if tension:
+            out.add_(lx[:, down_self], alpha=tension)
+        return out
+
+    flat = values.reshape(c, -1)
+    known = flat * (~hole).flatten().to(flat.dtype)
+    lk = (4 * known[:, near]).sub_(known[:, near_nbrs].sum(-1))
+    rhs = lap_down(lk).neg_()
+    if tension:
+        rhs.sub_(lk[:, down_self], alpha=tension)
+    # Harmonic start, as on the grids: L_h x = Σ known neighbours, from the peeled fill.
+    x = _peeled(flat, hole)
+    b = lk[:, down_self].neg_()
+    x = _pcg(lap_hole, lambda r: r, x, b - lap_hole(x), THIN_ITERATIONS, rtol, dims=(1,))
+    r = rhs - operator(x)
+    scale = min(float(rhs.abs().max()), START_FACTOR * float(r.abs().max()))
+    x = _pcg(operator, lambda r: r, x, r, iterations, rtol, 0.1 * rtol, scale, (1,))
+    out = flat.clone()
+    out[:, at] = x
+    return out.view(c, h, w)
 
 
 # ---- the same solve on the tiles of the box that hold hole (sparse masks)
@@ -543,6 +663,7 @@ def smooth_fill(
         return image
     work = image.float() if image.dtype in (torch.float16, torch.bfloat16) else image
     out = work.clone()
+    deep = _deep(hole, THIN_DEPTH)
     for ys, xs in _boxes(hole, _REACH):
         box_hole = hole[ys, xs]
         values = work[ys, xs].movedim(-1, 0).contiguous()
@@ -552,8 +673,11 @@ def smooth_fill(
             edges = (hole[0, xs], hole[-1, xs], hole[ys, 0], hole[ys, -1])
             if max(float(e.float().mean()) for e in edges) >= 0.5:
                 lam *= OPEN_TENSION_FACTOR
-        tiles = _active_tiles(box_hole)
-        if tiles[0].numel() * TILE * TILE < TILED_BELOW * box_hole.numel():
+        thin = not bool(deep[ys, xs].any())
+        tiles = None if thin else _active_tiles(box_hole)
+        if tiles is None:
+            x = _solve_thin(values, box_hole, lam, max(iterations, THIN_ITERATIONS), rtol)
+        elif tiles[0].numel() * TILE * TILE < TILED_BELOW * box_hole.numel():
             x = _solve_tiles(values, box_hole, lam, iterations, rtol, tiles)
         else:
             x = _solve_box(values, box_hole, lam, iterations, rtol)

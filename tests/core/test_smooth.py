@@ -21,7 +21,9 @@ def _strokes(h: int, w: int) -> torch.Tensor:
 
 
 def _force(monkeypatch: pytest.MonkeyPatch, tiled: bool) -> None:
+    """Take the tiled or the dense grid solve, never the thin-hole one."""
     monkeypatch.setattr(sm, "TILED_BELOW", 2.0 if tiled else 0.0)
+    monkeypatch.setattr(sm, "THIN_DEPTH", 0)
 
 
 def _direct(image: torch.Tensor, hole: torch.Tensor, lam: float) -> torch.Tensor:
@@ -176,3 +178,81 @@ def test_tiled_v_cycle_is_the_dense_one(shape: tuple[int, int]) -> None:
     lv = tiled.levels[0]
     out = lv.scatter(tiled.cycle(lv.gather(r, 0)))[:, :h, :w]
     assert torch.allclose(out, dense.cycle(r), atol=1e-12)
+
+
+def _spy_thin(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    used: list[int] = []
+    real = sm._solve_thin
+    monkeypatch.setattr(sm, "_solve_thin", lambda *a: used.append(1) or real(*a))
+    return used
+
+
+def test_thin_solve_matches_a_direct_solve(
+    astronaut: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Strokes at most THIN_DEPTH deep, one along the frame edge: solved on their pixels."""
+    used = _spy_thin(monkeypatch)
+    image = astronaut[0, 100:140, 300:372].double().contiguous()
+    hole = torch.zeros(40, 72, dtype=torch.bool)
+    hole[0:4, 10:50] = True  # on the frame edge: reflecting boundary
+    hole[15:22, 5:60] = True  # 7 wide: 4 deep
+    hole[20:38, 64:66] = True
+    out = sm.smooth_fill(image, hole, tension=0.02, iterations=400, rtol=1e-12)
+    assert used, "the thin-hole solver was not used"
+    assert (out[hole] - _direct(image, hole, 0.02)).abs().max() < 1e-6
+    assert torch.equal(out[~hole], image[~hole])
+
+
+def test_only_thin_holes_take_the_thin_solve(monkeypatch: pytest.MonkeyPatch) -> None:
+    used = _spy_thin(monkeypatch)
+    image = torch.rand(64, 64, 3, generator=torch.Generator().manual_seed(0))
+    hole = torch.zeros(64, 64, dtype=torch.bool)
+    hole[20:30, 10:50] = True  # 10 wide: its middle rows are 5 from a known pixel
+    sm.smooth_fill(image, hole)
+    assert not used
+    hole[28:30] = False  # 8 wide: every pixel within 4 of a known one
+    sm.smooth_fill(image, hole)
+    assert used
+
+
+def test_thin_and_grid_solves_agree(
+    astronaut: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = astronaut[0, 180:300, 150:270].contiguous()
+    hole = _strokes(120, 120)
+    used = _spy_thin(monkeypatch)
+    thin = sm.smooth_fill(image, hole, tension=0.01)  # the defaults: capped, early stop
+    assert used
+    _force(monkeypatch, tiled=True)
+    grid = sm.smooth_fill(image, hole, tension=0.01, iterations=200, rtol=1e-7)
+    assert (thin - grid).abs().max() < 2 / 255
+
+
+def test_thin_solve_reproduces_a_linear_ramp(monkeypatch: pytest.MonkeyPatch) -> None:
+    used = _spy_thin(monkeypatch)
+    h, w = 120, 120
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    ramp = torch.stack([0.1 + 0.006 * yy + 0.001 * xx, 0.9 - 0.004 * xx, 0.3 + 0.002 * yy], -1)
+    hole = _strokes(h, w)
+    hole[:, 50:52] = False  # keep the ramp off the frame edge, where it is not a solution
+    hole[20:23, :5] = False
+    hole[20:23, -5:] = False
+    out = sm.smooth_fill(ramp.float(), hole)
+    assert used
+    assert (out - ramp).abs().max() < 1e-5
+
+
+def test_peeled_start_averages_known_neighbours_ring_by_ring() -> None:
+    ramp = torch.linspace(0, 1, 32).view(1, 32, 1).expand(24, 32, 3).contiguous()
+    hole = torch.zeros(24, 32, dtype=torch.bool)
+    hole[:, 10] = True  # one pixel wide: the mean of left and right is the ramp itself
+    hole[5:15, 20:26] = True  # three rings deep
+    values = ramp.movedim(-1, 0).reshape(3, -1)
+    out = values.clone()
+    out[:, torch.nonzero(hole.flatten()).flatten()] = sm._peeled(values, hole)
+    out = out.view(3, 24, 32).movedim(0, -1)
+    assert torch.equal(out[~hole], ramp[~hole])
+    assert torch.allclose(out[:, 10], ramp[:, 10], atol=1e-6)
+    inner = out[5:15, 20:26]
+    assert float(inner.min()) >= float(ramp[0, 19, 0]) - 1e-6
+    assert float(inner.max()) <= float(ramp[0, 26, 0]) + 1e-6

@@ -5,10 +5,8 @@ Irani 2007, with the nearest-neighbour field found by PatchMatch, Barnes et al.
 2009). The pyramid is only as deep as the hole is thick: it stops at the level
 where no hole pixel is more than a couple of patches away from known pixels, so
 thin strokes are matched at full resolution. The coarsest level starts from the
-smooth (thin-plate) fill, which carries the border's colours and edges inwards;
-a hole no deeper than ``PEEL_DEPTH`` (a scratch) starts instead from the mean of
-its known neighbours, peeled in ring by ring, which is about as good there and far
-cheaper. On each level, from coarse to fine, EM rounds alternate
+smooth (thin-plate) fill, which carries the border's colours and edges inwards
+(see :func:`_smooth_guess`). On each level, from coarse to fine, EM rounds alternate
 
 - search: for every hole pixel and its neighbours within ``VOTE_RADIUS``, find a
   similar patch whose centre lies in the allowed source area (fully known, and
@@ -48,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UncropError
+from .smooth import THIN_DEPTH, smooth_fill
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +59,6 @@ COARSE_ROUNDS = 1  # EM rounds on the coarsest level (the first searches globall
 FINE_ROUNDS = 2  # EM rounds on each finer level (local search)
 GLOBAL_ITERATIONS = 2  # PatchMatch iterations of the coarsest level's global search
 FAR = 1e4  # feature value of disallowed source centres (patch features are within ±15)
-PEEL_DEPTH = 4  # holes no deeper than this start from the peeled fill (see _first_guess)
 START_SIDE = 512  # the smooth first guess is solved at most at about this size
 TILE = 64  # side of the tiles that patch projections are convolved over
 VOTE_RADIUS = 1  # a pixel is voted by the patches centred within this distance of it
@@ -358,7 +356,7 @@ class _Search:
 
         The mean is over the hole pixels within ``ANCHOR_RADIUS``: the copied
         detail stays, while the low frequencies, which a copy from elsewhere gets
-        only roughly right, come from the level's start (the smooth or peeled
+        only roughly right, come from the level's start (the smooth
         fill, or the coarser level's result).
         """
         lv = self.level
@@ -393,15 +391,15 @@ def _downsample(
 def _smooth_guess(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
     """The smooth fill of ``hole``, solved at most at about ``START_SIDE`` and scaled up.
 
-    Only a first guess for EM, so a coarse solve is enough; it keeps the cost
-    small when thin holes put the coarsest level at a high resolution.
+    Only a first guess for EM, so a coarse solve is enough while the hole stays
+    deep at the coarser size. Thin strokes are solved where they are: halved,
+    they would blur into their surroundings, and the fill's low frequencies come
+    from this guess (see :meth:`_Search.anchored`).
     """
-    from .smooth import smooth_fill
-
     levels = [(image, hole)]
     while max(levels[-1][0].shape[:2]) > START_SIDE:
         small, small_hole, _ = _downsample(levels[-1][0], levels[-1][1], ~levels[-1][1])
-        if bool(small_hole.all()):
+        if bool(small_hole.all()) or not _thick(small_hole, 2 * THIN_DEPTH):
             break
         levels.append((small, small_hole))
     guess = smooth_fill(*levels[-1])
@@ -409,42 +407,6 @@ def _smooth_guess(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
         up = F.interpolate(guess.movedim(-1, 0)[None], size=values.shape[:2], mode="bilinear")
         guess = torch.where(lvl_hole.unsqueeze(-1), up[0].movedim(0, -1), values)
     return guess
-
-
-def _peel_guess(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
-    """Fill ``hole`` from its rim inwards, each ring with the mean of its known neighbours.
-
-    Worked on the hole pixels' own 3x3 neighbourhoods, so it costs what the hole covers.
-    """
-    h, w, c = image.shape
-    ys, xs = torch.nonzero(hole, as_tuple=True)
-    r = torch.arange(-1, 2, device=image.device)
-    dy, dx = (v.flatten() for v in torch.meshgrid(r, r, indexing="ij"))
-    ny, nx = ys.unsqueeze(1) + dy, xs.unsqueeze(1) + dx
-    inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
-    near = ny.clamp(0, h - 1) * w + nx.clamp(0, w - 1)
-    at = ys * w + xs
-    values = image.reshape(-1, c).clone()
-    known = ~hole.flatten()
-    pending = torch.ones_like(ys, dtype=torch.bool)
-    while bool(pending.any()):
-        counted = (known[near] & inside).to(image.dtype)
-        count = counted.sum(dim=1)
-        ring = pending & (count > 0)
-        mean = (values[near] * counted.unsqueeze(-1)).sum(dim=1) / count.clamp_min(1).unsqueeze(-1)
-        values[at[ring]] = mean[ring]
-        known[at[ring]] = True
-        pending &= ~ring
-    return values.view(h, w, c)
-
-
-def _first_guess(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
-    """The peeled fill for holes within ``PEEL_DEPTH`` of known pixels, else the smooth one.
-
-    Across a scratch that thin both are about the same, and peeling costs a few
-    passes where the smooth solve would cost more than the whole patch search.
-    """
-    return _smooth_guess(image, hole) if _thick(hole, PEEL_DEPTH) else _peel_guess(image, hole)
 
 
 def check_patch_size(patch_size: int, name: str = "patch_size") -> None:
@@ -502,7 +464,7 @@ def patch_fill(
         search = _Search(level, gen)
         last = depth == 0
         if filled is None:
-            guess = _first_guess(values, lvl_hole) if start is None else start
+            guess = _smooth_guess(values, lvl_hole) if start is None else start
         else:
             guess = F.interpolate(
                 filled.movedim(-1, 0)[None], size=values.shape[:2], mode="bilinear"

@@ -3,7 +3,7 @@
 The hole is filled by copying patches from the known image (Wexler, Shechtman &
 Irani 2007, with the nearest-neighbour field found by PatchMatch, Barnes et al.
 2009). The pyramid is only as deep as the hole is thick: it stops at the level
-where no hole pixel is more than a couple of patches away from known pixels, so
+where no hole pixel is more than ``DEPTH_IN_PATCHES`` patches from known pixels, so
 thin strokes are matched at full resolution. The coarsest level starts from the
 smooth (thin-plate) fill, which carries the border's colours and edges inwards
 (see :func:`_smooth_guess`). On each level, from coarse to fine, EM rounds alternate
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 ANCHOR_RADIUS = 1  # the final fill's local mean (over this radius) is the start's
 COARSEST_SIDE = 32  # the pyramid stops when the shorter side would drop below this
 FEATURES = 8  # principal components of a patch used to compare patches
-DEPTH_IN_PATCHES = 3  # coarsen while some hole pixel is this many patch sides from known
+DEPTH_IN_PATCHES = 8  # coarsen while some hole pixel is this many patch sides from known
 CONFIDENCE_FLOOR = 0.05  # vote weight of a patch with no known pixel around its centre
 COARSE_ROUNDS = 1  # EM rounds on the coarsest level (the first searches globally)
 FINE_ROUNDS = 2  # EM rounds on each finer level (local search)
@@ -464,7 +464,9 @@ def patch_fill(
         search = _Search(level, gen)
         last = depth == 0
         if filled is None:
-            guess = _smooth_guess(values, lvl_hole) if start is None else start
+            # Smoothed in from the allowed pixels alone: the low frequencies of the
+            # fill come from this guess, and excluded colours must not reach it.
+            guess = _smooth_guess(values, ~lvl_source) if start is None else start
         else:
             guess = F.interpolate(
                 filled.movedim(-1, 0)[None], size=values.shape[:2], mode="bilinear"

@@ -123,9 +123,14 @@ class _Level:
         r = torch.arange(-radius, radius + 1, device=dev)
         oy, ox = torch.meshgrid(r, r, indexing="ij")
         self.oy, self.ox = oy.flatten(), ox.flatten()
+        # The patch centres within VOTE_RADIUS of each hole pixel (clamped into the
+        # frame; those off it weigh nothing), and the offset back to the pixel.
         rv = torch.arange(-VOTE_RADIUS, VOTE_RADIUS + 1, device=dev)
-        vy, vx = torch.meshgrid(rv, rv, indexing="ij")
-        self.vote_dy, self.vote_dx = vy.flatten(), vx.flatten()
+        vy, vx = (v.flatten() for v in torch.meshgrid(rv, rv, indexing="ij"))
+        py, px = self.hole_y.unsqueeze(1) + vy, self.hole_x.unsqueeze(1) + vx
+        self.vote_inside = ((py >= 0) & (py < h) & (px >= 0) & (px < w)).to(image.dtype)
+        self.vote_centre = py.clamp(0, h - 1) * w + px.clamp(0, w - 1)
+        self.vote_offset = vy * w + vx
         # Confidence of a patch: share of known pixels in the window around its centre.
         side = 2 * radius + 1
         known = (~hole).to(image.dtype)[None, None]
@@ -337,15 +342,14 @@ class _Search:
         sigma2 = torch.quantile(d[:: max(1, d.numel() // 65536)], 0.75).clamp_min(1e-6)
         weight_at = torch.zeros(h * w, device=image.device, dtype=image.dtype)
         weight_at[lv.targets] = (torch.exp(-d / (2 * sigma2)) * lv.confidence).clamp_min(1e-12)
-        # Patch centres next to each hole pixel (off-frame ones weigh nothing).
-        py, px = lv.hole_y.unsqueeze(1) + lv.vote_dy, lv.hole_x.unsqueeze(1) + lv.vote_dx
-        inside = (py >= 0) & (py < h) & (px >= 0) & (px < w)
-        centre = py.clamp(0, h - 1) * w + px.clamp(0, w - 1)
-        wt = weight_at[centre] * inside
-        colour = flat[(nnf[centre] - (lv.vote_dy * w + lv.vote_dx)).clamp_(0, h * w - 1)]
-        if sharp:
-            total = colour.gather(1, wt.argmax(dim=1).view(-1, 1, 1).expand(-1, 1, c))[:, 0]
+        centre = lv.vote_centre
+        wt = weight_at[centre].mul_(lv.vote_inside)
+        if sharp:  # only the winner's colour is gathered
+            k = wt.argmax(dim=1, keepdim=True)
+            source = nnf[centre.gather(1, k)[:, 0]] - lv.vote_offset[k[:, 0]]
+            total = flat[source.clamp_(0, h * w - 1)]
         else:
+            colour = flat[(nnf[centre] - lv.vote_offset).clamp_(0, h * w - 1)]
             total = (colour * wt.unsqueeze(-1)).sum(1) / wt.sum(1).clamp_min(1e-12).unsqueeze(-1)
         out = image.clone().reshape(-1, c)
         out[lv.hole_flat] = total
@@ -357,21 +361,18 @@ class _Search:
         The mean is over the hole pixels within ``ANCHOR_RADIUS``: the copied
         detail stays, while the low frequencies, which a copy from elsewhere gets
         only roughly right, come from the level's start (the smooth
-        fill, or the coarser level's result).
+        fill, or the coarser level's result). Box sums over the frame: a few
+        passes, cheaper than gathering each hole pixel's neighbours.
         """
         lv = self.level
         h, w, c = image.shape
-        r = torch.arange(-ANCHOR_RADIUS, ANCHOR_RADIUS + 1, device=image.device)
-        dy, dx = (v.flatten() for v in torch.meshgrid(r, r, indexing="ij"))
-        ny, nx = lv.hole_y.unsqueeze(1) + dy, lv.hole_x.unsqueeze(1) + dx
-        inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
-        near = ny.clamp(0, h - 1) * w + nx.clamp(0, w - 1)
-        counted = (lv.hole.flatten()[near] & inside).to(image.dtype).unsqueeze(-1)
-        flat = image.reshape(-1, c)
-        diff = start.reshape(-1, c)[near] - flat[near]
-        shift = (diff * counted).sum(dim=1) / counted.sum(dim=1)
-        out = flat.clone()
-        out[lv.hole_flat] = (flat[lv.hole_flat] + shift).clamp_(0.0, 1.0)
+        hole = lv.hole.to(image.dtype)[None, None]
+        k = 2 * ANCHOR_RADIUS + 1
+        diff = (start - image).movedim(-1, 0)[None] * hole
+        shift = F.avg_pool2d(diff, k, 1, ANCHOR_RADIUS) / F.avg_pool2d(hole, k, 1, ANCHOR_RADIUS)
+        shift = shift[0].movedim(0, -1).reshape(-1, c)[lv.hole_flat]
+        out = image.clone().reshape(-1, c)
+        out[lv.hole_flat] = (out[lv.hole_flat] + shift).clamp_(0.0, 1.0)
         return out.view(h, w, c)
 
 

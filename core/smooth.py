@@ -288,9 +288,16 @@ def _peeled(flat: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
 
 
 def _solve_thin(
-    values: torch.Tensor, hole: torch.Tensor, tension: float, iterations: int, rtol: float
+    values: torch.Tensor,
+    hole: torch.Tensor,
+    tension: torch.Tensor,
+    iterations: int,
+    rtol: float,
 ) -> torch.Tensor:
     """:func:`_solve_box` for a hole no deeper than ``THIN_DEPTH``, on its own pixels.
+
+    ``tension`` ``[H,W]`` is read at the hole: its separate strokes, solved as
+    one system, may each have their own.
 
     Across a hole that thin the system is well conditioned (its smallest eigenvalue
     is set by the width, not the length), so plain conjugate gradients from the
@@ -322,20 +329,17 @@ def _solve_thin(
         """``L v`` at the hole for ``v`` ``[C,M]`` given at ``near``."""
         return (4 * v[:, down_self]).sub_(v[:, down_nbrs].sum(-1))
 
+    lam = tension.to(values.dtype).flatten()[at]
+
     def operator(x: torch.Tensor) -> torch.Tensor:
         ext = torch.cat([x, x.new_zeros(c, 1)], 1)
         lx = (4 * ext[:, up_self]).sub_(ext[:, up_nbrs].sum(-1))
-        out = lap_down(lx)
-        if tension:
-            out.add_(lx[:, down_self], alpha=tension)
-        return out
+        return lap_down(lx).addcmul_(lx[:, down_self], lam)
 
     flat = values.reshape(c, -1)
     known = flat * (~hole).flatten().to(flat.dtype)
     lk = (4 * known[:, near]).sub_(known[:, near_nbrs].sum(-1))
-    rhs = lap_down(lk).neg_()
-    if tension:
-        rhs.sub_(lk[:, down_self], alpha=tension)
+    rhs = lap_down(lk).addcmul_(lk[:, down_self], lam).neg_()
     # Harmonic start, as on the grids: L_h x = Σ known neighbours, from the peeled fill.
     x = _peeled(flat, hole)
     b = lk[:, down_self].neg_()
@@ -664,6 +668,11 @@ def smooth_fill(
     work = image.float() if image.dtype in (torch.float16, torch.bfloat16) else image
     out = work.clone()
     deep = _deep(hole, THIN_DEPTH)
+    # Thin strokes are gathered and solved as one system (their boxes do not
+    # overlap, so it is their separate systems side by side): one short CG run
+    # instead of one per stroke.
+    thin_hole = torch.zeros_like(hole)
+    thin_tension = torch.zeros(h, w, dtype=work.dtype, device=work.device)
     for ys, xs in _boxes(hole, _REACH):
         box_hole = hole[ys, xs]
         values = work[ys, xs].movedim(-1, 0).contiguous()
@@ -673,14 +682,20 @@ def smooth_fill(
             edges = (hole[0, xs], hole[-1, xs], hole[ys, 0], hole[ys, -1])
             if max(float(e.float().mean()) for e in edges) >= 0.5:
                 lam *= OPEN_TENSION_FACTOR
-        thin = not bool(deep[ys, xs].any())
-        tiles = None if thin else _active_tiles(box_hole)
-        if tiles is None:
-            x = _solve_thin(values, box_hole, lam, max(iterations, THIN_ITERATIONS), rtol)
-        elif tiles[0].numel() * TILE * TILE < TILED_BELOW * box_hole.numel():
+        if not bool(deep[ys, xs].any()):
+            thin_hole[ys, xs] = box_hole
+            thin_tension[ys, xs] = lam
+            continue
+        tiles = _active_tiles(box_hole)
+        if tiles[0].numel() * TILE * TILE < TILED_BELOW * box_hole.numel():
             x = _solve_tiles(values, box_hole, lam, iterations, rtol, tiles)
         else:
             x = _solve_box(values, box_hole, lam, iterations, rtol)
         filled = torch.where(box_hole, x.clamp(0, 1), values)
         out[ys, xs] = filled.movedim(0, -1)
+    if bool(thin_hole.any()):
+        values = work.movedim(-1, 0).contiguous()
+        cap = max(iterations, THIN_ITERATIONS)
+        x = _solve_thin(values, thin_hole, thin_tension, cap, rtol).movedim(0, -1)
+        out = torch.where(thin_hole.unsqueeze(-1), x.clamp(0, 1), out)
     return out.to(image.dtype)

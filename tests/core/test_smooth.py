@@ -256,3 +256,18 @@ def test_peeled_start_averages_known_neighbours_ring_by_ring() -> None:
     inner = out[5:15, 20:26]
     assert float(inner.min()) >= float(ramp[0, 19, 0]) - 1e-6
     assert float(inner.max()) <= float(ramp[0, 26, 0]) + 1e-6
+
+
+def test_thin_solve_moves_to_the_cpu_where_sparse_products_are_missing(
+    astronaut: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Devices without torch's sparse kernels (MPS) solve thin holes on the CPU."""
+    image = astronaut[0, 180:300, 150:270].contiguous()
+    hole = _strokes(120, 120)
+    here = sm.smooth_fill(image, hole)
+    monkeypatch.setattr(sm, "SPARSE_DEVICES", ("cuda",))
+    moved = []
+    real = torch.Tensor.to
+    monkeypatch.setattr(torch.Tensor, "to", lambda t, *a, **k: moved.append(a) or real(t, *a, **k))
+    assert torch.equal(sm.smooth_fill(image, hole), here)
+    assert (torch.device("cpu"),) in moved

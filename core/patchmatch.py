@@ -57,6 +57,7 @@ DEPTH_IN_PATCHES = 8  # coarsen while some hole pixel is this many patch sides f
 CONFIDENCE_FLOOR = 0.05  # vote weight of a patch with no known pixel around its centre
 COARSE_ROUNDS = 1  # EM rounds on the coarsest level (the first searches globally)
 FINE_ROUNDS = 1  # EM rounds on each finer level (local search)
+SIGMA_QUANTILE = 0.75  # vote weights fall off over this quantile of the patch distances
 GLOBAL_ITERATIONS = 2  # PatchMatch iterations of the coarsest level's global search
 FAR = 1e4  # feature value of disallowed source centres (patch features are within ±15)
 START_SIDE = 512  # the smooth first guess is solved at most at about this size
@@ -339,7 +340,7 @@ class _Search:
         h, w, c = image.shape
         flat = image.reshape(-1, c)
         d = self.distance
-        sigma2 = torch.quantile(d[:: max(1, d.numel() // 65536)], 0.75).clamp_min(1e-6)
+        sigma2 = torch.quantile(d[:: max(1, d.numel() // 65536)], SIGMA_QUANTILE).clamp_min(1e-6)
         weight_at = torch.zeros(h * w, device=image.device, dtype=image.dtype)
         weight_at[lv.targets] = (torch.exp(-d / (2 * sigma2)) * lv.confidence).clamp_min(1e-12)
         centre = lv.vote_centre

@@ -53,7 +53,10 @@ log = logging.getLogger(__name__)
 ANCHOR_RADIUS = 1  # the final fill's local mean (over this radius) is the start's
 COARSEST_SIDE = 32  # the pyramid stops when the shorter side would drop below this
 FEATURES = 6  # principal components of a patch used to compare patches
-DEPTH_IN_PATCHES = 8  # coarsen while some hole pixel is this many patch sides from known
+# Coarsen while some hole pixel is this many patch sides from known pixels. Higher
+# scores better PSNR on the bench but leaves mid-sized holes (a spoon) to the
+# smooth guess's low frequencies alone: a blur with copied grain on top.
+DEPTH_IN_PATCHES = 5
 CONFIDENCE_FLOOR = 0.05  # vote weight of a patch with no known pixel around its centre
 COARSE_ROUNDS = 1  # EM rounds on the coarsest level (the first searches globally)
 FINE_ROUNDS = 1  # EM rounds on each finer level (local search)

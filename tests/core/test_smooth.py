@@ -26,6 +26,13 @@ def _force(monkeypatch: pytest.MonkeyPatch, tiled: bool) -> None:
     monkeypatch.setattr(sm, "THIN_DEPTH", 0)
 
 
+def _spy_thin(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    used: list[int] = []
+    real = sm._solve_thin
+    monkeypatch.setattr(sm, "_solve_thin", lambda *a: used.append(1) or real(*a))
+    return used
+
+
 def _direct(image: torch.Tensor, hole: torch.Tensor, lam: float) -> torch.Tensor:
     """The thin-plate system assembled densely and solved directly: the hole's values."""
     h, w, _ = image.shape
@@ -99,8 +106,11 @@ def test_tiled_and_dense_solves_agree(
     assert (quick - outs[1]).abs().max() < 2 / 255
 
 
-def test_tiled_solve_reproduces_a_linear_ramp(monkeypatch: pytest.MonkeyPatch) -> None:
-    _force(monkeypatch, tiled=True)
+@pytest.mark.parametrize("path", ["tiled", "thin"])
+def test_solve_reproduces_a_linear_ramp(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    used = _spy_thin(monkeypatch)
+    if path == "tiled":
+        _force(monkeypatch, tiled=True)
     h, w = 120, 120
     yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
     ramp = torch.stack([0.1 + 0.006 * yy + 0.001 * xx, 0.9 - 0.004 * xx, 0.3 + 0.002 * yy], -1)
@@ -109,6 +119,7 @@ def test_tiled_solve_reproduces_a_linear_ramp(monkeypatch: pytest.MonkeyPatch) -
     hole[20:23, :5] = False
     hole[20:23, -5:] = False
     out = sm.smooth_fill(ramp.float(), hole)
+    assert bool(used) == (path == "thin")
     assert (out - ramp).abs().max() < 1e-5
 
 
@@ -180,13 +191,6 @@ def test_tiled_v_cycle_is_the_dense_one(shape: tuple[int, int]) -> None:
     assert torch.allclose(out, dense.cycle(r), atol=1e-12)
 
 
-def _spy_thin(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    used: list[int] = []
-    real = sm._solve_thin
-    monkeypatch.setattr(sm, "_solve_thin", lambda *a: used.append(1) or real(*a))
-    return used
-
-
 def test_thin_solve_matches_a_direct_solve(
     astronaut: torch.Tensor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -226,20 +230,6 @@ def test_thin_and_grid_solves_agree(
     _force(monkeypatch, tiled=True)
     grid = sm.smooth_fill(image, hole, tension=0.01, iterations=200, rtol=1e-7)
     assert (thin - grid).abs().max() < 2 / 255
-
-
-def test_thin_solve_reproduces_a_linear_ramp(monkeypatch: pytest.MonkeyPatch) -> None:
-    used = _spy_thin(monkeypatch)
-    h, w = 120, 120
-    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    ramp = torch.stack([0.1 + 0.006 * yy + 0.001 * xx, 0.9 - 0.004 * xx, 0.3 + 0.002 * yy], -1)
-    hole = _strokes(h, w)
-    hole[:, 50:52] = False  # keep the ramp off the frame edge, where it is not a solution
-    hole[20:23, :5] = False
-    hole[20:23, -5:] = False
-    out = sm.smooth_fill(ramp.float(), hole)
-    assert used
-    assert (out - ramp).abs().max() < 1e-5
 
 
 def test_peeled_start_averages_known_neighbours_ring_by_ring() -> None:

@@ -80,6 +80,16 @@ def _laplace(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _degree(h: int, w: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """4 less the off-box neighbours: the diagonal of :func:`_laplace` on an ``h x w`` box."""
+    deg = torch.full((h, w), 4.0, dtype=dtype, device=device)
+    deg[0, :] -= 1
+    deg[-1, :] -= 1
+    deg[:, 0] -= 1
+    deg[:, -1] -= 1
+    return deg
+
+
 class _Grid:
     """One multigrid level: the hole as a 0/1 mask and the Jacobi diagonal."""
 
@@ -90,12 +100,7 @@ class _Grid:
         # 1 / degree, where the degree is 4 less the off-frame neighbours; the box
         # edges of coarse levels are treated the same way, where the hole never is
         # unless that edge is the frame's.
-        h, w = hole.shape
-        deg = torch.full((h, w), 4.0, dtype=dtype, device=hole.device)
-        deg[0, :] -= 1
-        deg[-1, :] -= 1
-        deg[:, 0] -= 1
-        deg[:, -1] -= 1
+        deg = _degree(*hole.shape, dtype, hole.device)
         self.inv_degree = (_Multigrid.OMEGA * self.mask / deg.clamp_min(1)).contiguous()
 
     def laplace(self, e: torch.Tensor) -> torch.Tensor:
@@ -132,6 +137,17 @@ def _restrict(r: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     return 0.75 * (p[:, 1:-1:2] + p[:, 2:-1:2]) + 0.25 * (p[:, 0:-2:2] + p[:, 3::2])
 
 
+def _jacobi(level, e: torch.Tensor | None, r: torch.Tensor, sweeps: int) -> torch.Tensor:
+    """Damped Jacobi sweeps on ``L_h e = r`` of a multigrid level (dense or tiled), from ``e``
+    (zero when None)."""
+    for _ in range(sweeps):
+        if e is None:
+            e = r * level.inv_degree
+        else:
+            e = e.addcmul_(r - level.laplace(e), level.inv_degree)
+    return e
+
+
 class _Multigrid:
     """V-cycles for the hole's Laplacian ``L_h`` on one box."""
 
@@ -147,21 +163,16 @@ class _Multigrid:
                 break
             self.grids.append(_Grid(coarse, dtype))
 
-    def _smooth(self, g: _Grid, e: torch.Tensor | None, r: torch.Tensor, sweeps: int):
-        for _ in range(sweeps):
-            e = r * g.inv_degree if e is None else e.addcmul_(r - g.laplace(e), g.inv_degree)
-        return e
-
     def cycle(self, r: torch.Tensor, depth: int = 0) -> torch.Tensor:
         """One symmetric V-cycle: an approximation of ``L_h⁻¹ r`` (``r`` zero off the hole)."""
         g = self.grids[depth]
         if depth == len(self.grids) - 1:
-            return self._smooth(g, None, r, self.COARSEST_SWEEPS)
-        e = self._smooth(g, None, r, self.SMOOTHING)
+            return _jacobi(g, None, r, self.COARSEST_SWEEPS)
+        e = _jacobi(g, None, r, self.SMOOTHING)
         coarse = self.grids[depth + 1]
         rc = _restrict(r - g.laplace(e), coarse.shape).mul_(coarse.mask)
         e = e + _prolong(self.cycle(rc, depth + 1), g.shape).mul_(g.mask)
-        return self._smooth(g, e, r, self.SMOOTHING)
+        return _jacobi(g, e, r, self.SMOOTHING)
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
@@ -377,16 +388,6 @@ TILE_DENSE = 4  # tile side at which the hierarchy goes back to a dense grid
 TILED_BELOW = 0.5  # use tiles when the tiles with hole cover less of the box than this
 
 
-def _degree(h: int, w: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """4 less the off-box neighbours: the diagonal of :func:`_laplace` on an ``h x w`` box."""
-    deg = torch.full((h, w), 4.0, dtype=dtype, device=device)
-    deg[0, :] -= 1
-    deg[-1, :] -= 1
-    deg[:, 0] -= 1
-    deg[:, -1] -= 1
-    return deg
-
-
 def _windows(canvas: torch.Tensor, t: int, halo: int, ny: int, nx: int) -> torch.Tensor:
     """``[ny, nx, C, t + 2 halo, t + 2 halo]`` view of the tiles of ``canvas`` with their halo."""
     s0, s1, s2 = canvas.stride()
@@ -552,23 +553,18 @@ class _TiledMultigrid:
                 self.dense = _Multigrid(dense_hole, dtype)
                 break
 
-    def _smooth(self, lv: _TileLevel, e: torch.Tensor | None, r: torch.Tensor, sweeps: int):
-        for _ in range(sweeps):
-            e = r * lv.inv_degree if e is None else e.addcmul_(r - lv.laplace(e), lv.inv_degree)
-        return e
-
     def cycle(self, r: torch.Tensor, depth: int = 0) -> torch.Tensor:
         lv = self.levels[depth]
         if depth == len(self.levels) - 1:
             if self.dense is not None:
                 return lv.from_dense(self.dense.cycle(lv.scatter(r)))
-            return self._smooth(lv, None, r, _Multigrid.COARSEST_SWEEPS)
-        e = self._smooth(lv, None, r, _Multigrid.SMOOTHING)
+            return _jacobi(lv, None, r, _Multigrid.COARSEST_SWEEPS)
+        e = _jacobi(lv, None, r, _Multigrid.SMOOTHING)
         coarse = self.levels[depth + 1]
         rc = _restrict_tiles(lv.halo(r - lv.laplace(e), 1, "restrict")).mul_(coarse.mask)
         ec = self.cycle(rc, depth + 1)
         e = e.addcmul_(_prolong_tiles(coarse.halo(ec, 1, "prolong")), lv.mask)
-        return self._smooth(lv, e, r, _Multigrid.SMOOTHING)
+        return _jacobi(lv, e, r, _Multigrid.SMOOTHING)
 
 
 def _active_tiles(hole: torch.Tensor) -> tuple:

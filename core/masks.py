@@ -111,6 +111,34 @@ def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
     return _line_dilate(out, a, 1, 0)
 
 
+def _any_in_square(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Whether a ``(2r+1)²`` square of ``[H+2r, W+2r]`` bool ``x`` holds a True, as ``[H,W]``.
+
+    Counted on the summed-area table, so the cost does not grow with the radius
+    (torch's max pooling costs the square's area per pixel).
+    """
+    k = 2 * radius + 1
+    table = F.pad(
+        x.to(torch.int32).cumsum(0, dtype=torch.int32).cumsum(1, dtype=torch.int32), (1, 0, 1, 0)
+    )
+    return (table[k:, k:] - table[:-k, k:] - table[k:, :-k] + table[:-k, :-k]) > 0
+
+
+def dilate_square(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """Dilate a bool ``[H,W]`` mask by a ``(2r+1)²`` square; nothing beyond the frame."""
+    if radius <= 0:
+        return mask
+    return _any_in_square(F.pad(mask, (radius,) * 4, value=False), radius)
+
+
+def erode_square(mask: torch.Tensor, radius: int, beyond: bool = False) -> torch.Tensor:
+    """Erode a bool ``[H,W]`` mask by a ``(2r+1)²`` square, counting pixels beyond the
+    frame as in the mask when ``beyond``."""
+    if radius <= 0:
+        return mask
+    return ~_any_in_square(F.pad(~mask, (radius,) * 4, value=not beyond), radius)
+
+
 def grow(mask: torch.Tensor, pixels: int) -> torch.Tensor:
     """Grow the area to fill by ``pixels`` (negative shrinks it).
 

@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UncropError
+from .masks import dilate_square, erode_square
 from .smooth import THIN_DEPTH, smooth_fill
 
 log = logging.getLogger(__name__)
@@ -68,38 +69,13 @@ TILE = 64  # side of the tiles that patch projections are convolved over
 VOTE_RADIUS = 1  # a pixel is voted by the patches centred within this distance of it
 
 
-def _any_in_square(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Whether a ``(2r+1)²`` square of ``[H+2r, W+2r]`` bool ``x`` holds a True, as ``[H,W]``.
-
-    Counted on the summed-area table, so the cost does not grow with the radius.
-    """
-    k = 2 * radius + 1
-    table = F.pad(
-        x.to(torch.int32).cumsum(0, dtype=torch.int32).cumsum(1, dtype=torch.int32), (1, 0, 1, 0)
-    )
-    return (table[k:, k:] - table[:-k, k:] - table[k:, :-k] + table[:-k, :-k]) > 0
-
-
-def _dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
-    if radius <= 0:
-        return mask
-    return _any_in_square(F.pad(mask, (radius,) * 4, value=False), radius)
-
-
-def _erode(mask: torch.Tensor, radius: int, beyond: bool = False) -> torch.Tensor:
-    """Erode, counting pixels beyond the frame as in the mask when ``beyond``."""
-    if radius <= 0:
-        return mask
-    return ~_any_in_square(F.pad(~mask, (radius,) * 4, value=not beyond), radius)
-
-
 def _thick(hole: torch.Tensor, radius: int) -> bool:
     """Whether some hole pixel is more than ``radius`` from every known pixel.
 
     The frame edge does not count as known (an outpaint band is as thick as it is
     wide).
     """
-    return bool(_erode(hole, radius, beyond=True).any())
+    return bool(erode_square(hole, radius, beyond=True).any())
 
 
 class _Level:
@@ -116,14 +92,14 @@ class _Level:
         dev = image.device
         self.image, self.hole, self.source = image, hole, source
         self.h, self.w, self.radius = h, w, radius
-        valid = _erode(source, radius)
+        valid = erode_square(source, radius)
         if not bool(valid.any()):
             valid = source
         self.valid = valid.flatten()
         self.hole_y, self.hole_x = torch.nonzero(hole, as_tuple=True)
         self.hole_flat = self.hole_y * w + self.hole_x
         self.valid_flat = torch.nonzero(self.valid).flatten()
-        self.targets = torch.nonzero(_dilate(hole, VOTE_RADIUS).flatten()).flatten()
+        self.targets = torch.nonzero(dilate_square(hole, VOTE_RADIUS).flatten()).flatten()
         r = torch.arange(-radius, radius + 1, device=dev)
         oy, ox = torch.meshgrid(r, r, indexing="ij")
         self.oy, self.ox = oy.flatten(), ox.flatten()

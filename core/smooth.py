@@ -44,6 +44,8 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from .masks import dilate_square, erode_square
+
 # Tension at a 512 px frame; scaled by (512 / size)² so the fill is resolution independent.
 TENSION_AT_512 = 0.003
 # Holes open to the frame (covering at least half their box's side along a frame
@@ -260,8 +262,7 @@ THIN_ITERATIONS = 150  # cap on its conjugate-gradient steps (a depth-4 hole tak
 
 def _deep(hole: torch.Tensor, depth: int) -> torch.Tensor:
     """Hole pixels farther than ``depth`` from every known pixel (off the frame is not known)."""
-    known = F.pad((~hole).float()[None, None], (depth,) * 4)
-    return hole & ~(F.max_pool2d(known, 2 * depth + 1, stride=1)[0, 0] > 0)
+    return erode_square(hole, depth, beyond=True)
 
 
 def _neighbours(ys: torch.Tensor, xs: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -632,8 +633,7 @@ def _boxes(hole: torch.Tensor, margin: int) -> list[tuple[slice, slice]]:
     """
     h, w = hole.shape
     out: list[tuple[slice, slice]] = []
-    grown = F.max_pool2d(hole[None, None].float(), 2 * margin + 1, stride=1, padding=margin)[0, 0]
-    grown = grown > 0
+    grown = dilate_square(hole, margin)
     todo = [(0, h, 0, w)]
     while todo:
         y0, y1, x0, x1 = todo.pop()

@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from uncrop.core import masks
 from uncrop.core.errors import UncropError
@@ -52,6 +53,27 @@ def test_grow_is_batched_and_per_item():
     m = torch.cat([dot(), torch.zeros(1, 101, 101)])
     out = masks.grow(m, 3)
     assert out[0].sum() > 1 and out[1].sum() == 0
+
+
+def test_square_morphology_matches_max_pooling():
+    gen = torch.Generator().manual_seed(0)
+    mask = torch.rand(37, 53, generator=gen) > 0.3
+    for r in (1, 2, 3, 6):
+        k = 2 * r + 1
+        dilated = F.max_pool2d(mask[None, None].float(), k, stride=1, padding=r)[0, 0] > 0
+        padded = F.pad(mask[None, None].float(), (r,) * 4, value=0.0)
+        eroded = -F.max_pool2d(-padded, k, stride=1)[0, 0] > 0
+        assert torch.equal(masks.dilate_square(mask, r), dilated)
+        assert torch.equal(masks.erode_square(mask, r), eroded)
+
+
+def test_square_erosion_beyond_the_frame():
+    band = torch.zeros(20, 30, dtype=torch.bool)
+    band[:, :8] = True  # open to the left, top and bottom edges
+    inside = masks.erode_square(band, 3)
+    assert inside[3:-3, 3:5].all() and not inside[:3].any() and not inside[:, :3].any()
+    beyond = masks.erode_square(band, 3, beyond=True)
+    assert beyond[:, :5].all() and not beyond[:, 5:].any()
 
 
 def test_feather_ramps_and_keeps_range():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from uncrop.core import patchmatch as pm
 
@@ -21,18 +20,6 @@ def _levels_used(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
 
     monkeypatch.setattr(pm._Level, "__init__", record)
     return shapes
-
-
-def test_separable_morphology_matches_square_pooling() -> None:
-    gen = torch.Generator().manual_seed(0)
-    mask = torch.rand(37, 53, generator=gen) > 0.3
-    for r in (1, 2, 3, 6):
-        k = 2 * r + 1
-        dilated = F.max_pool2d(mask[None, None].float(), k, stride=1, padding=r)[0, 0] > 0
-        padded = F.pad(mask[None, None].float(), (r,) * 4, value=0.0)
-        eroded = -F.max_pool2d(-padded, k, stride=1)[0, 0] > 0
-        assert torch.equal(pm._dilate(mask, r), dilated)
-        assert torch.equal(pm._erode(mask, r), eroded)
 
 
 def test_thickness_counts_the_frame_edge_as_unknown() -> None:

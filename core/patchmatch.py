@@ -196,7 +196,7 @@ class _Level:
         if tiles is None:
             return F.conv2d(grid, self.filters)[0].flatten(1).T - self.offset
         ny, nx = -(-(y1 - y0) // TILE), -(-(x1 - x0) // TILE)
-        grid = F.pad(grid, (0, nx * TILE - (x1 - x0), 0, ny * TILE - (y1 - y0)))[0]
+        grid = F.pad(grid, (0, nx * TILE - (x1 - x0), 0, ny * TILE - (y1 - y0)))[0].contiguous()
         channels, hp, wp = grid.shape
         side = TILE + 2 * r
         view = grid.as_strided((ny, nx, channels, side, side), (TILE * wp, TILE, hp * wp, wp, 1))

@@ -121,6 +121,22 @@ def test_target_features_over_tiles_match_projected_patches(coffee: torch.Tensor
     assert torch.allclose(level.source_features[allowed], every[allowed], atol=1e-5)
 
 
+def test_target_features_of_a_box_of_whole_tiles(coffee: torch.Tensor) -> None:
+    """Targets spanning exactly one tile, inside the frame: nothing to pad, so the tile
+    view is taken of the image itself (channels last in memory) and must not assume
+    a channels-first layout."""
+    image = coffee[0, :150, :200].contiguous()
+    hole = torch.zeros(150, 200, dtype=torch.bool)
+    side = pm.TILE - 2 * pm.VOTE_RADIUS
+    hole[41 : 41 + side, 51 : 51 + side] = True  # targets: the hole grown by VOTE_RADIUS
+    level = pm._Level(image, hole, ~hole, 3)
+    level.fit_features(torch.Generator().manual_seed(1))
+    y0, y1, x0, x1 = level.box
+    assert (y1 - y0, x1 - x0) == (pm.TILE, pm.TILE)
+    expected = level.patches(image, level.targets) @ level.basis - level.offset
+    assert torch.allclose(level.target_features(image), expected, atol=1e-5)
+
+
 def test_anchoring_takes_the_local_mean_from_the_start() -> None:
     """A copy that is the start plus a constant offset comes back as the start; the
     detail of a copy around the start's mean is kept; known pixels are untouched."""

@@ -38,19 +38,19 @@ def _shift_max(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     return out
 
 
-def _line_dilate(x: torch.Tensor, half: int, dy: int, dx: int) -> torch.Tensor:
+def _line_dilate(x: torch.Tensor, half: int, dy: int, dx: int, beyond: float = 0) -> torch.Tensor:
     """Max over the segment of offsets ``-half..half`` along direction (dy, dx).
 
     Windows of doubling length are built by shifting the partial result by its own
     length, then two overlapping power-of-two windows cover any length exactly.
-    The frame is zero-padded by ``half`` first so windows that start beyond the
-    border still exist.
+    The frame is padded by ``half`` with ``beyond`` first so windows that start
+    beyond the border still exist.
     """
     if half <= 0:
         return x
     h, w = x.shape[-2:]
     py, px = half * abs(dy), half * abs(dx)
-    window = F.pad(x, (px, px, py, py))
+    window = F.pad(x, (px, px, py, py), value=beyond)
     length = 2 * half + 1
     size = 1
     while size * 2 <= length:
@@ -111,24 +111,19 @@ def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
     return _line_dilate(out, a, 1, 0)
 
 
-def _any_in_square(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """Whether a ``(2r+1)²`` square of ``[H+2r, W+2r]`` bool ``x`` holds a True, as ``[H,W]``.
-
-    Counted on the summed-area table, so the cost does not grow with the radius
-    (torch's max pooling costs the square's area per pixel).
-    """
-    k = 2 * radius + 1
-    table = F.pad(
-        x.to(torch.int32).cumsum(0, dtype=torch.int32).cumsum(1, dtype=torch.int32), (1, 0, 1, 0)
-    )
-    return (table[k:, k:] - table[:-k, k:] - table[k:, :-k] + table[:-k, :-k]) > 0
+def _square_any(x: torch.Tensor, radius: int, beyond: bool) -> torch.Tensor:
+    """Whether the ``(2r+1)²`` square around each pixel of bool ``[H,W]`` ``x`` holds a
+    True, pixels beyond the frame being ``beyond``: two line dilations on bytes."""
+    out = x.to(torch.uint8)[None]
+    out = _line_dilate(out, radius, 0, 1, int(beyond))
+    return _line_dilate(out, radius, 1, 0, int(beyond))[0] > 0
 
 
 def dilate_square(mask: torch.Tensor, radius: int) -> torch.Tensor:
     """Dilate a bool ``[H,W]`` mask by a ``(2r+1)²`` square; nothing beyond the frame."""
     if radius <= 0:
         return mask
-    return _any_in_square(F.pad(mask, (radius,) * 4, value=False), radius)
+    return _square_any(mask, radius, False)
 
 
 def erode_square(mask: torch.Tensor, radius: int, beyond: bool = False) -> torch.Tensor:
@@ -136,7 +131,7 @@ def erode_square(mask: torch.Tensor, radius: int, beyond: bool = False) -> torch
     frame as in the mask when ``beyond``."""
     if radius <= 0:
         return mask
-    return ~_any_in_square(F.pad(~mask, (radius,) * 4, value=not beyond), radius)
+    return ~_square_any(~mask, radius, not beyond)
 
 
 def grow(mask: torch.Tensor, pixels: int) -> torch.Tensor:

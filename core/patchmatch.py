@@ -5,8 +5,9 @@ Irani 2007, with the nearest-neighbour field found by PatchMatch, Barnes et al.
 2009). The pyramid is only as deep as the hole is thick: it stops at the level
 where no hole pixel is more than ``DEPTH_IN_PATCHES`` patches from known pixels, so
 thin strokes are matched at full resolution. The coarsest level starts from the
-smooth (thin-plate) fill, which carries the border's colours and edges inwards
-(see :func:`_smooth_guess`). On each level, from coarse to fine, EM rounds alternate
+smooth (thin-plate) fill of :mod:`.smooth` at that level's size, which carries
+the border's colours and edges inwards; the fill's low frequencies come from it
+(see :meth:`_Search.anchored`). On each level, from coarse to fine, EM rounds alternate
 
 - search: for every hole pixel and its neighbours within ``VOTE_RADIUS``, find a
   similar patch whose centre lies in the allowed source area (fully known, and
@@ -47,7 +48,7 @@ import torch.nn.functional as F
 
 from .errors import UncropError
 from .masks import dilate_square, erode_square
-from .smooth import THIN_DEPTH, smooth_fill
+from .smooth import downsample_known, smooth_fill
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,6 @@ FINE_ROUNDS = 1  # EM rounds on each finer level (local search)
 SIGMA_QUANTILE = 0.75  # vote weights fall off over this quantile of the patch distances
 GLOBAL_ITERATIONS = 2  # PatchMatch iterations of the coarsest level's global search
 FAR = 1e4  # feature value of disallowed source centres (patch features are within ±15)
-START_SIDE = 512  # the smooth first guess is solved at most at about this size
 TILE = 64  # side of the tiles that patch projections are convolved over
 VOTE_RADIUS = 1  # a pixel is voted by the patches centred within this distance of it
 
@@ -359,35 +359,9 @@ class _Search:
 def _downsample(
     image: torch.Tensor, hole: torch.Tensor, source: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    known = (~hole).to(image.dtype)[None, None]
-    v = image.movedim(-1, 0)[None]
-    weight = F.avg_pool2d(known, 2, ceil_mode=True)
-    total = F.avg_pool2d(v * known, 2, ceil_mode=True)
-    out = (total / weight.clamp_min(1e-6))[0].movedim(0, -1)
-    new_hole = weight[0, 0] < 0.999
+    out, new_hole = downsample_known(image, hole)
     new_source = -F.max_pool2d(-source[None, None].float(), 2, ceil_mode=True)[0, 0] > 0
     return out, new_hole, new_source & ~new_hole
-
-
-def _smooth_guess(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
-    """The smooth fill of ``hole``, solved at most at about ``START_SIDE`` and scaled up.
-
-    Only a first guess for EM, so a coarse solve is enough while the hole stays
-    deep at the coarser size. Thin strokes are solved where they are: halved,
-    they would blur into their surroundings, and the fill's low frequencies come
-    from this guess (see :meth:`_Search.anchored`).
-    """
-    levels = [(image, hole)]
-    while max(levels[-1][0].shape[:2]) > START_SIDE:
-        small, small_hole, _ = _downsample(levels[-1][0], levels[-1][1], ~levels[-1][1])
-        if bool(small_hole.all()) or not _thick(small_hole, 2 * THIN_DEPTH):
-            break
-        levels.append((small, small_hole))
-    guess = smooth_fill(*levels[-1])
-    for values, lvl_hole in reversed(levels[:-1]):
-        up = F.interpolate(guess.movedim(-1, 0)[None], size=values.shape[:2], mode="bilinear")
-        guess = torch.where(lvl_hole.unsqueeze(-1), up[0].movedim(0, -1), values)
-    return guess
 
 
 def check_patch_size(patch_size: int, name: str = "patch_size") -> None:
@@ -447,7 +421,7 @@ def patch_fill(
         if filled is None:
             # Smoothed in from the allowed pixels alone: the low frequencies of the
             # fill come from this guess, and excluded colours must not reach it.
-            guess = _smooth_guess(values, ~lvl_source) if start is None else start
+            guess = smooth_fill(values, ~lvl_source) if start is None else start
         else:
             guess = F.interpolate(
                 filled.movedim(-1, 0)[None], size=values.shape[:2], mode="bilinear"

@@ -35,6 +35,16 @@ strokes) need no multigrid: across them the system is well conditioned, and
 plain CG on the hole's own pixels, the operator assembled once as a sparse
 matrix, converges in about a hundred cheap steps (:func:`_solve_thin`;
 scratches at 512 px: a third of the time of the tiled solve, the same solution).
+
+Deep holes (some pixel more than ``COARSE_DEPTH`` from known ones: big blocks,
+outpaint bands) are filled at half size, recursively (:func:`_coarse_fill`),
+and scaled back up; at full size only their rim, the pixels within
+``THIN_DEPTH`` of known ones, is solved, as a thin hole whose inner side is the
+upsampled fill. The half-size problem sees the border's colours and slopes
+averaged over 2 px: on smooth content it comes close to the full-size solve (a
+test bounds the gap); off a textured border it continues that border's mean
+rather than its last pixel's slope (bench: the big holes gained 0.3-1.6 dB).
+A 4K outpaint went from 21 s to 1 s, single-threaded.
 """
 
 from __future__ import annotations
@@ -277,31 +287,37 @@ def _neighbours(ys: torch.Tensor, xs: torch.Tensor, h: int, w: int) -> torch.Ten
 
 
 def _peeled(flat: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
-    """``[C,N]`` fill of ``hole`` from its rim inwards: each ring the mean of its known 8-neighbours.
+    """``[N,C]`` fill of ``hole`` from its rim inwards: each ring the mean of its known 8-neighbours.
 
-    ``flat`` is the ``[C,H*W]`` box; the result is in ``torch.nonzero(hole)`` order.
-    Worked on the hole pixels' own 3x3 neighbourhoods, so it costs what the hole covers.
+    ``flat`` is the ``[H*W,C]`` image; the result is in ``torch.nonzero(hole)`` order.
+    Worked on the hole pixels and the pixels they read alone, so it costs what the
+    hole covers.
     """
     h, w = hole.shape
     ys, xs = torch.nonzero(hole, as_tuple=True)
+    n = ys.numel()
     r = torch.arange(-1, 2, device=hole.device)
     dy, dx = (v.flatten() for v in torch.meshgrid(r, r, indexing="ij"))
     ny, nx = ys.unsqueeze(1) + dy, xs.unsqueeze(1) + dx
     inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
     near = ny.clamp(0, h - 1) * w + nx.clamp(0, w - 1)
-    at = ys * w + xs
-    values = flat.clone()
-    known = ~hole.flatten()
-    pending = torch.ones_like(ys, dtype=torch.bool)
+    # The pixels read, numbered compactly; the hole's own come first in `index`.
+    pos, index = torch.unique(torch.cat([ys * w + xs, near.flatten()]), return_inverse=True)
+    at, near = index[:n], index[n:].view(n, 9)
+    values = flat[pos]
+    known = ~hole.flatten()[pos]
+    pending = torch.ones(n, dtype=torch.bool, device=hole.device)
     while bool(pending.any()):
         counted = (known[near] & inside).to(flat.dtype)
-        count = counted.sum(dim=1)
-        ring = pending & (count > 0)
-        mean = (values[:, near] * counted).sum(dim=2) / count.clamp_min(1)
-        values[:, at[ring]] = mean[:, ring]
+        count = counted.sum(dim=1, keepdim=True)
+        ring = pending & (count[:, 0] > 0)
+        if not bool(ring.any()):  # no known pixel left to reach (not a thin hole)
+            break
+        mean = (values[near] * counted.unsqueeze(-1)).sum(dim=1) / count.clamp_min(1)
+        values[at[ring]] = mean[ring]
         known[at[ring]] = True
         pending &= ~ring
-    return values[:, at]
+    return values[at]
 
 
 def _matrix(
@@ -314,7 +330,7 @@ def _matrix(
 
 
 def _solve_thin(
-    values: torch.Tensor,
+    image: torch.Tensor,
     hole: torch.Tensor,
     tension: torch.Tensor,
     iterations: int,
@@ -322,8 +338,9 @@ def _solve_thin(
 ) -> torch.Tensor:
     """:func:`_solve_box` for a hole no deeper than ``THIN_DEPTH``, on its own pixels.
 
-    ``tension`` ``[H,W]`` is read at the hole: its separate strokes, solved as
-    one system, may each have their own.
+    ``image`` is ``[H,W,C]``; returns the hole's ``[N,C]`` values in
+    ``torch.nonzero(hole)`` order. ``tension`` ``[H,W]`` is read at the hole: its
+    separate strokes, solved as one system, may each have their own.
 
     Across a hole that thin the system is well conditioned (its smallest eigenvalue
     is set by the width, not the length), so plain conjugate gradients from the
@@ -333,8 +350,8 @@ def _solve_thin(
     at the hole (``S`` picks the hole's own rows), so a step is one sparse product
     and costs what the hole covers, where the grids cost its box.
     """
-    c, h, w = values.shape
-    dev, dtype = values.device, values.dtype
+    h, w, c = image.shape
+    dev, dtype = image.device, image.dtype
     ys, xs = torch.nonzero(hole, as_tuple=True)
     n = ys.numel()
     at = ys * w + xs
@@ -342,10 +359,11 @@ def _solve_thin(
     near = torch.unique(torch.cat([at, nbrs.flatten()]))  # where the inner Laplacian is read
     m = near.numel()
     near_nbrs = _neighbours(near // w, near % w, h, w)
-    unknown = torch.full((h * w,), n, dtype=torch.long, device=dev)  # n: not an unknown
-    unknown[at] = torch.arange(n, device=dev)
-    row = torch.zeros(h * w, dtype=torch.long, device=dev)
-    row[near] = torch.arange(m, device=dev)
+
+    def unknown(index: torch.Tensor) -> torch.Tensor:
+        """The unknown's number of each pixel in ``index``, ``n`` for known pixels."""
+        i = torch.searchsorted(at, index).clamp_max(n - 1)
+        return torch.where(at[i] == index, i, n)
 
     def stencil(count: int, centre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows and values of a 5-point stencil: ``centre`` at the pixel, -1 at each neighbour."""
@@ -356,30 +374,32 @@ def _solve_thin(
     lam = tension.to(dtype).flatten()[at]
     four = torch.full((m,), 4.0, dtype=dtype, device=dev)
     rows, vals = stencil(m, four)
-    inner = _matrix(rows, torch.cat([unknown[near], unknown[near_nbrs].flatten()]), vals, (m, n))
+    inner = _matrix(rows, unknown(torch.cat([near, near_nbrs.flatten()])), vals, (m, n))
     rows, vals = stencil(n, 4 + lam)  # L_2 + λ S
-    outer = _matrix(rows, torch.cat([row[at], row[nbrs].flatten()]), vals, (n, m))
+    cols = torch.searchsorted(near, torch.cat([at, nbrs.flatten()]))
+    outer = _matrix(rows, cols, vals, (n, m))
     rows, vals = stencil(n, four[:n])
-    harmonic = _matrix(rows, torch.cat([unknown[at], unknown[nbrs].flatten()]), vals, (n, n))
+    harmonic = _matrix(rows, unknown(torch.cat([at, nbrs.flatten()])), vals, (n, n))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
         system = torch.sparse.mm(outer, inner).to_sparse_csr()
         harmonic = harmonic.to_sparse_csr()
 
-    flat = values.reshape(c, -1)
-    known = flat * (~hole).flatten().to(dtype)
-    lk = ((4 * known[:, near]).sub_(known[:, near_nbrs].sum(-1))).T.contiguous()  # [M,C]
+    flat = image.reshape(-1, c)
+    known = ~hole.flatten()
+
+    def known_values(index: torch.Tensor) -> torch.Tensor:
+        return flat[index] * known[index].unsqueeze(-1).to(dtype)
+
+    lk = 4 * known_values(near) - known_values(near_nbrs).sum(1)  # [M,C]
     rhs = torch.sparse.mm(outer, lk).neg_()
     # Harmonic start, as on the grids: L_h x = Σ known neighbours, from the peeled fill.
-    x = _peeled(flat, hole).T.contiguous()
-    b = lk[row[at]].neg_()
+    x = _peeled(flat, hole)
+    b = lk[torch.searchsorted(near, at)].neg_()
     x = _pcg(harmonic.matmul, lambda r: r, x, b - harmonic @ x, THIN_ITERATIONS, rtol, dims=(0,))
     r = rhs - system @ x
     scale = min(float(rhs.abs().max()), START_FACTOR * float(r.abs().max()))
-    x = _pcg(system.matmul, lambda r: r, x, r, iterations, rtol, 0.1 * rtol, scale, (0,))
-    out = flat.clone()
-    out[:, at] = x.T
-    return out.view(c, h, w)
+    return _pcg(system.matmul, lambda r: r, x, r, iterations, rtol, 0.1 * rtol, scale, (0,))
 
 
 # ---- the same solve on the tiles of the box that hold hole (sparse masks)
@@ -662,6 +682,68 @@ def _boxes(hole: torch.Tensor, margin: int) -> list[tuple[slice, slice]]:
     return out
 
 
+# ---- deep holes: solved at half size first
+
+# Holes with a pixel farther than this from known ones are solved at half size
+# (recursively), and at full size only within THIN_DEPTH of the known pixels. Deep
+# inside a big hole the fill varies slowly; a 4K outpaint band costs a 500 px solve.
+COARSE_DEPTH = 128
+# The half-size solve covers a deep hole's box grown by this much context; each
+# halving halves it, and four halvings (a hole 2000 px deep) still leave the
+# stencil's reach of known pixels around the hole.
+COARSE_MARGIN = 64
+
+
+def downsample_known(image: torch.Tensor, hole: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[H,W,C]`` image at half size, each pixel the mean of its known children.
+
+    A pixel of the half-size hole is one with any child in ``hole`` (its value is
+    the mean of the known ones, 0 when none are).
+    """
+    known = (~hole).to(image.dtype)[None, None]
+    weight = F.avg_pool2d(known, 2, ceil_mode=True)
+    total = F.avg_pool2d(image.movedim(-1, 0)[None] * known, 2, ceil_mode=True)
+    small = (total / weight.clamp_min(1e-6))[0].movedim(0, -1)
+    return small, weight[0, 0] < 0.999
+
+
+def _coarse_fill(
+    image: torch.Tensor,
+    hole: torch.Tensor,
+    box: tuple[slice, slice],
+    tension: float | None,
+    iterations: int,
+    rtol: float,
+    side: float,
+) -> torch.Tensor:
+    """``[C,h,w]``: ``box`` of ``image`` ``[H,W,C]`` with its hole filled at half size and
+    scaled back up (bilinear).
+
+    The half-size problem is the box grown by ``COARSE_MARGIN`` of known
+    surroundings. The tension, when given, is scaled with the pixel size (``L``
+    grows 4-fold per halving), so it is the same thin-plate; so is the default,
+    through ``side``.
+    """
+    ys, xs = box
+    h, w = hole.shape
+    y0, x0 = max(0, ys.start - COARSE_MARGIN), max(0, xs.start - COARSE_MARGIN)
+    window = (
+        slice(y0, min(h, ys.stop + COARSE_MARGIN)),
+        slice(x0, min(w, xs.stop + COARSE_MARGIN)),
+    )
+    small, small_hole = downsample_known(image[window], hole[window])
+    lam = None if tension is None else 4 * tension
+    small = _fill(small, small_hole, lam, iterations, rtol, side / 2)
+    # Scale up the box's part only, from one half-size pixel beyond it (so the
+    # pixels kept are interpolated, not clamped at the cut).
+    by, bx = ys.start - y0, xs.start - x0
+    cy, cx = max(0, by // 2 - 1), max(0, bx // 2 - 1)
+    part = small[cy : (ys.stop - y0 + 1) // 2 + 1, cx : (xs.stop - x0 + 1) // 2 + 1]
+    up = F.interpolate(part.movedim(-1, 0)[None], scale_factor=2, mode="bilinear")[0]
+    by, bx = by - 2 * cy, bx - 2 * cx
+    return up[:, by : by + ys.stop - ys.start, bx : bx + xs.stop - xs.start]
+
+
 def smooth_fill(
     image: torch.Tensor,
     hole: torch.Tensor,
@@ -676,11 +758,25 @@ def smooth_fill(
     0 gives the pure biharmonic fill). ``iterations`` caps the
     conjugate-gradient steps; ``rtol`` is the residual reduction that ends them.
     """
-    h, w, _c = image.shape
     if not bool(hole.any()):
         return image
     work = image.float() if image.dtype in (torch.float16, torch.bfloat16) else image
-    out = work.clone()
+    out = _fill(work, hole, tension, iterations, rtol, max(hole.shape))
+    return out.to(image.dtype)
+
+
+def _fill(
+    work: torch.Tensor,
+    hole: torch.Tensor,
+    tension: float | None,
+    iterations: int,
+    rtol: float,
+    side: float,
+) -> torch.Tensor:
+    """:func:`smooth_fill` of a float image, the default tension set for a frame whose
+    long side is ``side`` (the frame's own, or the frame's at a coarser level)."""
+    h, w, _c = work.shape
+    out = work.clone(memory_format=torch.contiguous_format)
     deep = _deep(hole, THIN_DEPTH)
     # Thin strokes are gathered and solved as one system (their boxes do not
     # overlap, so it is their separate systems side by side): one short CG run
@@ -692,12 +788,21 @@ def smooth_fill(
         values = work[ys, xs].movedim(-1, 0).contiguous()
         lam = tension
         if lam is None:
-            lam = TENSION_AT_512 * (512.0 / max(h, w)) ** 2
+            lam = TENSION_AT_512 * (512.0 / side) ** 2
             edges = (hole[0, xs], hole[-1, xs], hole[ys, 0], hole[ys, -1])
             if max(float(e.float().mean()) for e in edges) >= 0.5:
                 lam *= OPEN_TENSION_FACTOR
         if not bool(deep[ys, xs].any()):
             thin_hole[ys, xs] = box_hole
+            thin_tension[ys, xs] = lam
+            continue
+        if bool(_deep(box_hole, COARSE_DEPTH).any()):
+            # The inside from half size; the rim, within THIN_DEPTH of known pixels,
+            # joins the thin holes around that.
+            inside = deep[ys, xs]
+            half = _coarse_fill(work, hole, (ys, xs), tension, iterations, rtol, side)
+            out[ys, xs] = torch.where(inside, half, values).movedim(0, -1)
+            thin_hole[ys, xs] = box_hole & ~inside
             thin_tension[ys, xs] = lam
             continue
         tiles = _active_tiles(box_hole)
@@ -709,9 +814,9 @@ def smooth_fill(
         out[ys, xs] = filled.movedim(0, -1)
     if bool(thin_hole.any()):
         dev = work.device if work.device.type in SPARSE_DEVICES else torch.device("cpu")
-        values = work.movedim(-1, 0).to(dev).contiguous()
         cap = max(iterations, THIN_ITERATIONS)
-        x = _solve_thin(values, thin_hole.to(dev), thin_tension.to(dev), cap, rtol)
-        x = x.to(work.device).movedim(0, -1)
-        out = torch.where(thin_hole.unsqueeze(-1), x.clamp(0, 1), out)
-    return out.to(image.dtype)
+        # `out` holds the deep insides filled at half size: the rim is solved around them.
+        x = _solve_thin(out.to(dev), thin_hole.to(dev), thin_tension.to(dev), cap, rtol)
+        at = torch.nonzero(thin_hole.flatten())[:, 0]
+        out.view(-1, out.shape[-1])[at] = x.to(out).clamp(0, 1)
+    return out

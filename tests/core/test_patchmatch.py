@@ -152,19 +152,3 @@ def test_anchoring_takes_the_local_mean_from_the_start() -> None:
     out = search.anchored(detailed, start)
     assert torch.equal(out[~hole], start[~hole])
     assert float((out - start)[hole].abs().mean()) > 0.05
-
-
-@pytest.mark.parametrize(("width", "solved_at"), [(12, 1024), (40, 512)])
-def test_first_guess_keeps_thin_strokes_at_full_resolution(
-    monkeypatch: pytest.MonkeyPatch, width: int, solved_at: int
-) -> None:
-    """Halved, a 12 px stroke would be 6 px: too thin to survive as more than a smear."""
-    sizes: list[int] = []
-    real = pm.smooth_fill
-    monkeypatch.setattr(pm, "smooth_fill", lambda im, h: sizes.append(im.shape[0]) or real(im, h))
-    image = torch.rand(1024, 1024, 3, generator=torch.Generator().manual_seed(0))
-    hole = torch.zeros(1024, 1024, dtype=torch.bool)
-    hole[500 : 500 + width, 100:900] = True
-    guess = pm._smooth_guess(image, hole)
-    assert sizes == [solved_at]
-    assert torch.equal(guess[~hole], image[~hole])

@@ -237,10 +237,8 @@ def test_peeled_start_averages_known_neighbours_ring_by_ring() -> None:
     hole = torch.zeros(24, 32, dtype=torch.bool)
     hole[:, 10] = True  # one pixel wide: the mean of left and right is the ramp itself
     hole[5:15, 20:26] = True  # three rings deep
-    values = ramp.movedim(-1, 0).reshape(3, -1)
-    out = values.clone()
-    out[:, torch.nonzero(hole.flatten()).flatten()] = sm._peeled(values, hole)
-    out = out.view(3, 24, 32).movedim(0, -1)
+    out = ramp.clone()
+    out[hole] = sm._peeled(ramp.reshape(-1, 3), hole)
     assert torch.equal(out[~hole], ramp[~hole])
     assert torch.allclose(out[:, 10], ramp[:, 10], atol=1e-6)
     inner = out[5:15, 20:26]
@@ -261,3 +259,70 @@ def test_thin_solve_moves_to_the_cpu_where_sparse_products_are_missing(
     monkeypatch.setattr(torch.Tensor, "to", lambda t, *a, **k: moved.append(a) or real(t, *a, **k))
     assert torch.equal(sm.smooth_fill(image, hole), here)
     assert (torch.device("cpu"),) in moved
+
+
+def _spy_coarse(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    used: list[int] = []
+    real = sm._coarse_fill
+    monkeypatch.setattr(sm, "_coarse_fill", lambda *a: used.append(1) or real(*a))
+    return used
+
+
+@pytest.mark.parametrize(("width", "halved"), [(30, False), (34, True)])
+def test_only_holes_deeper_than_the_limit_are_halved(
+    monkeypatch: pytest.MonkeyPatch, width: int, halved: bool
+) -> None:
+    """A stroke 30 px wide is 15 px deep, one 34 px wide 17: the limit is 16."""
+    monkeypatch.setattr(sm, "COARSE_DEPTH", 16)
+    used = _spy_coarse(monkeypatch)
+    image = torch.rand(120, 120, 3, generator=torch.Generator().manual_seed(0))
+    hole = torch.zeros(120, 120, dtype=torch.bool)
+    hole[40 : 40 + width, 10:110] = True
+    out = sm.smooth_fill(image, hole)
+    assert bool(used) == halved
+    assert torch.equal(out[~hole], image[~hole])
+
+
+def test_deep_hole_at_half_size_reproduces_a_linear_ramp(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sm, "COARSE_DEPTH", 8)
+    used = _spy_coarse(monkeypatch)
+    h, w = 120, 130
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    ramp = torch.stack([0.1 + 0.006 * yy + 0.001 * xx, 0.9 - 0.004 * xx, 0.3 + 0.002 * yy], -1)
+    hole = torch.zeros(h, w, dtype=torch.bool)
+    hole[31:94, 25:101] = True  # odd sides and offsets: halving is not aligned with it
+    out = sm.smooth_fill(ramp.float(), hole, iterations=200, rtol=1e-7)
+    assert len(used) >= 2  # 31 px deep: halved until it is no deeper than 8
+    assert (out - ramp).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("open_edge", [False, True])
+def test_deep_hole_at_half_size_is_close_to_the_full_size_solve(
+    monkeypatch: pytest.MonkeyPatch, open_edge: bool
+) -> None:
+    """On smooth content the half-size inside and the full-size rim around it come
+    close to the full-size solve (with the tension not scaled to the half-size
+    pixels, the mean gap is 2-3/255)."""
+    h = w = 256
+    yy, xx = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
+    image = torch.stack(
+        [
+            0.5 + 0.3 * torch.sin(xx / 15) * torch.cos(yy / 20),
+            0.5 + 0.2 * torch.cos((xx + yy) / 25),
+            0.4 + 0.002 * xx,
+        ],
+        -1,
+    )
+    hole = torch.zeros(h, w, dtype=torch.bool)
+    if open_edge:
+        hole[:, 170:] = True  # an outpaint band, open to three frame edges
+    else:
+        hole[48:208, 48:208] = True
+    full = sm.smooth_fill(image, hole, tension=0.01)
+    monkeypatch.setattr(sm, "COARSE_DEPTH", 64)
+    used = _spy_coarse(monkeypatch)
+    half = sm.smooth_fill(image, hole, tension=0.01)
+    assert len(used) == 1
+    assert torch.equal(half[~hole], image[~hole])
+    gap = (half - full)[hole].abs()
+    assert float(gap.mean()) < 1.2 / 255 and float(gap.max()) < 5 / 255

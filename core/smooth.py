@@ -54,6 +54,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from .errors import UncropError
 from .masks import dilate_square, erode_square
 
 # Tension at a 512 px frame; scaled by (512 / size)² so the fill is resolution independent.
@@ -715,9 +716,9 @@ def _coarse_fill(
     iterations: int,
     rtol: float,
     side: float,
-) -> torch.Tensor:
+) -> torch.Tensor | None:
     """``[C,h,w]``: ``box`` of ``image`` ``[H,W,C]`` with its hole filled at half size and
-    scaled back up (bilinear).
+    scaled back up (bilinear); None when no known pixel is left at half size.
 
     The half-size problem is the box grown by ``COARSE_MARGIN`` of known
     surroundings. The tension, when given, is scaled with the pixel size (``L``
@@ -732,6 +733,8 @@ def _coarse_fill(
         slice(x0, min(w, xs.stop + COARSE_MARGIN)),
     )
     small, small_hole = downsample_known(image[window], hole[window])
+    if bool(small_hole.all()):  # no 2x2 block wholly known: nothing to solve from
+        return None
     lam = None if tension is None else 4 * tension
     small = _fill(small, small_hole, lam, iterations, rtol, side / 2)
     # Scale up the box's part only, from one half-size pixel beyond it (so the
@@ -760,6 +763,8 @@ def smooth_fill(
     """
     if not bool(hole.any()):
         return image
+    if bool(hole.all()):
+        raise UncropError("mask: covers the whole image, so there is nothing to fill it from.")
     work = image.float() if image.dtype in (torch.float16, torch.bfloat16) else image
     out = _fill(work, hole, tension, iterations, rtol, max(hole.shape))
     return out.to(image.dtype)
@@ -796,11 +801,13 @@ def _fill(
             thin_hole[ys, xs] = box_hole
             thin_tension[ys, xs] = lam
             continue
+        half = None
         if bool(_deep(box_hole, COARSE_DEPTH).any()):
+            half = _coarse_fill(work, hole, (ys, xs), tension, iterations, rtol, side)
+        if half is not None:
             # The inside from half size; the rim, within THIN_DEPTH of known pixels,
             # joins the thin holes around that.
             inside = deep[ys, xs]
-            half = _coarse_fill(work, hole, (ys, xs), tension, iterations, rtol, side)
             out[ys, xs] = torch.where(inside, half, values).movedim(0, -1)
             thin_hole[ys, xs] = box_hole & ~inside
             thin_tension[ys, xs] = lam

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from uncrop.core import smooth as sm
+from uncrop.core.errors import UncropError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -326,3 +327,16 @@ def test_deep_hole_at_half_size_is_close_to_the_full_size_solve(
     assert torch.equal(half[~hole], image[~hole])
     gap = (half - full)[hole].abs()
     assert float(gap.mean()) < 1.2 / 255 and float(gap.max()) < 5 / 255
+
+
+def test_a_hole_with_almost_nothing_known_around_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One known pixel: at half size nothing is known, so that hole is solved where it is."""
+    monkeypatch.setattr(sm, "COARSE_DEPTH", 8)
+    image = torch.rand(60, 70, 3, generator=torch.Generator().manual_seed(0))
+    hole = torch.ones(60, 70, dtype=torch.bool)
+    hole[0, 0] = False
+    out = sm.smooth_fill(image, hole)
+    assert (out - image[0, 0]).abs().max() < 0.01  # the only colour there is
+    hole[0, 0] = True
+    with pytest.raises(UncropError, match="mask: covers the whole image"):
+        sm.smooth_fill(image, hole)

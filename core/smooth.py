@@ -78,19 +78,14 @@ def _laplace(x: torch.Tensor) -> torch.Tensor:
 
     On a box cut from a larger frame the replicated box edge is wrong only on the
     box's own outer ring, which no hole equation reads (the box is grown by
-    :data:`_REACH`); on a frame edge it is the reflecting boundary.
+    :data:`_REACH`); on a frame edge it is the reflecting boundary. Off the edge,
+    the neighbour is the pixel itself.
     """
-    out = 4 * x
-    out[:, 1:] -= x[:, :-1]
-    out[:, :-1] -= x[:, 1:]
-    out[:, :, 1:] -= x[:, :, :-1]
-    out[:, :, :-1] -= x[:, :, 1:]
-    # Off the edge, the neighbour is the pixel itself.
-    out[:, 0] -= x[:, 0]
-    out[:, -1] -= x[:, -1]
-    out[:, :, 0] -= x[:, :, 0]
-    out[:, :, -1] -= x[:, :, -1]
-    return out
+    p = F.pad(x[None], (1, 1, 1, 1), mode="replicate")[0]
+    out = p[:, :-2, 1:-1] + p[:, 2:, 1:-1]
+    out += p[:, 1:-1, :-2]
+    out += p[:, 1:-1, 2:]
+    return out.mul_(-1).add_(x, alpha=4)
 
 
 def _degree(h: int, w: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

@@ -732,14 +732,8 @@ def _coarse_fill(
         return None
     lam = None if tension is None else 4 * tension
     small = _fill(small, small_hole, lam, iterations, rtol, side / 2)
-    # Scale up the box's part only, from one half-size pixel beyond it (so the
-    # pixels kept are interpolated, not clamped at the cut).
-    by, bx = ys.start - y0, xs.start - x0
-    cy, cx = max(0, by // 2 - 1), max(0, bx // 2 - 1)
-    part = small[cy : (ys.stop - y0 + 1) // 2 + 1, cx : (xs.stop - x0 + 1) // 2 + 1]
-    up = F.interpolate(part.movedim(-1, 0)[None], scale_factor=2, mode="bilinear")[0]
-    by, bx = by - 2 * cy, bx - 2 * cx
-    return up[:, by : by + ys.stop - ys.start, bx : bx + xs.stop - xs.start]
+    up = F.interpolate(small.movedim(-1, 0)[None], scale_factor=2, mode="bilinear")[0]
+    return up[:, ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
 
 
 def smooth_fill(
@@ -785,7 +779,6 @@ def _fill(
     thin_tension = torch.zeros(h, w, dtype=work.dtype, device=work.device)
     for ys, xs in _boxes(hole, _REACH):
         box_hole = hole[ys, xs]
-        values = work[ys, xs].movedim(-1, 0).contiguous()
         lam = tension
         if lam is None:
             lam = TENSION_AT_512 * (512.0 / side) ** 2
@@ -796,6 +789,7 @@ def _fill(
             thin_hole[ys, xs] = box_hole
             thin_tension[ys, xs] = lam
             continue
+        values = work[ys, xs].movedim(-1, 0).contiguous()
         half = None
         if bool(_deep(box_hole, COARSE_DEPTH).any()):
             half = _coarse_fill(work, hole, (ys, xs), tension, iterations, rtol, side)

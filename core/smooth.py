@@ -30,16 +30,16 @@ converge to the same discrete solution. CG stops when the residual is ``rtol``
 of the right-hand side's (see ``START_FACTOR``), or no value moves by more
 than ``rtol / 10``.
 
-Thin holes (every pixel within ``THIN_DEPTH`` of a known one: scratches, thin
-strokes) need no multigrid: across them the system is well conditioned, and
-plain CG on the hole's own pixels, the operator assembled once as a sparse
-matrix, converges in about a hundred cheap steps (:func:`_solve_thin`;
-scratches at 512 px: a third of the time of the tiled solve, the same solution).
+Thin holes (every pixel within ``THIN_DEPTH`` of a known one: scratches, strokes
+up to 32 px wide) need no iterations: the system over the hole's own pixels is
+assembled as a sparse matrix and factorised (:func:`_solve_thin`, SuperLU on the
+CPU). Across a thin hole the factor stays narrow, so it costs what the hole
+covers (1536 px scratches: a third of the grids' time, the same solution).
 
 Deep holes (some pixel more than ``COARSE_DEPTH`` from known ones: big blocks,
 outpaint bands) are filled at half size, recursively (:func:`_coarse_fill`),
 and scaled back up; at full size only their rim, the pixels within
-``THIN_DEPTH`` of known ones, is solved, as a thin hole whose inner side is the
+``RIM_DEPTH`` of known ones, is solved, as a thin hole whose inner side is the
 upsampled fill. The half-size problem sees the border's colours and slopes
 averaged over 2 px: on smooth content it comes close to the full-size solve (a
 test bounds the gap); off a textured border it continues that border's mean
@@ -49,8 +49,7 @@ A 4K outpaint went from 21 s to about 1.2 s, single-threaded.
 
 from __future__ import annotations
 
-import warnings
-
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -255,15 +254,16 @@ def _solve_box(
     )
 
 
-# ---- thin holes: conjugate gradients on the hole's own pixels
+# ---- thin holes: a sparse direct solve on the hole's own pixels
 
 # Holes no deeper than this (every hole pixel at most this far from a known one,
 # in the square metric, the frame edge not counting as known) take _solve_thin.
-THIN_DEPTH = 4
-# torch's sparse products run here; on other devices (Apple's MPS) the thin solve,
-# which costs what the hole covers, runs on the CPU.
-SPARSE_DEVICES = ("cpu", "cuda")
-THIN_ITERATIONS = 150  # cap on its conjugate-gradient steps (a depth-4 hole takes about 120)
+# The factor widens with the depth: at 16, long straight strips (a grid's best
+# case) take 1.5x the grids' time (a 4K frame of 32 px strips: 7.3 s vs 5.0 s,
+# one thread), curvy scratches a third; at 24, 48 px strips took 1.7x (13.1 s vs 7.7).
+THIN_DEPTH = 16
+# The rim of a hole filled inside at half size: the pixels within this of known ones.
+RIM_DEPTH = 4
 
 
 def _deep(hole: torch.Tensor, depth: int) -> torch.Tensor:
@@ -271,131 +271,82 @@ def _deep(hole: torch.Tensor, depth: int) -> torch.Tensor:
     return erode_square(hole, depth, beyond=True)
 
 
-def _neighbours(ys: torch.Tensor, xs: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """``[N,4]`` flat indexes of the 4-neighbours of pixels ``(ys, xs)`` of an ``h x w`` box.
+def _laplace_rows(at: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of :func:`_laplace` at the flat pixels ``at`` of an ``h x w`` frame.
 
-    Off the box the neighbour is the pixel itself, as in :func:`_laplace`.
+    ``[N,5]`` columns (the pixel above, left, itself, right, below: ascending) and
+    values (-1 at each neighbour, the number of neighbours at the pixel; off the
+    frame the column is -1 and the value 0, the reflecting edge).
     """
-    ny = torch.stack([ys - 1, ys + 1, ys, ys], 1)
-    nx = torch.stack([xs, xs, xs - 1, xs + 1], 1)
-    inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
-    return torch.where(inside, ny * w + nx, (ys * w + xs).unsqueeze(1))
+    ys, xs = np.divmod(at, w)
+    cols = np.stack([at - w, at - 1, at, at + 1, at + w], 1)
+    off = np.stack([ys == 0, xs == 0, np.zeros_like(at, dtype=bool), xs == w - 1, ys == h - 1], 1)
+    cols[off] = -1
+    vals = np.where(off, 0.0, -1.0)
+    vals[:, 2] = 4 - off.sum(1)
+    return cols, vals
 
 
-def _peeled(flat: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
-    """``[N,C]`` fill of ``hole`` from its rim inwards: each ring the mean of its known 8-neighbours.
+def _csr(cols: np.ndarray, vals: np.ndarray, width: int):
+    """Sparse matrix of ``[N,K]`` per-row columns (ascending, -1 for none) and values."""
+    from scipy.sparse import csr_matrix
 
-    ``flat`` is the ``[H*W,C]`` image; the result is in ``torch.nonzero(hole)`` order.
-    Worked on the hole pixels and the pixels they read alone, so it costs what the
-    hole covers.
-    """
-    h, w = hole.shape
-    ys, xs = torch.nonzero(hole, as_tuple=True)
-    n = ys.numel()
-    r = torch.arange(-1, 2, device=hole.device)
-    dy, dx = (v.flatten() for v in torch.meshgrid(r, r, indexing="ij"))
-    ny, nx = ys.unsqueeze(1) + dy, xs.unsqueeze(1) + dx
-    inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
-    near = ny.clamp(0, h - 1) * w + nx.clamp(0, w - 1)
-    # The pixels read, numbered compactly; the hole's own come first in `index`.
-    pos, index = torch.unique(torch.cat([ys * w + xs, near.flatten()]), return_inverse=True)
-    at, near = index[:n], index[n:].view(n, 9)
-    values = flat[pos]
-    known = ~hole.flatten()[pos]
-    pending = torch.ones(n, dtype=torch.bool, device=hole.device)
-    while bool(pending.any()):
-        counted = (known[near] & inside).to(flat.dtype)
-        count = counted.sum(dim=1, keepdim=True)
-        ring = pending & (count[:, 0] > 0)
-        if not bool(ring.any()):  # no known pixel left to reach (not a thin hole)
-            break
-        mean = (values[near] * counted.unsqueeze(-1)).sum(dim=1) / count.clamp_min(1)
-        values[at[ring]] = mean[ring]
-        known[at[ring]] = True
-        pending &= ~ring
-    return values[at]
+    keep = cols >= 0
+    indptr = np.concatenate([[0], np.cumsum(keep.sum(1))])
+    return csr_matrix((vals[keep], cols[keep], indptr), shape=(cols.shape[0], width))
 
 
-def _matrix(
-    rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, shape: tuple
-) -> torch.Tensor:
-    """Sparse ``shape`` matrix summing ``vals`` at ``(rows, cols)``; columns past the last drop."""
-    keep = cols < shape[1]
-    index = torch.stack([rows[keep], cols[keep]])
-    return torch.sparse_coo_tensor(index, vals[keep], shape, check_invariants=False).coalesce()
-
-
-def _solve_thin(
-    image: torch.Tensor,
-    hole: torch.Tensor,
-    tension: torch.Tensor,
-    iterations: int,
-    rtol: float,
-) -> torch.Tensor:
+def _solve_thin(image: torch.Tensor, hole: torch.Tensor, tension: float) -> torch.Tensor:
     """:func:`_solve_box` for a hole no deeper than ``THIN_DEPTH``, on its own pixels.
 
-    ``image`` is ``[H,W,C]``; returns the hole's ``[N,C]`` values in
-    ``torch.nonzero(hole)`` order. ``tension`` ``[H,W]`` is read at the hole: its
-    separate strokes, solved as one system, may each have their own.
+    ``image`` is ``[H,W,C]`` (a box, whose edges are the frame's or at least
+    :data:`_REACH` from the hole); returns the hole's ``[N,C]`` values in
+    ``torch.nonzero(hole)`` order.
 
-    Across a hole that thin the system is well conditioned (its smallest eigenvalue
-    is set by the width, not the length), so plain conjugate gradients from the
-    peeled fill converge in about a hundred steps. The operator is assembled once
-    as a sparse matrix over the hole's pixels, ``(L_2 + λ S) L_1``: ``L_1`` takes
-    the Laplacian at the hole and its 4-neighbours, ``L_2`` the Laplacian of that
-    at the hole (``S`` picks the hole's own rows), so a step is one sparse product
-    and costs what the hole covers, where the grids cost its box.
+    The system ``(L_2 + λ S) L_1 u = -(L_2 + λ S) L_k`` is assembled as a sparse
+    matrix over the hole's pixels (``L_1`` takes the Laplacian at the hole and its
+    4-neighbours from the unknowns, ``L_k`` from the known pixels; ``L_2`` the
+    Laplacian of that at the hole, ``S`` picks the hole's own rows) and factorised
+    (SuperLU with a symmetric minimum-degree ordering). Across a thin hole the
+    factor stays narrow, so this costs what the hole covers, to float64 precision,
+    where iterations would cost the hole's depth squared. It runs on the CPU, as
+    torch has no sparse factorisation: only the hole's pixels and their
+    neighbours move.
     """
+    from scipy.sparse.linalg import splu
+
     h, w, c = image.shape
-    dev, dtype = image.device, image.dtype
-    ys, xs = torch.nonzero(hole, as_tuple=True)
-    n = ys.numel()
-    at = ys * w + xs
-    nbrs = _neighbours(ys, xs, h, w)
-    near = torch.unique(torch.cat([at, nbrs.flatten()]))  # where the inner Laplacian is read
-    m = near.numel()
-    near_nbrs = _neighbours(near // w, near % w, h, w)
+    hole_np = hole.cpu().numpy()
+    near_np = hole_np.copy()  # the hole and its 4-neighbours: where L_1 is read
+    near_np[1:] |= hole_np[:-1]
+    near_np[:-1] |= hole_np[1:]
+    near_np[:, 1:] |= hole_np[:, :-1]
+    near_np[:, :-1] |= hole_np[:, 1:]
+    at, near = np.flatnonzero(hole_np), np.flatnonzero(near_np)
+    n, m = at.size, near.size
+    number = np.full(h * w, -1, dtype=np.int64)  # unknown's number, -1 at known pixels
+    number[at] = np.arange(n)
 
-    def unknown(index: torch.Tensor) -> torch.Tensor:
-        """The unknown's number of each pixel in ``index``, ``n`` for known pixels."""
-        i = torch.searchsorted(at, index).clamp_max(n - 1)
-        return torch.where(at[i] == index, i, n)
+    cols, vals = _laplace_rows(near, h, w)
+    unknown = np.where(cols >= 0, number[cols], -1)
+    l1 = _csr(unknown, vals, n)
+    known = (cols >= 0) & (unknown < 0)
+    pick = torch.from_numpy(cols[known]).to(image.device)
+    lk = np.zeros((m, c))
+    part = image.reshape(-1, c)[pick].double().cpu().numpy() * vals[known, None]
+    np.add.at(lk, np.nonzero(known)[0], part)
 
-    def stencil(count: int, centre: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rows and values of a 5-point stencil: ``centre`` at the pixel, -1 at each neighbour."""
-        rows = torch.arange(count, device=dev)
-        rows = torch.cat([rows, rows.repeat_interleave(4)])
-        return rows, torch.cat([centre, centre.new_full((4 * count,), -1.0)])
-
-    lam = tension.to(dtype).flatten()[at]
-    four = torch.full((m,), 4.0, dtype=dtype, device=dev)
-    rows, vals = stencil(m, four)
-    inner = _matrix(rows, unknown(torch.cat([near, near_nbrs.flatten()])), vals, (m, n))
-    rows, vals = stencil(n, 4 + lam)  # L_2 + λ S
-    cols = torch.searchsorted(near, torch.cat([at, nbrs.flatten()]))
-    outer = _matrix(rows, cols, vals, (n, m))
-    rows, vals = stencil(n, four[:n])
-    harmonic = _matrix(rows, unknown(torch.cat([at, nbrs.flatten()])), vals, (n, n))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
-        system = torch.sparse.mm(outer, inner).to_sparse_csr()
-        harmonic = harmonic.to_sparse_csr()
-
-    flat = image.reshape(-1, c)
-    known = ~hole.flatten()
-
-    def known_values(index: torch.Tensor) -> torch.Tensor:
-        return flat[index] * known[index].unsqueeze(-1).to(dtype)
-
-    lk = 4 * known_values(near) - known_values(near_nbrs).sum(1)  # [M,C]
-    rhs = torch.sparse.mm(outer, lk).neg_()
-    # Harmonic start, as on the grids: L_h x = Σ known neighbours, from the peeled fill.
-    x = _peeled(flat, hole)
-    b = lk[torch.searchsorted(near, at)].neg_()
-    x = _pcg(harmonic.matmul, lambda r: r, x, b - harmonic @ x, THIN_ITERATIONS, rtol, dims=(0,))
-    r = rhs - system @ x
-    scale = min(float(rhs.abs().max()), START_FACTOR * float(r.abs().max()))
-    return _pcg(system.matmul, lambda r: r, x, r, iterations, rtol, 0.1 * rtol, scale, (0,))
+    number[near] = np.arange(m)  # now each near pixel's row of L_1
+    cols, vals = _laplace_rows(at, h, w)
+    cols = np.where(cols >= 0, number[cols], -1)
+    vals[:, 2] += tension
+    l2 = _csr(cols, vals, m)  # L_2 + λ S
+    system = l2 @ l1  # symmetric: its transpose is its CSC form
+    lu = splu(
+        system.T, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True}
+    )
+    x = lu.solve(-(l2 @ lk))
+    return torch.from_numpy(x).to(device=image.device, dtype=image.dtype)
 
 
 # ---- the same solve on the tiles of the box that hold hole (sparse masks)
@@ -681,7 +632,7 @@ def _boxes(hole: torch.Tensor, margin: int) -> list[tuple[slice, slice]]:
 # ---- deep holes: solved at half size first
 
 # Holes with a pixel farther than this from known ones are solved at half size
-# (recursively), and at full size only within THIN_DEPTH of the known pixels. Deep
+# (recursively), and at full size only within RIM_DEPTH of the known pixels. Deep
 # inside a big hole the fill varies slowly; a 4K outpaint band costs a 500 px solve.
 COARSE_DEPTH = 128
 # The half-size solve covers a deep hole's box grown by this much context; each
@@ -747,8 +698,9 @@ def smooth_fill(
 
     ``tension`` is ``λ`` at this resolution (default: ``TENSION_AT_512`` scaled to
     the frame, times ``OPEN_TENSION_FACTOR`` for holes that reach the frame edge;
-    0 gives the pure biharmonic fill). ``iterations`` caps the
-    conjugate-gradient steps; ``rtol`` is the residual reduction that ends them.
+    0 gives the pure biharmonic fill). ``iterations`` caps the grid solves'
+    conjugate-gradient steps; ``rtol`` is the residual reduction that ends them
+    (thin holes are solved directly, to float64 precision).
     """
     if not bool(hole.any()):
         return image
@@ -769,16 +721,11 @@ def _fill(
 ) -> torch.Tensor:
     """:func:`smooth_fill` of a float image, the default tension set for a frame whose
     long side is ``side`` (the frame's own, or the frame's at a coarser level)."""
-    h, w, _c = work.shape
     out = work.clone(memory_format=torch.contiguous_format)
     deep = _deep(hole, THIN_DEPTH)
-    # Thin strokes are gathered and solved as one system (their boxes do not
-    # overlap, so it is their separate systems side by side): one short CG run
-    # instead of one per stroke.
-    thin_hole = torch.zeros_like(hole)
-    thin_tension = torch.zeros(h, w, dtype=work.dtype, device=work.device)
     for ys, xs in _boxes(hole, _REACH):
         box_hole = hole[ys, xs]
+        box = out[ys, xs]  # a view: what is written here lands in `out`
         lam = tension
         if lam is None:
             lam = TENSION_AT_512 * (512.0 / side) ** 2
@@ -786,33 +733,24 @@ def _fill(
             if max(float(e.float().mean()) for e in edges) >= 0.5:
                 lam *= OPEN_TENSION_FACTOR
         if not bool(deep[ys, xs].any()):
-            thin_hole[ys, xs] = box_hole
-            thin_tension[ys, xs] = lam
+            box[box_hole] = _solve_thin(box, box_hole, lam).clamp(0, 1)
             continue
         values = work[ys, xs].movedim(-1, 0).contiguous()
         half = None
         if bool(_deep(box_hole, COARSE_DEPTH).any()):
             half = _coarse_fill(work, hole, (ys, xs), tension, iterations, rtol, side)
         if half is not None:
-            # The inside from half size; the rim, within THIN_DEPTH of known pixels,
-            # joins the thin holes around that.
-            inside = deep[ys, xs]
-            out[ys, xs] = torch.where(inside, half, values).movedim(0, -1)
-            thin_hole[ys, xs] = box_hole & ~inside
-            thin_tension[ys, xs] = lam
+            # The inside from half size; the rim, within RIM_DEPTH of known pixels,
+            # solved as a thin hole around it.
+            inside = _deep(box_hole, RIM_DEPTH)
+            box[inside] = half.movedim(0, -1)[inside]
+            rim = box_hole & ~inside
+            box[rim] = _solve_thin(box, rim, lam).clamp(0, 1)
             continue
         tiles = _active_tiles(box_hole)
         if tiles[0].numel() * TILE * TILE < TILED_BELOW * box_hole.numel():
             x = _solve_tiles(values, box_hole, lam, iterations, rtol, tiles)
         else:
             x = _solve_box(values, box_hole, lam, iterations, rtol)
-        filled = torch.where(box_hole, x.clamp(0, 1), values)
-        out[ys, xs] = filled.movedim(0, -1)
-    if bool(thin_hole.any()):
-        dev = work.device if work.device.type in SPARSE_DEVICES else torch.device("cpu")
-        cap = max(iterations, THIN_ITERATIONS)
-        # `out` holds the deep insides filled at half size: the rim is solved around them.
-        x = _solve_thin(out.to(dev), thin_hole.to(dev), thin_tension.to(dev), cap, rtol)
-        at = torch.nonzero(thin_hole.flatten())[:, 0]
-        out.view(-1, out.shape[-1])[at] = x.to(out).clamp(0, 1)
+        box[box_hole] = x.clamp(0, 1).movedim(0, -1)[box_hole]
     return out

@@ -711,6 +711,21 @@ def smooth_fill(
     return out.to(image.dtype)
 
 
+def _open(box_hole: torch.Tensor, ys: slice, xs: slice, frame: tuple[int, int]) -> bool:
+    """Whether the hole of a box covers at least half of one of its sides on the frame edge.
+
+    Only the box's own hole counts (a stroke beside an outpaint band is not open).
+    """
+    h, w = frame
+    sides = (
+        (ys.start == 0, box_hole[0]),
+        (ys.stop == h, box_hole[-1]),
+        (xs.start == 0, box_hole[:, 0]),
+        (xs.stop == w, box_hole[:, -1]),
+    )
+    return any(on_edge and float(side.float().mean()) >= 0.5 for on_edge, side in sides)
+
+
 def _fill(
     work: torch.Tensor,
     hole: torch.Tensor,
@@ -729,8 +744,7 @@ def _fill(
         lam = tension
         if lam is None:
             lam = TENSION_AT_512 * (512.0 / side) ** 2
-            edges = (hole[0, xs], hole[-1, xs], hole[ys, 0], hole[ys, -1])
-            if max(float(e.float().mean()) for e in edges) >= 0.5:
+            if _open(box_hole, ys, xs, hole.shape):
                 lam *= OPEN_TENSION_FACTOR
         if not bool(deep[ys, xs].any()):
             box[box_hole] = _solve_thin(box, box_hole, lam).clamp(0, 1)

@@ -211,6 +211,21 @@ def test_thin_solve_matches_a_direct_solve(
     assert torch.equal(out[~hole], image[~hole])
 
 
+def test_thin_strokes_each_get_their_own_tension(astronaut: torch.Tensor) -> None:
+    """A band open to the frame edge and a stroke inside, solved directly box by box:
+    each with the default tension for its kind (the band's OPEN_TENSION_FACTOR times more)."""
+    image = astronaut[0, 200:264, 200:296].double().contiguous()
+    band = torch.zeros(64, 96, dtype=torch.bool)
+    band[:, :6] = True
+    stroke = torch.zeros(64, 96, dtype=torch.bool)
+    stroke[20:30, 40:80] = True
+    out = sm.smooth_fill(image, band | stroke)
+    lam = sm.TENSION_AT_512 * (512 / 96) ** 2
+    assert (out[band] - _direct(image, band, lam * sm.OPEN_TENSION_FACTOR)).abs().max() < 1e-9
+    assert (out[stroke] - _direct(image, stroke, lam)).abs().max() < 1e-9
+    assert (out[band] - _direct(image, band, lam)).abs().max() > 1e-4  # the tension tells
+
+
 def test_only_thin_holes_take_the_thin_solve(monkeypatch: pytest.MonkeyPatch) -> None:
     used = _spy_thin(monkeypatch)
     depth = sm.THIN_DEPTH

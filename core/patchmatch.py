@@ -341,19 +341,41 @@ class _Search:
         The mean is over the hole pixels within ``ANCHOR_RADIUS``: the copied
         detail stays, while the low frequencies, which a copy from elsewhere gets
         only roughly right, come from the level's start (the smooth
-        fill, or the coarser level's result). Box sums over the frame: a few
-        passes, cheaper than gathering each hole pixel's neighbours.
+        fill, or the coarser level's result). Box sums over the hole's box: a
+        few passes, cheaper than gathering each hole pixel's neighbours.
         """
         lv = self.level
         h, w, c = image.shape
-        hole = lv.hole.to(image.dtype)[None, None]
-        k = 2 * ANCHOR_RADIUS + 1
-        diff = (start - image).movedim(-1, 0)[None] * hole
-        shift = F.avg_pool2d(diff, k, 1, ANCHOR_RADIUS) / F.avg_pool2d(hole, k, 1, ANCHOR_RADIUS)
-        shift = shift[0].movedim(0, -1).reshape(-1, c)[lv.hole_flat]
+        r = ANCHOR_RADIUS
+        # The hole's box grown by the radius: every pixel the means read.
+        ys, xs = lv.hole_y, lv.hole_x
+        y0, y1 = max(0, int(ys.min()) - r), min(h, int(ys.max()) + r + 1)
+        x0, x1 = max(0, int(xs.min()) - r), min(w, int(xs.max()) + r + 1)
+        hole = lv.hole[y0:y1, x0:x1]
+        weight = hole.to(image.dtype)[None]
+        diff = (start[y0:y1, x0:x1] - image[y0:y1, x0:x1]).movedim(-1, 0) * weight
+        shift = (_box_sum(diff, r) / _box_sum(weight, r))[:, hole].T
         out = image.clone().reshape(-1, c)
         out[lv.hole_flat] = (out[lv.hole_flat] + shift).clamp_(0.0, 1.0)
         return out.view(h, w, c)
+
+
+def _box_sum(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Sums of ``x`` ``[C,H,W]`` over the ``2r+1`` squares around each pixel (zero off the edge).
+
+    Separable sums of shifted slices: a few passes, where ``avg_pool2d`` with
+    stride 1 is several times slower on the CPU.
+    """
+    k = 2 * r + 1
+    p = F.pad(x, (r, r, r, r))
+    hh, ww = x.shape[1], x.shape[2]
+    rows = p[:, :hh].clone()
+    for i in range(1, k):
+        rows += p[:, i : i + hh]
+    out = rows[:, :, :ww].clone()
+    for i in range(1, k):
+        out += rows[:, :, i : i + ww]
+    return out
 
 
 def _downsample(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from uncrop.core import patchmatch as pm
 
@@ -152,3 +153,11 @@ def test_anchoring_takes_the_local_mean_from_the_start() -> None:
     out = search.anchored(detailed, start)
     assert torch.equal(out[~hole], start[~hole])
     assert float((out - start)[hole].abs().mean()) > 0.05
+
+
+@pytest.mark.parametrize("radius", [1, 2])
+def test_box_sums_match_average_pooling(radius: int) -> None:
+    x = torch.rand(3, 17, 23, generator=torch.Generator().manual_seed(radius))
+    k = 2 * radius + 1
+    pooled = F.avg_pool2d(x[None], k, 1, radius)[0] * k * k  # zero beyond the edge
+    assert torch.allclose(pm._box_sum(x, radius), pooled, atol=1e-5)

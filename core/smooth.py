@@ -52,6 +52,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.sparse import csr_matrix
+from scipy.sparse.linalg import splu
 
 from .errors import UncropError
 from .masks import dilate_square, erode_square
@@ -287,10 +289,8 @@ def _laplace_rows(at: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarra
     return cols, vals
 
 
-def _csr(cols: np.ndarray, vals: np.ndarray, width: int):
+def _csr(cols: np.ndarray, vals: np.ndarray, width: int) -> csr_matrix:
     """Sparse matrix of ``[N,K]`` per-row columns (ascending, -1 for none) and values."""
-    from scipy.sparse import csr_matrix
-
     keep = cols >= 0
     indptr = np.concatenate([[0], np.cumsum(keep.sum(1))])
     return csr_matrix((vals[keep], cols[keep], indptr), shape=(cols.shape[0], width))
@@ -313,8 +313,6 @@ def _solve_thin(image: torch.Tensor, hole: torch.Tensor, tension: float) -> torc
     torch has no sparse factorisation: only the hole's pixels and their
     neighbours move.
     """
-    from scipy.sparse.linalg import splu
-
     h, w, c = image.shape
     hole_np = hole.cpu().numpy()
     near_np = hole_np.copy()  # the hole and its 4-neighbours: where L_1 is read
@@ -330,11 +328,10 @@ def _solve_thin(image: torch.Tensor, hole: torch.Tensor, tension: float) -> torc
     cols, vals = _laplace_rows(near, h, w)
     unknown = np.where(cols >= 0, number[cols], -1)
     l1 = _csr(unknown, vals, n)
-    known = (cols >= 0) & (unknown < 0)
-    pick = torch.from_numpy(cols[known]).to(image.device)
-    lk = np.zeros((m, c))
-    part = image.reshape(-1, c)[pick].double().cpu().numpy() * vals[known, None]
-    np.add.at(lk, np.nonzero(known)[0], part)
+    rows, slot = np.nonzero((cols >= 0) & (unknown < 0))  # the known pixels L_1 reads
+    py, px = (torch.from_numpy(v).to(image.device) for v in np.divmod(cols[rows, slot], w))
+    part = image[py, px].double().cpu().numpy() * vals[rows, slot, None]
+    lk = np.stack([np.bincount(rows, part[:, k], minlength=m) for k in range(c)], 1)
 
     number[near] = np.arange(m)  # now each near pixel's row of L_1
     cols, vals = _laplace_rows(at, h, w)

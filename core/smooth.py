@@ -330,7 +330,7 @@ def _solve_thin(image: torch.Tensor, hole: torch.Tensor, tension: float) -> torc
     l1 = _csr(unknown, vals, n)
     rows, slot = np.nonzero((cols >= 0) & (unknown < 0))  # the known pixels L_1 reads
     py, px = (torch.from_numpy(v).to(image.device) for v in np.divmod(cols[rows, slot], w))
-    part = image[py, px].double().cpu().numpy() * vals[rows, slot, None]
+    part = image[py, px].cpu().double().numpy() * vals[rows, slot, None]
     lk = np.stack([np.bincount(rows, part[:, k], minlength=m) for k in range(c)], 1)
 
     number[near] = np.arange(m)  # now each near pixel's row of L_1
@@ -343,7 +343,7 @@ def _solve_thin(image: torch.Tensor, hole: torch.Tensor, tension: float) -> torc
         system.T, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True}
     )
     x = lu.solve(-(l2 @ lk))
-    return torch.from_numpy(x).to(device=image.device, dtype=image.dtype)
+    return torch.from_numpy(x).to(image.dtype).to(image.device)  # MPS has no float64
 
 
 # ---- the same solve on the tiles of the box that hold hole (sparse masks)

@@ -146,10 +146,10 @@ class _Level:
         side = 2 * self.radius + 1
         self.filters = self.basis.T.reshape(d, side, side, c).permute(0, 3, 1, 2).contiguous()
         self.offset = self.mean @ self.basis
-        self.source_features = self._project(self.image, (0, self.h, 0, self.w)).contiguous()
+        self.source_features = self._project(self.image, (0, self.h, 0, self.w))
         # Centres outside the allowed area get features no patch comes near, so they
         # never win a comparison (every field starts from allowed centres only).
-        self.source_features[~self.valid] = FAR
+        self.source_features[:, ~self.valid] = FAR
         ty, tx = self.targets // self.w, self.targets % self.w
         self.box = (int(ty.min()), int(ty.max()) + 1, int(tx.min()), int(tx.max()) + 1)
         self.target_tiles = self._tiles(self.targets, self.box)
@@ -179,11 +179,12 @@ class _Level:
         box: tuple[int, int, int, int],
         tiles: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """``[N, d]`` patch projections (frame replicated) over ``box``.
+        """``[d, N]`` patch projections (frame replicated) over ``box``.
 
         At the centres :meth:`_tiles` placed, by a convolution over their tiles
         only (cheap for scattered strokes); or, without ``tiles``, at every pixel
-        of the box in raster order.
+        of the box in raster order. Feature-major, so that comparing candidates
+        gathers whole rows (see :meth:`_Search._distance`).
         """
         r = self.radius
         y0, y1, x0, x1 = box
@@ -194,7 +195,7 @@ class _Level:
         if any(pad):
             grid = F.pad(grid, pad, mode="replicate")
         if tiles is None:
-            return F.conv2d(grid, self.filters)[0].flatten(1).T - self.offset
+            return F.conv2d(grid, self.filters)[0].flatten(1) - self.offset[:, None]
         ny, nx = -(-(y1 - y0) // TILE), -(-(x1 - x0) // TILE)
         grid = F.pad(grid, (0, nx * TILE - (x1 - x0), 0, ny * TILE - (y1 - y0)))[0].contiguous()
         channels, hp, wp = grid.shape
@@ -202,10 +203,10 @@ class _Level:
         view = grid.as_strided((ny, nx, channels, side, side), (TILE * wp, TILE, hp * wp, wp, 1))
         rows, cols, pos = tiles
         out = F.conv2d(view[rows, cols], self.filters)
-        return out.permute(0, 2, 3, 1).reshape(-1, out.shape[1])[pos] - self.offset
+        return out.transpose(0, 1).reshape(out.shape[1], -1)[:, pos] - self.offset[:, None]
 
     def target_features(self, image: torch.Tensor) -> torch.Tensor:
-        """``[T, d]`` projections of the targets' patches in ``image``."""
+        """``[d, T]`` projections of the targets' patches in ``image``."""
         return self._project(image, self.box, self.target_tiles)
 
 
@@ -248,9 +249,9 @@ class _Search:
         return out
 
     def _distance(self, target: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
-        diff = self.level.source_features[cand]
+        diff = self.level.source_features.index_select(1, cand)
         diff -= target
-        return diff.square_().sum(dim=1)
+        return diff.square_().sum(dim=0)
 
     def _try(self, cand_y: torch.Tensor, cand_x: torch.Tensor) -> None:
         """Keep candidate centres that beat the current match (clamped into the frame)."""
@@ -289,13 +290,21 @@ class _Search:
             reach = float(longest)
         else:
             jumps, reach = [2, 1], 4.0
+        # Each target's neighbour at each jump (clamped into the frame) and the offset
+        # back to the target: the same for every iteration.
+        moves = []
+        for k in jumps:
+            group = []
+            for dy, dx in ((-k, 0), (k, 0), (0, -k), (0, k)):
+                ny = (ty + dy).clamp(0, lv.h - 1)
+                nx = (tx + dx).clamp(0, lv.w - 1)
+                group.append((ny * lv.w + nx, ny - ty, nx - tx))
+            moves.append(group)
         for _ in range(iterations):
-            for k in jumps:
-                for dy, dx in ((-k, 0), (k, 0), (0, -k), (0, k)):
-                    ny = (ty + dy).clamp(0, lv.h - 1)
-                    nx = (tx + dx).clamp(0, lv.w - 1)
-                    src = nnf[ny * lv.w + nx]
-                    self._try(src // lv.w - (ny - ty), src % lv.w - (nx - tx))
+            for group in moves:
+                for at, oy, ox in group:
+                    src = nnf[at]
+                    self._try(src // lv.w - oy, src % lv.w - ox)
                 nnf[t] = self.best
             radius = reach
             by, bx = self.best // lv.w, self.best % lv.w

@@ -116,10 +116,10 @@ def test_target_features_over_tiles_match_projected_patches(coffee: torch.Tensor
     level = pm._Level(image, hole, ~hole, 3)
     level.fit_features(gen)
     expected = level.patches(image, level.targets) @ level.basis - level.offset
-    assert torch.allclose(level.target_features(image), expected, atol=1e-5)
+    assert torch.allclose(level.target_features(image), expected.T, atol=1e-5)
     every = level.patches(image, torch.arange(150 * 200)) @ level.basis - level.offset
     allowed = level.valid
-    assert torch.allclose(level.source_features[allowed], every[allowed], atol=1e-5)
+    assert torch.allclose(level.source_features[:, allowed], every[allowed].T, atol=1e-5)
 
 
 def test_target_features_of_a_box_of_whole_tiles(coffee: torch.Tensor) -> None:
@@ -135,7 +135,7 @@ def test_target_features_of_a_box_of_whole_tiles(coffee: torch.Tensor) -> None:
     y0, y1, x0, x1 = level.box
     assert (y1 - y0, x1 - x0) == (pm.TILE, pm.TILE)
     expected = level.patches(image, level.targets) @ level.basis - level.offset
-    assert torch.allclose(level.target_features(image), expected, atol=1e-5)
+    assert torch.allclose(level.target_features(image), expected.T, atol=1e-5)
 
 
 def test_anchoring_takes_the_local_mean_from_the_start() -> None:

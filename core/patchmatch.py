@@ -332,13 +332,13 @@ class _Search:
         weight_at = torch.zeros(h * w, device=image.device, dtype=image.dtype)
         weight_at[lv.targets] = (torch.exp(-d / (2 * sigma2)) * lv.confidence).clamp_min(1e-12)
         centre = lv.vote_centre
-        wt = weight_at[centre].mul_(lv.vote_inside)
+        wt = _take(weight_at, centre).mul_(lv.vote_inside)
         if sharp:  # only the winner's colour is gathered
             k = wt.argmax(dim=1, keepdim=True)
-            source = nnf[centre.gather(1, k)[:, 0]] - lv.vote_offset[k[:, 0]]
-            total = flat[source.clamp_(0, h * w - 1)]
+            source = _take(nnf, centre.gather(1, k)[:, 0]) - lv.vote_offset[k[:, 0]]
+            total = _take(flat, source.clamp_(0, h * w - 1))
         else:
-            colour = flat[(nnf[centre] - lv.vote_offset).clamp_(0, h * w - 1)]
+            colour = _take(flat, (_take(nnf, centre) - lv.vote_offset).clamp_(0, h * w - 1))
             total = (colour * wt.unsqueeze(-1)).sum(1) / wt.sum(1).clamp_min(1e-12).unsqueeze(-1)
         out = image.clone().reshape(-1, c)
         out[lv.hole_flat] = total
@@ -367,6 +367,12 @@ class _Search:
         out = image.clone().reshape(-1, c)
         out[lv.hole_flat] = (out[lv.hole_flat] + shift).clamp_(0.0, 1.0)
         return out.view(h, w, c)
+
+
+def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[index]`` for an integer ``index`` of any shape, by ``index_select`` (several
+    times faster than advanced indexing on the CPU)."""
+    return x.index_select(0, index.reshape(-1)).view(*index.shape, *x.shape[1:])
 
 
 def _box_sum(x: torch.Tensor, r: int) -> torch.Tensor:

@@ -111,11 +111,11 @@ class _Level:
         self.vote_inside = ((py >= 0) & (py < h) & (px >= 0) & (px < w)).to(image.dtype)
         self.vote_centre = py.clamp(0, h - 1) * w + px.clamp(0, w - 1)
         self.vote_offset = vy * w + vx
-        # Confidence of a patch: share of known pixels in the window around its centre.
-        side = 2 * radius + 1
-        known = (~hole).to(image.dtype)[None, None]
-        share = F.avg_pool2d(known, side, stride=1, padding=radius, count_include_pad=False)
-        self.confidence = (share[0, 0].flatten()[self.targets] + CONFIDENCE_FLOOR).clamp_max(1.0)
+        # Confidence of a patch: share of known pixels in the window around its centre
+        # (of those in the frame).
+        known = (~hole).to(image.dtype)[None]
+        share = (_box_sum(known, radius) / _box_sum(torch.ones_like(known), radius)).flatten()
+        self.confidence = (_take(share, self.targets) + CONFIDENCE_FLOOR).clamp_max(1.0)
 
     def patches(self, image: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
         """``[N,K*C]`` patch pixels around flat ``centres`` (clamped at the frame)."""
@@ -267,7 +267,7 @@ class _Search:
         lv = self.level
         lv.image_now = image
         self.tp = lv.target_features(image)
-        self.best = nnf[lv.targets]
+        self.best = _take(nnf, lv.targets)
         self.best_d = self._distance(self.tp, self.best)
         self.distance = self.best_d
 
@@ -303,7 +303,7 @@ class _Search:
         for _ in range(iterations):
             for group in moves:
                 for at, oy, ox in group:
-                    src = nnf[at]
+                    src = _take(nnf, at)
                     self._try(src // lv.w - oy, src % lv.w - ox)
                 nnf[t] = self.best
             radius = reach

@@ -34,8 +34,11 @@ def _spy_thin(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return used
 
 
-def _direct(image: torch.Tensor, hole: torch.Tensor, lam: float) -> torch.Tensor:
-    """The thin-plate system assembled densely and solved directly: the hole's values."""
+def _direct(
+    image: torch.Tensor, hole: torch.Tensor, lam: float, clamp: bool = True
+) -> torch.Tensor:
+    """The thin-plate system assembled densely and solved directly: the hole's values,
+    clamped to each component's border range as :func:`smooth_fill` does (``clamp``)."""
     h, w, _ = image.shape
 
     def lap(u: torch.Tensor) -> torch.Tensor:
@@ -54,7 +57,9 @@ def _direct(image: torch.Tensor, hole: torch.Tensor, lam: float) -> torch.Tensor
         e = torch.zeros(h * w, 1, dtype=torch.float64)
         e[i] = 1
         cols.append(op(e.reshape(h, w, 1))[:, 0])
-    return torch.linalg.solve(torch.stack(cols, dim=1), -op(known)).clamp(0, 1)
+    full = image.clone()
+    full[hole] = torch.linalg.solve(torch.stack(cols, dim=1), -op(known)).clamp(0, 1)
+    return sm._Bounds(full, hole).clamp(full[hole], hole) if clamp else full[hole]
 
 
 def test_dense_solve_matches_a_direct_solve(
@@ -213,7 +218,8 @@ def test_thin_solve_matches_a_direct_solve(
 
 def test_thin_strokes_each_get_their_own_tension(astronaut: torch.Tensor) -> None:
     """A band open to the frame edge and a stroke inside, solved directly box by box:
-    each with the default tension for its kind (the band's OPEN_TENSION_FACTOR times more)."""
+    each with the default tension for its kind (the band OPEN_TENSION_FACTOR times the
+    frame's, the closed thin stroke none: the pure biharmonic)."""
     image = astronaut[0, 200:264, 200:296].double().contiguous()
     band = torch.zeros(64, 96, dtype=torch.bool)
     band[:, :6] = True
@@ -222,8 +228,51 @@ def test_thin_strokes_each_get_their_own_tension(astronaut: torch.Tensor) -> Non
     out = sm.smooth_fill(image, band | stroke)
     lam = sm.TENSION_AT_512 * (512 / 96) ** 2
     assert (out[band] - _direct(image, band, lam * sm.OPEN_TENSION_FACTOR)).abs().max() < 1e-9
-    assert (out[stroke] - _direct(image, stroke, lam)).abs().max() < 1e-9
+    assert (out[stroke] - _direct(image, stroke, 0.0)).abs().max() < 1e-9
+    assert (out[stroke] - _direct(image, stroke, lam)).abs().max() > 1e-5
     assert (out[band] - _direct(image, band, lam)).abs().max() > 1e-4  # the tension tells
+
+
+def test_clamp_keeps_each_component_within_its_own_border() -> None:
+    """Two components, each clamped per channel to the known pixels touching it (a
+    diagonal neighbour counts), not to the other's; values inside the range stay."""
+    image = torch.zeros(6, 9, 2)
+    image[..., 0] = 0.5
+    image[:, :4, 1] = 0.2  # left half: channel 1 around 0.2-0.3
+    image[0, 0, 1] = 0.3
+    image[:, 5:, 1] = 0.7  # right half: 0.6-0.7, one border pixel only diagonal
+    image[4, 8, 1] = 0.6
+    hole = torch.zeros(6, 9, dtype=torch.bool)
+    hole[1:3, 1:3] = True
+    hole[3, 7] = True
+    filled = image.clone()
+    filled[1, 1] = torch.tensor([0.9, 0.25])  # channel 0 too bright, channel 1 in range
+    filled[2, 2] = torch.tensor([0.5, 0.95])
+    filled[1, 2] = torch.tensor([0.1, 0.0])
+    filled[2, 1] = torch.tensor([0.5, 0.25])
+    filled[3, 7] = torch.tensor([0.5, 0.1])
+    out = filled.clone()
+    out[hole] = sm._Bounds(filled, hole).clamp(filled[hole], hole)
+    assert out[1, 1].tolist() == pytest.approx([0.5, 0.25])
+    assert out[2, 2].tolist() == pytest.approx([0.5, 0.3])
+    assert out[1, 2].tolist() == pytest.approx([0.5, 0.2])
+    assert out[2, 1].tolist() == pytest.approx([0.5, 0.25])
+    assert out[3, 7].tolist() == pytest.approx([0.5, 0.6])
+    assert torch.equal(out[~hole], image[~hole])
+
+
+def test_smooth_fill_does_not_overshoot_its_border() -> None:
+    """A band across the top of a ridge: the thin-plate continues both slopes
+    upwards, above the border's values; the fill stops at the border's maximum."""
+    x = torch.arange(64, dtype=torch.float64)
+    image = (0.9 - 0.02 * (x - 32).abs()).expand(64, 64)[..., None].repeat(1, 1, 3)
+    hole = torch.zeros(64, 64, dtype=torch.bool)
+    hole[:, 24:41] = True  # top to bottom: the border is columns 23 and 41 (0.72)
+    raw = _direct(image, hole, 0.0, clamp=False)
+    assert float(raw.max()) > 0.75  # the unclamped solve overshoots
+    out = sm.smooth_fill(image, hole, tension=0.0)
+    assert float(out[hole].max()) == pytest.approx(0.72)
+    assert float(out[hole].min()) == pytest.approx(0.72)
 
 
 def test_only_thin_holes_take_the_thin_solve(monkeypatch: pytest.MonkeyPatch) -> None:

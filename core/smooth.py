@@ -8,8 +8,7 @@ A little tension (``λ`` set per image size so the result does not depend on the
 resolution) pulls large holes, and any hole open to the frame, towards the
 harmonic fill; closed thin holes (see ``THIN_DEPTH``) take none. Each hole
 component is then clamped, channel by channel, to the range of the known pixels
-that touch it (:class:`_Bounds`), so no overshoot goes brighter or more
-saturated than its border.
+that touch it (:class:`_Bounds`), so no overshoot goes past its border's values.
 
 The work is done on dense grids, with shifted slices instead of index tables:
 the hole is split into groups of components whose bounding boxes (grown by the
@@ -721,10 +720,11 @@ class _Bounds:
 
     A component (8-connected) may take, channel by channel, only values found on
     the known pixels that touch it: the maximum principle a harmonic fill has
-    by itself. The thin-plate carries gradients in and can overshoot, brighter
-    or more saturated than anything on its border (a pale blob between light
-    wood and a dark shadow, a tinted fringe along a white rim); the clamp cuts
-    that off and leaves any fill within its border's range, a ramp say, as it is.
+    by itself. The thin-plate carries gradients in and can overshoot: where
+    the border rises towards the hole from both sides, the fill peaks above
+    every pixel on it. The clamp cuts off what goes past the border's range in
+    any channel and leaves a fill within it, a ramp say, as it is (a colour
+    made of in-range channels can still be one the border lacks).
     """
 
     def __init__(self, box: torch.Tensor, hole: torch.Tensor) -> None:

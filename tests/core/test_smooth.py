@@ -233,6 +233,19 @@ def test_thin_strokes_each_get_their_own_tension(astronaut: torch.Tensor) -> Non
     assert (out[band] - _direct(image, band, lam)).abs().max() > 1e-4  # the tension tells
 
 
+def test_deeper_closed_holes_take_the_frame_tension(astronaut: torch.Tensor) -> None:
+    """Past THIN_DEPTH a closed hole is pulled towards the harmonic fill: the default
+    is the frame's tension, not the thin holes' zero."""
+    image = astronaut[0, 100:196, 100:196].contiguous()
+    hole = torch.zeros(96, 96, dtype=torch.bool)
+    d = sm.THIN_DEPTH + 2
+    hole[48 - d : 48 + d, 48 - d : 48 + d] = True
+    lam = sm.TENSION_AT_512 * (512 / 96) ** 2
+    out = sm.smooth_fill(image, hole)
+    assert torch.equal(out, sm.smooth_fill(image, hole, tension=lam))
+    assert (out - sm.smooth_fill(image, hole, tension=0.0)).abs().max() > 1e-4
+
+
 def test_clamp_keeps_each_component_within_its_own_border() -> None:
     """Two components, each clamped per channel to the known pixels touching it (a
     diagonal neighbour counts), not to the other's; values inside the range stay."""

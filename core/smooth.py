@@ -730,7 +730,7 @@ class _Bounds:
     def __init__(self, box: torch.Tensor, hole: torch.Tensor) -> None:
         """``box`` ``[h,w,C]`` holds ``hole`` and the known pixels around it."""
         labels_np, count = ndimage.label(hole.cpu().numpy(), structure=np.ones((3, 3), dtype=bool))
-        self.labels = torch.from_numpy(labels_np).to(hole.device) if count > 1 else None
+        self.labels = torch.from_numpy(labels_np).to(hole.device, torch.long) if count > 1 else None
         h, w = hole.shape
         c = box.shape[-1]
         ry, rx = torch.nonzero(dilate_square(hole, 1) & ~hole, as_tuple=True)

@@ -603,23 +603,23 @@ def _boxes(hole: torch.Tensor, margin: int) -> list[tuple[slice, slice]]:
     """
     h, w = hole.shape
     out: list[tuple[slice, slice]] = []
-    grown = dilate_square(hole, margin)
+    # On the CPU: dozens of small reductions, each a device round trip otherwise.
+    grown = dilate_square(hole, margin).cpu().numpy()
     todo = [(0, h, 0, w)]
     while todo:
         y0, y1, x0, x1 = todo.pop()
         sub = grown[y0:y1, x0:x1]
-        rows = torch.nonzero(sub.any(dim=1)).flatten()
-        cols = torch.nonzero(sub.any(dim=0)).flatten()
-        if rows.numel() == 0:
+        rows = np.flatnonzero(sub.any(axis=1))
+        if rows.size == 0:
             continue
+        cols = np.flatnonzero(sub.any(axis=0))
         y0, y1 = y0 + int(rows[0]), y0 + int(rows[-1]) + 1
         x0, x1 = x0 + int(cols[0]), x0 + int(cols[-1]) + 1
         sub = grown[y0:y1, x0:x1]
         split = False
         for axis in (0, 1):
-            used = sub.any(dim=1 - axis)
-            gaps = torch.nonzero(~used).flatten()
-            if gaps.numel():
+            gaps = np.flatnonzero(~sub.any(axis=1 - axis))
+            if gaps.size:
                 k = int(gaps[0])
                 if axis == 0:
                     todo += [(y0, y0 + k, x0, x1), (y0 + k, y1, x0, x1)]

@@ -218,6 +218,11 @@ def fill_holes(mask: torch.Tensor) -> torch.Tensor:
     return torch.maximum(mask, filled)
 
 
+def label_islands(m: np.ndarray) -> tuple[np.ndarray, int]:
+    """The 8-connected islands of a bool array: labels (1..count, 0 off them) and count."""
+    return ndimage.label(m, structure=np.ones((3, 3), dtype=bool))
+
+
 def remove_specks(mask: torch.Tensor, min_area: int) -> torch.Tensor:
     """Drop masked islands smaller than ``min_area`` px (8-connected).
 
@@ -228,7 +233,7 @@ def remove_specks(mask: torch.Tensor, min_area: int) -> torch.Tensor:
         return mask
 
     def keep_large(m: np.ndarray) -> np.ndarray:
-        labels, count = ndimage.label(m, structure=np.ones((3, 3), dtype=bool))
+        labels, count = label_islands(m)
         if count == 0:
             return m
         areas = np.bincount(labels.ravel())

@@ -55,12 +55,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 from scipy.sparse import csr_matrix
 from scipy.sparse.linalg import splu
 
 from .errors import UncropError
-from .masks import dilate_square, erode_square
+from .masks import dilate_square, erode_square, label_islands
 
 # Tension at a 512 px frame; scaled by (512 / size)² so the fill is resolution independent.
 # Closed thin holes take none: across 32 px gradients have no room to run away, and
@@ -729,7 +728,7 @@ class _Bounds:
 
     def __init__(self, box: torch.Tensor, hole: torch.Tensor) -> None:
         """``box`` ``[h,w,C]`` holds ``hole`` and the known pixels around it."""
-        labels_np, count = ndimage.label(hole.cpu().numpy(), structure=np.ones((3, 3), dtype=bool))
+        labels_np, count = label_islands(hole.cpu().numpy())
         self.labels = torch.from_numpy(labels_np).to(hole.device, torch.long) if count > 1 else None
         h, w = hole.shape
         c = box.shape[-1]

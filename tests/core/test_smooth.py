@@ -58,7 +58,7 @@ def _direct(
         e[i] = 1
         cols.append(op(e.reshape(h, w, 1))[:, 0])
     full = image.clone()
-    full[hole] = torch.linalg.solve(torch.stack(cols, dim=1), -op(known)).clamp(0, 1)
+    full[hole] = torch.linalg.solve(torch.stack(cols, dim=1), -op(known))
     return sm._Bounds(full, hole).clamp(full[hole], hole) if clamp else full[hole]
 
 

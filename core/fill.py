@@ -1,8 +1,9 @@
 """Model-free filling of the masked area of an IMAGE batch.
 
 Every method has the same signature, ``method(image, hole, seed=..., **options)``
-with ``image [B,H,W,C]`` and ``hole [B,H,W]`` boolean (True = unknown), and
-returns an image whose known pixels are untouched. :data:`FILL_METHODS` is the
+with one image ``[1,H,W,C]`` and its ``hole [1,H,W]`` boolean (True = unknown,
+neither empty nor the whole frame), and returns a new image whose known pixels
+are untouched; :func:`fill` calls it once per image of a batch. :data:`FILL_METHODS` is the
 single table the Fill node, Expand Canvas, the diffusion pre-fill and the CLI
 choose from; :func:`fill` is the entry point that checks inputs and dispatches.
 """
@@ -153,11 +154,7 @@ def fill_smooth(
     Best for scratches, thin strokes and small holes; a linear ramp comes back
     exactly. ``tension`` 0 gives the pure biharmonic fill.
     """
-    out = image.clone()
-    for i in range(image.shape[0]):
-        if bool(hole[i].any()):
-            out[i] = smooth_fill(image[i], hole[i], tension=tension)
-    return torch.where(hole.unsqueeze(-1), out, image)
+    return smooth_fill(image[0], hole[0], tension=tension)[None]
 
 
 def fill_color(
@@ -285,7 +282,9 @@ def fill(
     out = []
     for i in range(image.shape[0]):
         hook.check_interrupted()
-        if bool(hole[i].all()):
+        if not bool(hole[i].any()):
+            out.append(image[i : i + 1].clone())
+        elif bool(hole[i].all()):
             log.warning("Fill: image %d is masked entirely, nothing to fill from; using grey.", i)
             out.append(fill_color(image[i : i + 1], hole[i : i + 1]))
         else:
@@ -295,7 +294,7 @@ def fill(
                 FILL_METHODS[method](image[i : i + 1], hole[i : i + 1], seed=seed + i, **options)
             )
         hook.update(i + 1, image.shape[0])
-    return torch.cat(out)
+    return out[0] if len(out) == 1 else torch.cat(out)
 
 
 def parse_color(text: str, name: str = "color") -> tuple[float, float, float]:

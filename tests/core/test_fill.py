@@ -56,6 +56,21 @@ def test_known_pixels_untouched_and_hole_changed(method: str, astronaut: torch.T
         assert err < grey
 
 
+@pytest.mark.parametrize("method", ALL)
+def test_result_is_a_new_tensor(method: str, astronaut: torch.Tensor, coffee: torch.Tensor) -> None:
+    # One image with a hole, one without (which every method must pass through as it
+    # is): writing to the result must not reach the input.
+    images = torch.cat([_crop(astronaut, 48), _crop(coffee, 48)])
+    before = images.clone()
+    mask = torch.stack([_rect_mask(48, 48, 10, 30, 10, 30)[0], torch.zeros(48, 48)])
+    for batch in (slice(0, 1), slice(0, 2)):
+        out = fill(images[batch], mask[batch], method, seed=1)
+        assert torch.equal(out[0][mask[0] == 0], before[0][mask[0] == 0])
+        out.fill_(0.25)
+        assert torch.equal(images, before)
+    assert torch.equal(fill(images, mask, method)[1], before[1])
+
+
 @pytest.mark.parametrize("method", ["patch", "pattern", "noise"])
 def test_deterministic_per_seed(method: str, coffee: torch.Tensor) -> None:
     image = _crop(coffee)

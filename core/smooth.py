@@ -117,38 +117,58 @@ class _Grid:
         deg = _degree(*hole.shape, dtype, hole.device)
         self.inv_degree = (_Multigrid.OMEGA * self.mask / deg.clamp_min(1)).contiguous()
 
-    def laplace(self, e: torch.Tensor) -> torch.Tensor:
-        """``L_h e`` for ``e`` zero outside the hole (result zero there too)."""
-        return _laplace(e).mul_(self.mask)
+    def laplace(self, e: torch.Tensor, masked: bool = True) -> torch.Tensor:
+        """``L_h e`` for ``e`` zero outside the hole (result zero there too, unless not
+        ``masked``)."""
+        out = _laplace(e)
+        return out.mul_(self.mask) if masked else out
 
 
 def _coarsen(hole: torch.Tensor) -> torch.Tensor:
     return -F.max_pool2d(-hole[None, None].float(), 2, ceil_mode=True)[0, 0] > 0
 
 
+def _up2(p: torch.Tensor, dim: int) -> torch.Tensor:
+    """Linear upsampling by 2 along ``dim`` of ``p``, which has one pixel of halo there,
+    over 3/4: each new pixel is its parent plus a third of the nearer neighbour."""
+    n = p.shape[dim] - 2
+    mid = p.narrow(dim, 1, n)
+    shape = list(p.shape)
+    shape[dim] = 2 * n
+    out = p.new_empty(shape)
+    pairs = out.unflatten(dim, (n, 2))
+    side = dim if dim < 0 else dim + 1  # the pair's axis
+    torch.add(mid, p.narrow(dim, 0, n), alpha=1 / 3, out=pairs.select(side, 0))
+    torch.add(mid, p.narrow(dim, 2, n), alpha=1 / 3, out=pairs.select(side, 1))
+    return out
+
+
+def _down2(p: torch.Tensor, dim: int) -> torch.Tensor:
+    """The transpose of :func:`_up2`: ``p`` has an even size plus one pixel of halo on each
+    side along ``dim``; each coarse pixel sums its two children and a third of the next
+    two out."""
+    n = (p.shape[dim] - 2) // 2
+    pairs = p.narrow(dim, 1, 2 * n).unflatten(dim, (n, 2))
+    side = dim if dim < 0 else dim + 1
+    out = pairs.select(side, 0) + pairs.select(side, 1)
+    out.add_(p.narrow(dim, 0, 2 * n).unflatten(dim, (n, 2)).select(side, 0), alpha=1 / 3)
+    out.add_(p.narrow(dim, 2, 2 * n).unflatten(dim, (n, 2)).select(side, 1), alpha=1 / 3)
+    return out
+
+
 def _prolong(e: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     """Bilinear (weights 3/4, 1/4) from a coarse ``[C,h,w]`` to ``shape``, edges replicated."""
-    c, hc, wc = e.shape
-    p = F.pad(e[None], (0, 0, 1, 1), mode="replicate")[0]
-    rows = e.new_empty(c, 2 * hc, wc)
-    rows[:, 0::2] = 0.75 * e + 0.25 * p[:, :-2]
-    rows[:, 1::2] = 0.75 * e + 0.25 * p[:, 2:]
-    p = F.pad(rows[None], (1, 1, 0, 0), mode="replicate")[0]
-    out = e.new_empty(c, 2 * hc, 2 * wc)
-    out[:, :, 0::2] = 0.75 * rows + 0.25 * p[:, :, :-2]
-    out[:, :, 1::2] = 0.75 * rows + 0.25 * p[:, :, 2:]
-    return out[:, : shape[0], : shape[1]]
+    p = F.pad(e[None], (1, 1, 1, 1), mode="replicate")[0]
+    return _up2(_up2(p, -2), -1).mul_(0.5625)[:, : shape[0], : shape[1]]
 
 
 def _restrict(r: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     """The transpose of :func:`_prolong`: fine ``[C,H,W]`` to the coarse ``shape``."""
-    c, h, w = r.shape
+    _c, h, w = r.shape
     hc, wc = shape
     r = F.pad(r, (0, 2 * wc - w, 0, 2 * hc - h))
-    p = F.pad(r[None], (1, 1, 0, 0), mode="replicate")[0]
-    cols = 0.75 * (p[:, :, 1:-1:2] + p[:, :, 2:-1:2]) + 0.25 * (p[:, :, 0:-2:2] + p[:, :, 3::2])
-    p = F.pad(cols[None], (0, 0, 1, 1), mode="replicate")[0]
-    return 0.75 * (p[:, 1:-1:2] + p[:, 2:-1:2]) + 0.25 * (p[:, 0:-2:2] + p[:, 3::2])
+    p = F.pad(r[None], (1, 1, 1, 1), mode="replicate")[0]
+    return _down2(_down2(p, -1), -2).mul_(0.5625)
 
 
 def _jacobi(level, e: torch.Tensor | None, r: torch.Tensor, sweeps: int) -> torch.Tensor:
@@ -158,7 +178,8 @@ def _jacobi(level, e: torch.Tensor | None, r: torch.Tensor, sweeps: int) -> torc
         if e is None:
             e = r * level.inv_degree
         else:
-            e = e.addcmul_(r - level.laplace(e), level.inv_degree)
+            # inv_degree is zero off the hole, so the Laplacian needs no mask here.
+            e = e.addcmul_(r - level.laplace(e, masked=False), level.inv_degree)
     return e
 
 
@@ -472,26 +493,21 @@ class _TileLevel:
         t = self.t
         return dense.reshape(c, -1).index_select(1, self._where).view(c, self.n, t, t)
 
-    def laplace(self, e: torch.Tensor) -> torch.Tensor:
-        """``L_h e`` for ``e`` zero outside the hole (result zero there too)."""
-        return _laplace_tiles(self.halo(e, 1), self.deg).mul_(self.mask)
+    def laplace(self, e: torch.Tensor, masked: bool = True) -> torch.Tensor:
+        """``L_h e`` for ``e`` zero outside the hole (result zero there too, unless not
+        ``masked``)."""
+        out = _laplace_tiles(self.halo(e, 1), self.deg)
+        return out.mul_(self.mask) if masked else out
 
 
 def _restrict_tiles(r: torch.Tensor) -> torch.Tensor:
     """:func:`_restrict` of tiles ``[C,N,t+2,t+2]`` (one pixel of halo) to ``[C,N,t/2,t/2]``."""
-    cols = 0.75 * (r[..., 1:-1:2] + r[..., 2:-1:2]) + 0.25 * (r[..., 0:-2:2] + r[..., 3::2])
-    return 0.75 * (cols[:, :, 1:-1:2] + cols[:, :, 2:-1:2]) + 0.25 * (
-        cols[:, :, 0:-2:2] + cols[:, :, 3::2]
-    )
+    return _down2(_down2(r, -1), -2).mul_(0.5625)
 
 
 def _prolong_tiles(e: torch.Tensor) -> torch.Tensor:
-    """:func:`_prolong` of tiles ``[C,N,m+2,m+2]`` (one pixel of halo) to ``[C,N,2m,2m]``.
-
-    Bilinear upsampling by 2 (half-pixel centres) has exactly the 3/4, 1/4 weights.
-    """
-    up = F.interpolate(e, scale_factor=2, mode="bilinear", align_corners=False)
-    return up[:, :, 2:-2, 2:-2]
+    """:func:`_prolong` of tiles ``[C,N,m+2,m+2]`` (one pixel of halo) to ``[C,N,2m,2m]``."""
+    return _up2(_up2(e, -2), -1).mul_(0.5625)
 
 
 class _TiledMultigrid:

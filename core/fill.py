@@ -264,7 +264,8 @@ def fill(
     progress: ProgressHook | None = None,
     **options: object,
 ) -> torch.Tensor:
-    """Fill every pixel where ``mask > 0``; all other pixels are returned unchanged.
+    """Fill every pixel where ``mask > 0``; all other pixels are returned unchanged, in a
+    new tensor.
 
     The result is not blended: use :func:`uncrop.core.composite.composite` to
     feather it into the original along a soft mask.
@@ -273,7 +274,7 @@ def fill(
         raise UncropError(f"method: expected one of {', '.join(FILL_METHODS)}, got '{method}'.")
     image, mask = match_mask(image, mask)
     if is_empty(mask):
-        return image
+        return image.clone()  # always a new tensor: callers write into the result
     hook = or_null(progress)
     hole = mask > 0
     source_mask = options.pop("source_mask", None)

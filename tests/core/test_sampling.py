@@ -365,6 +365,22 @@ def test_out_of_memory_retries_with_vae_tiling_then_says_what_to_do(
         model.set_vae_tiling(False)
 
 
+@pytest.mark.parametrize("channels", [3, 1])
+def test_a_mask_softer_than_the_hole_threshold_leaves_the_input_alone(tree, photo, channels):
+    # No pixel reaches 0.5, so the pre-fill has no hole: the sampler must still work on
+    # its own copy, keep the unmasked pixels and blend the soft area at its strength.
+    model = _load(tree, "sd")
+    image = photo[..., :channels].contiguous()
+    before = image.clone()
+    soft = _hole() * 0.4
+    result = sampling.inpaint(model, image, soft, SamplerSettings(prompt="a cat", **FAST))
+    assert torch.equal(image, before)
+    keep = soft[0] == 0
+    assert torch.equal(result.image[0][keep], before[0][keep])
+    changed = (result.image - before)[0][~keep].abs().max()
+    assert 0 < changed <= 0.4 + 1e-6  # at most 0.4 of the way to any generated value
+
+
 @pytest.mark.parametrize(
     "name,strength,expect_fill",
     [("sd-inpaint", 1.0, False), ("sd-inpaint", 0.7, True), ("sd", 1.0, True)],

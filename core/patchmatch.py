@@ -140,7 +140,10 @@ class _Level:
         self.mean = sample.mean(dim=0)
         sample = sample - self.mean
         cov = sample.T @ sample / max(1, sample.shape[0] - 1)
-        _vals, vecs = torch.linalg.eigh(cov)
+        # In float64 on the CPU: with few source patches the covariance is rank
+        # deficient, where float32 eigh can fail to converge (and MPS has no float64).
+        _vals, vecs = torch.linalg.eigh(cov.cpu().double())
+        vecs = vecs.to(cov)
         d = min(FEATURES, vecs.shape[1])
         self.basis = vecs[:, -d:].flip(1).contiguous()  # [K*C, d], strongest first
         side = 2 * self.radius + 1

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UncropError
+from .inputs import at_least_float32
 
 FITS = ("pad", "crop", "stretch")
 ANCHORS = (
@@ -165,9 +166,9 @@ def resize_image(image: torch.Tensor, width: int, height: int) -> torch.Tensor:
     """Resize an IMAGE batch with antialiasing (bicubic up, area-aware down)."""
     if image.shape[2] == width and image.shape[1] == height:
         return image
-    t = image.movedim(-1, 1)
+    t = at_least_float32(image).movedim(-1, 1)  # no half-precision antialias on the CPU
     t = F.interpolate(t, size=(height, width), mode="bicubic", antialias=True, align_corners=False)
-    return t.movedim(1, -1).clamp(0.0, 1.0)
+    return t.movedim(1, -1).clamp(0.0, 1.0).to(image.dtype)
 
 
 def known_region(plan: CanvasPlan) -> tuple[slice, slice, slice, slice]:

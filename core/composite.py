@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from .errors import UncropError
-from .inputs import check_image, match_mask
+from .inputs import at_least_float32, check_image, match_mask
 from .masks import dilate
 
 COLOR_MATCH_MODES = ("none", "mean_std", "histogram")
@@ -125,7 +125,7 @@ def _match_values(src: torch.Tensor, ref: torch.Tensor, mode: str) -> torch.Tens
         ref_sorted = torch.sort(ref[:, c]).values
         pos = q * (ref_sorted.numel() - 1)
         lo = pos.floor().long()
-        hi = pos.ceil().long()
+        hi = pos.ceil().long().clamp_max(ref_sorted.numel() - 1)
         t = pos - lo
         out[order, c] = ref_sorted[lo] * (1 - t) + ref_sorted[hi] * t
     return out
@@ -160,11 +160,12 @@ def color_match(
     for i in range(generated.shape[0]):
         if not inside[i].any() or int(ring[i].sum()) < 16:
             continue
+        gen_i, ref_i = at_least_float32(generated[i]), at_least_float32(reference[i])
         if colour:
-            src = rgb_to_lab(generated[i][..., :3][inside[i]])
-            ref = rgb_to_lab(reference[i][..., :3][ring[i]])
-            out[i, ..., :3][inside[i]] = lab_to_rgb(_match_values(src, ref, mode))
+            src = rgb_to_lab(gen_i[..., :3][inside[i]])
+            ref = rgb_to_lab(ref_i[..., :3][ring[i]])
+            out[i, ..., :3][inside[i]] = lab_to_rgb(_match_values(src, ref, mode)).to(out.dtype)
         else:
-            src, ref = generated[i][inside[i]], reference[i][ring[i]]
-            out[i][inside[i]] = _match_values(src, ref, mode).clamp(0, 1)
+            src, ref = gen_i[inside[i]], ref_i[ring[i]]
+            out[i][inside[i]] = _match_values(src, ref, mode).clamp(0, 1).to(out.dtype)
     return out

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 
 from .errors import UncropError
-from .inputs import is_empty, match_mask
+from .inputs import at_least_float32, is_empty, match_mask
 from .patchmatch import patch_fill
 from .pattern import estimate_period, extend_pattern
 from .progress import ProgressHook, or_null
@@ -173,13 +173,14 @@ def fill_noise(image: torch.Tensor, hole: torch.Tensor, seed: int = 0, **_: obje
     Gives a diffusion model something to denoise that already has the right
     average colour, which avoids the grey cast a flat fill leaves.
     """
-    known = (~hole).unsqueeze(-1).to(image.dtype)
+    work = at_least_float32(image)
+    known = (~hole).unsqueeze(-1).to(work.dtype)
     count = known.sum(dim=(1, 2), keepdim=True).clamp_min(1)
-    mean = (image * known).sum(dim=(1, 2), keepdim=True) / count
-    var = (((image - mean) ** 2) * known).sum(dim=(1, 2), keepdim=True) / count
+    mean = (work * known).sum(dim=(1, 2), keepdim=True) / count
+    var = (((work - mean) ** 2) * known).sum(dim=(1, 2), keepdim=True) / count
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    noise = torch.randn(image.shape, generator=gen, dtype=image.dtype).to(image.device)
-    values = (mean + noise * var.sqrt()).clamp(0, 1)
+    noise = torch.randn(work.shape, generator=gen, dtype=work.dtype).to(work.device)
+    values = (mean + noise * var.sqrt()).clamp(0, 1).to(image.dtype)
     return torch.where(hole.unsqueeze(-1), values, image)
 
 

@@ -121,6 +121,12 @@ def match_mask(
     return image, mask.contiguous()
 
 
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 if it is float16 or bfloat16 (sums over a photo overflow them, and
+    some CPU kernels lack them), else as it is; cast results back to the input's dtype."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def is_empty(mask: torch.Tensor) -> bool:
     """True when nothing is to be filled."""
     return not bool((mask > 0).any())

@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UncropError
+from .inputs import at_least_float32
 from .masks import dilate_square, erode_square
 from .smooth import downsample_known, smooth_fill
 
@@ -432,7 +433,7 @@ def patch_fill(
             "source_mask: leaves no known pixels to copy patches from; allow some of the "
             "area outside the mask."
         )
-    work = image.float() if image.dtype in (torch.float16, torch.bfloat16) else image
+    work = at_least_float32(image)
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     radius = patch_size // 2
     pyramid = [(work, hole, allowed)]

@@ -59,6 +59,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.linalg import splu
 
 from .errors import UncropError
+from .inputs import at_least_float32
 from .masks import dilate_square, erode_square, label_islands
 
 # Tension at a 512 px frame; scaled by (512 / size)² so the fill is resolution independent.
@@ -725,7 +726,7 @@ def smooth_fill(
         return image
     if bool(hole.all()):
         raise UncropError("mask: covers the whole image, so there is nothing to fill it from.")
-    work = image.float() if image.dtype in (torch.float16, torch.bfloat16) else image
+    work = at_least_float32(image)
     out = _fill(work, hole, tension, iterations, rtol, max(hole.shape))
     return out.to(image.dtype)
 

@@ -108,3 +108,12 @@ def test_expand_canvas_refuses_other_size(coffee):
     plan = canvas.plan_margins(100, 100, left=8)
     with pytest.raises(UncropError, match="100x100"):
         canvas.expand_canvas(coffee, plan)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_resize_keeps_half_precision(dtype):
+    # Computed in float32: the CPU has no half-precision antialiased bicubic.
+    image = torch.rand(1, 30, 40, 3, generator=torch.Generator().manual_seed(0))
+    out = canvas.resize_image(image.to(dtype), 64, 48)
+    assert out.dtype == dtype and out.shape == (1, 48, 64, 3)
+    assert (out.float() - canvas.resize_image(image, 64, 48)).abs().max() < 0.01

@@ -65,7 +65,8 @@ def test_result_is_a_new_tensor(method: str, astronaut: torch.Tensor, coffee: to
     mask = torch.stack([_rect_mask(48, 48, 10, 30, 10, 30)[0], torch.zeros(48, 48)])
     for batch in (slice(0, 1), slice(0, 2), slice(1, 2)):
         out = fill(images[batch], mask[batch], method, seed=1)
-        assert torch.equal(out[0][mask[0] == 0], before[0][mask[0] == 0])
+        keep = mask[batch][0] == 0
+        assert torch.equal(out[0][keep], before[batch][0][keep])
         out.fill_(0.25)
         assert torch.equal(images, before)
     assert torch.equal(fill(images, mask, method)[1], before[1])
@@ -215,6 +216,28 @@ def test_tiny_frames_and_almost_nothing_known(method: str) -> None:
         keep = mask[0] == 0
         assert torch.equal(out[0][keep], image[0][keep])
         assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("method", ALL)
+def test_half_precision_images(method: str, dtype: torch.dtype, astronaut: torch.Tensor) -> None:
+    image = _crop(astronaut, 48).to(dtype)
+    mask = _rect_mask(48, 48, 10, 30, 10, 30)
+    out = fill(image, mask, method, seed=2)
+    assert out.dtype == dtype
+    keep = mask[0] == 0
+    assert torch.equal(out[0][keep], image[0][keep])
+    assert torch.isfinite(out).all()
+
+
+def test_noise_statistics_do_not_overflow_half_precision(astronaut: torch.Tensor) -> None:
+    # 300 x 300 known pixels: more than float16 can count (65504).
+    image = _crop(astronaut, 320)
+    mask = _rect_mask(320, 320, 100, 140, 100, 140)
+    half = fill(image.half(), mask, "noise", seed=0)[0, 100:140, 100:140].float()
+    full = fill(image, mask, "noise", seed=0)[0, 100:140, 100:140]
+    assert torch.isfinite(half).all()
+    assert (half - full).abs().max() < 0.01  # the same noise, at half precision
 
 
 @pytest.mark.parametrize("method", ALL)

@@ -578,6 +578,17 @@ def load_controlnet(path: str | os.PathLike, dtype: torch.dtype, unet_config: di
         raise UncropError(f"controlnet: {p} does not exist.")
     if p.is_dir():
         _check_component(p.parent, p.name, "diffusers")
+        own, unet = (
+            _read_json(p / "config.json"),
+            json.loads(json.dumps(dict(unet_config), default=str)),
+        )
+        for key in ("cross_attention_dim", "block_out_channels", "addition_embed_type"):
+            if own.get(key) != unet.get(key):
+                raise UncropError(
+                    f"controlnet: {p.name} does not fit this model's UNet (a ControlNet must be "
+                    f"made for the same family): its {key} is {own.get(key)}, the UNet's "
+                    f"{unet.get(key)}."
+                )
         return ControlNetModel.from_pretrained(str(p), torch_dtype=dtype, local_files_only=True)
     _refuse_pickle(p)
     if p.suffix.lower() != ".safetensors":

@@ -96,6 +96,15 @@ def test_controlnet_for_another_family_is_refused_by_name(tree):
         models.load_controlnet(tree["controlnet-ldm.safetensors"], torch.float32, sdxl_unet)
 
 
+def test_controlnet_folder_for_another_family_is_refused_before_sampling(tree):
+    # A folder loads whatever its config says; sampling then failed deep in the UNet.
+    sdxl_unet = tree["pipes"]["sdxl"].unet.config
+    with pytest.raises(UncropError, match=r"does not fit this model's UNet.*cross_attention_dim"):
+        models.load_controlnet(tree["controlnet"], torch.float32, sdxl_unet)
+    sd_unet = tree["pipes"]["sd"].unet.config
+    assert models.load_controlnet(tree["controlnet"], torch.float32, sd_unet) is not None
+
+
 def test_controlnet_pickle_and_non_controlnet_files_are_refused(tree, tmp_path):
     unet_config = tree["pipes"]["sd"].unet.config
     (tmp_path / "cn.pth").write_bytes(b"\x80\x04")

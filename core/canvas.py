@@ -106,8 +106,8 @@ def plan_margins(
     _check_multiple(multiple_of)
     margins = {"left": left, "top": top, "right": right, "bottom": bottom}
     for side, value in margins.items():
-        if value < 0:
-            raise UncropError(f"{side}: margins cannot be negative, got {value}.")
+        if not math.isfinite(value) or value < 0:
+            raise UncropError(f"{side}: expected a margin >= 0, got {value}.")
     if unit == "%":
         px = {
             s: round(v / 100.0 * (width if s in ("left", "right") else height))

@@ -21,6 +21,10 @@ from .errors import UncropError
 # Octagon proportions: square half-width a plus diamond radius d, a + d = r. The
 # continuous optimum is d = (2 - sqrt 2) r; on the pixel lattice, d = 0.68 r + 0.3
 # minimises the pixels that differ from a true disc for radii 1..16 (measured).
+# Limits of refine_mask (and the Refine Mask node): wider than any edge needs, and
+# small enough that a typo cannot run for minutes or exhaust memory.
+MAX_GROW = 1024
+MAX_FEATHER = 512.0
 _DIAMOND_SHARE = 0.68
 _DIAMOND_OFFSET = 0.3
 
@@ -257,8 +261,10 @@ def refine_mask(
     """Clean up a mask in a fixed order: threshold, specks, holes, grow, feather."""
     if threshold_level < 0 or threshold_level > 1:
         raise UncropError(f"threshold: expected a value in 0..1, got {threshold_level}.")
-    if feather_px < 0:
-        raise UncropError(f"feather: expected a value >= 0 px, got {feather_px}.")
+    if not 0 <= feather_px <= MAX_FEATHER:
+        raise UncropError(f"feather: expected 0 to {MAX_FEATHER:g} px, got {feather_px}.")
+    if not -MAX_GROW <= grow_px <= MAX_GROW:
+        raise UncropError(f"grow: expected -{MAX_GROW} to {MAX_GROW} px, got {grow_px}.")
     if threshold_level > 0:
         mask = threshold(mask, threshold_level)
     if min_speck_area > 1:

@@ -413,11 +413,23 @@ def default_device(name: str = "auto") -> torch.device:
     """``auto``: CUDA, else Apple's MPS, else the CPU; any other name as torch spells it."""
     if name != "auto":
         try:
-            return torch.device(name)
+            device = torch.device(name)
         except RuntimeError:
             raise UncropError(
                 f"device: expected auto, cpu, cuda, cuda:N or mps, got '{name}'."
             ) from None
+        if device.type == "cuda" and (
+            not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()
+        ):
+            found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            raise UncropError(
+                f"device: {name} is not available here ({found} CUDA devices; torch "
+                f"{torch.__version__}); use auto or cpu."
+            )
+        mps = getattr(torch.backends, "mps", None)
+        if device.type == "mps" and (mps is None or not mps.is_available()):
+            raise UncropError(f"device: {name} is not available here; use auto or cpu.")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

@@ -405,10 +405,15 @@ def _downsample(
     return out, new_hole, new_source & ~new_hole
 
 
+MAX_PATCH_SIZE = 31  # a patch's pixels are gathered per candidate: memory grows with its area
+
+
 def check_patch_size(patch_size: int, name: str = "patch_size") -> None:
-    """Patches are odd squares of side 3 or more (they need a centre pixel)."""
-    if patch_size < 3 or patch_size % 2 == 0:
-        raise UncropError(f"{name}: expected an odd number >= 3, got {patch_size}.")
+    """Patches are odd squares of side 3 to ``MAX_PATCH_SIZE`` (they need a centre pixel)."""
+    if not 3 <= patch_size <= MAX_PATCH_SIZE or patch_size % 2 == 0:
+        raise UncropError(
+            f"{name}: expected an odd number from 3 to {MAX_PATCH_SIZE}, got {patch_size}."
+        )
 
 
 def patch_fill(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..core import fill as filling
-from ..core import model_free
+from ..core import model_free, patchmatch
 from . import host
 
 
@@ -51,7 +51,7 @@ class Fill(io.ComfyNode):
                     "patch_size",
                     default=7,
                     min=3,
-                    max=31,
+                    max=patchmatch.MAX_PATCH_SIZE,
                     step=2,
                     tooltip=(
                         "Side in pixels of the patches compared by 'patch' and 'pattern' (odd). "

@@ -8,7 +8,7 @@ from comfy_api.latest import io
 
 from ..core import imageio
 from ..core.inputs import check_mask
-from ..core.masks import refine_mask
+from ..core.masks import MAX_FEATHER, MAX_GROW, refine_mask
 from . import host
 
 
@@ -118,8 +118,8 @@ class RefineMask(io.ComfyNode):
                 io.Int.Input(
                     "grow",
                     default=0,
-                    min=-1024,
-                    max=1024,
+                    min=-MAX_GROW,
+                    max=MAX_GROW,
                     step=1,
                     tooltip="Grow the area to fill by this many px; negative values shrink it.",
                 ),  # fmt: skip
@@ -127,7 +127,7 @@ class RefineMask(io.ComfyNode):
                     "feather",
                     default=0.0,
                     min=0.0,
-                    max=512.0,
+                    max=MAX_FEATHER,
                     step=0.5,
                     tooltip="Soften the edge over about this many px (gaussian) so fills blend in.",
                 ),  # fmt: skip

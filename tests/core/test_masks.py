@@ -138,3 +138,7 @@ def test_refine_rejects_bad_values():
         masks.refine_mask(torch.zeros(1, 4, 4), threshold_level=2)
     with pytest.raises(UncropError, match="feather"):
         masks.refine_mask(torch.zeros(1, 4, 4), feather_px=-1)
+    with pytest.raises(UncropError, match="feather: expected 0 to 512 px"):
+        masks.refine_mask(torch.zeros(1, 4, 4), feather_px=1e9)
+    with pytest.raises(UncropError, match="grow: expected -1024 to 1024 px"):
+        masks.refine_mask(torch.zeros(1, 4, 4), grow_px=-5000)

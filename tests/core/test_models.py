@@ -194,6 +194,10 @@ def test_default_device_names_and_refusal():
         UncropError, match="device: expected auto, cpu, cuda, cuda:N or mps, got 'gpu0'"
     ):
         models.default_device("gpu0")
+    # A device torch can name but this machine lacks is refused up front, by name.
+    missing = f"cuda:{torch.cuda.device_count()}"
+    with pytest.raises(UncropError, match=f"device: {missing} is not available here"):
+        models.default_device(missing)
 
 
 def test_tokenizer_override_wins_over_the_hosts_copy(tree, tmp_path, monkeypatch):

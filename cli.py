@@ -62,7 +62,10 @@ class TqdmProgress:
 def _add_common(p: argparse.ArgumentParser, default_method: str) -> None:
     p.add_argument("image", help="input image (PNG, JPEG, WebP, TIFF; RGBA and 16-bit are fine)")
     p.add_argument(
-        "-o", "--output", required=True, help="where to write the result (.png, .jpg, .webp)"
+        "-o",
+        "--output",
+        required=True,
+        help="where to write the result (.png, .webp, .tif keep pixels exactly; .jpg is lossy)",
     )
     p.add_argument(
         "--method",
@@ -251,13 +254,8 @@ def _model_free_only(args: argparse.Namespace) -> None:
 
 def _diffusion(args, device, job):
     """Load ``--model`` and run ``job(model, settings, captioner, progress)`` with the CLI's
-    settings; the captioner (``--captioner``) writes the prompt when none is given."""
-    model = models.load_model(
-        args.model,
-        controlnet=args.controlnet,
-        dtype=models.pick_dtype(device, args.dtype),
-    ).to(device)
-    print(f"model: {model.describe()}", file=sys.stderr)
+    settings (checked first: a model can take a minute to load); the captioner
+    (``--captioner``) writes the prompt when none is given."""
     settings = sampling.SamplerSettings(
         prompt=args.prompt,
         negative_prompt=args.negative_prompt,
@@ -270,6 +268,13 @@ def _diffusion(args, device, job):
         resolution=args.resolution,
         prefill=args.method,
     )
+    settings.check()
+    model = models.load_model(
+        args.model,
+        controlnet=args.controlnet,
+        dtype=models.pick_dtype(device, args.dtype),
+    ).to(device)
+    print(f"model: {model.describe()}", file=sys.stderr)
     captioner = None
     if getattr(args, "captioner", None) and not args.prompt.strip():
         captioner = _captioner(args.captioner, device)
@@ -280,23 +285,32 @@ def _diffusion(args, device, job):
     return result
 
 
+def _load_input(args: argparse.Namespace) -> torch.Tensor:
+    """The input image, its alpha kept as a fourth channel; the output checked first."""
+    imageio.output_format(args.output, "--output")
+    image, _ = imageio.load_image(args.image, keep_alpha=True)
+    return image
+
+
 def run_inpaint(args: argparse.Namespace) -> Path:
     device = models.default_device(args.device)
-    image, _ = imageio.load_image(args.image)
+    image = _load_input(args)
     mask = _load_mask(args.mask, args.channel, args.invert)
     image, mask = image.to(device), mask.to(device)
     mask = refine_mask(mask, grow_px=args.grow, feather_px=args.feather)
     if getattr(args, "model", None):
         result = _diffusion(args, device, lambda m, s, cap, bar: sampling.inpaint(
             m, image, mask, s, captioner=cap, progress=bar))  # fmt: skip
-        imageio.save_image(result.image, args.output, _prompt_metadata(result.prompts))
+        imageio.save_image(
+            result.image, args.output, _prompt_metadata(result.prompts), name="--output"
+        )
         return Path(args.output)
     _model_free_only(args)
     with TqdmProgress("inpaint") as bar:
         out = model_free.inpaint(
             image, mask, args.method, seed=args.seed, progress=bar, **_fill_options(args, device)
         )
-    imageio.save_image(out, args.output)
+    imageio.save_image(out, args.output, name="--output")
     return Path(args.output)
 
 
@@ -321,12 +335,14 @@ def _plan(args: argparse.Namespace, width: int, height: int) -> canvas.CanvasPla
 
 def run_outpaint(args: argparse.Namespace) -> Path:
     device = models.default_device(args.device)
-    image, _ = imageio.load_image(args.image)
+    image = _load_input(args)
     plan = _plan(args, image.shape[2], image.shape[1])
     if getattr(args, "model", None):
         result = _diffusion(args, device, lambda m, s, cap, bar: sampling.outpaint(
             m, image.to(device), plan, s, overlap=16, captioner=cap, progress=bar)[0])  # fmt: skip
-        imageio.save_image(result.image, args.output, _prompt_metadata(result.prompts))
+        imageio.save_image(
+            result.image, args.output, _prompt_metadata(result.prompts), name="--output"
+        )
         return Path(args.output)
     _model_free_only(args)
     with TqdmProgress("outpaint") as bar:
@@ -334,7 +350,7 @@ def run_outpaint(args: argparse.Namespace) -> Path:
             image.to(device), plan, args.method, seed=args.seed, progress=bar,
             **_fill_options(args, device),
         )  # fmt: skip
-    imageio.save_image(out, args.output)
+    imageio.save_image(out, args.output, name="--output")
     return Path(args.output)
 
 

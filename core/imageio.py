@@ -45,9 +45,9 @@ def _to_float_array(img: Image.Image) -> np.ndarray:
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         arr = np.asarray(img, dtype=np.float32) / 65535.0
         return arr[..., None]
-    if img.mode == "I":
+    if img.mode == "I":  # 16-bit data in a 32-bit mode (PNG, TIFF), or 32-bit TIFF
         arr = np.asarray(img, dtype=np.float32)
-        scale = 65535.0 if arr.max() > 255 else 255.0
+        scale = 65535.0 if arr.max() <= 65535 else float(2**31 - 1)
         return (arr / scale).clip(0, 1)[..., None]
     if img.mode == "F":
         return np.asarray(img, dtype=np.float32).clip(0, 1)[..., None]
@@ -67,13 +67,19 @@ def _split_alpha(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def load_image(
-    source: str | os.PathLike | bytes, name: str = "image"
+    source: str | os.PathLike | bytes, name: str = "image", keep_alpha: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return ``(image [1,H,W,3], mask [1,H,W])``; the mask is 1 - alpha (zeros if opaque)."""
+    """Return ``(image [1,H,W,3], mask [1,H,W])``; the mask is 1 - alpha (zeros if opaque).
+
+    With ``keep_alpha`` an image that has an alpha channel comes back ``[1,H,W,4]``,
+    the alpha as its last channel (a file's transparency kept through a fill).
+    """
     arr = _to_float_array(_open(source, name))
     colour, alpha = _split_alpha(arr)
     if colour.shape[-1] == 1:
         colour = np.repeat(colour, 3, axis=-1)
+    if keep_alpha and alpha is not None:
+        colour = np.concatenate([colour, alpha[..., None]], axis=-1)
     image = torch.from_numpy(np.ascontiguousarray(colour)).unsqueeze(0)
     if alpha is None:
         mask = torch.zeros(image.shape[:3])
@@ -126,23 +132,75 @@ def load_mask(
     return mask
 
 
-def save_image(
-    image: torch.Tensor, path: str | os.PathLike, metadata: dict[str, str] | None = None
-) -> None:
-    """Write the first image of an IMAGE batch (8-bit PNG/JPEG/WebP by extension).
+# Formats that keep every pixel as written, and those with an alpha channel.
+LOSSLESS_FORMATS = ("PNG", "WEBP", "TIFF", "BMP")
+ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")
 
+
+def output_format(path: str | os.PathLike, name: str = "output") -> str:
+    """The Pillow format ``path``'s extension names; raises if it cannot be written there.
+
+    Checked before any work is done, so a typo costs nothing.
+    """
+    p = Path(path)
+    fmt = Image.registered_extensions().get(p.suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise UncropError(
+            f"{name}: '{p}' needs an image extension Pillow can write, such as .png, .webp, "
+            ".tif or .jpg."
+        )
+    if p.is_dir():
+        raise UncropError(f"{name}: '{p}' is a folder; give a file name such as {p / 'out.png'}.")
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UncropError(f"{name}: '{parent}' is a file, so '{p}' cannot be written.")
+            break
+    return fmt
+
+
+def save_image(
+    image: torch.Tensor,
+    path: str | os.PathLike,
+    metadata: dict[str, str] | None = None,
+    name: str = "output",
+) -> None:
+    """Write the first image of an IMAGE batch, 8 bits per channel, in the format of the
+    extension (see :func:`output_format`).
+
+    WebP is written lossless and JPEG at quality 95, with a warning that it changes
+    pixels; an alpha channel is dropped, with a warning, where the format has none.
     ``metadata`` goes into PNG text chunks (ignored for other formats).
     """
+    fmt = output_format(path, name)
     arr = (image[0].detach().float().cpu().clamp(0, 1).numpy() * 255.0 + 0.5).astype(np.uint8)
+    if arr.shape[-1] in (2, 4) and fmt not in ALPHA_FORMATS:
+        log.warning("%s: %s has no alpha channel; the transparency is dropped.", name, fmt)
+        arr = arr[..., :-1]
     if arr.shape[-1] == 1:
         arr = arr[..., 0]
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    info = None
-    if metadata and str(path).lower().endswith(".png"):
+    options: dict = {}
+    if fmt == "PNG" and metadata:
         info = PngImagePlugin.PngInfo()
         for key, value in metadata.items():
             info.add_text(key, value)
-    Image.fromarray(arr).save(path, pnginfo=info)
+        options["pnginfo"] = info
+    elif fmt == "WEBP":  # exact: keep the colour under fully transparent pixels too
+        options.update(lossless=True, exact=True)
+    elif fmt == "JPEG":
+        options["quality"] = 95
+    if fmt not in LOSSLESS_FORMATS:
+        log.warning(
+            "%s: %s is lossy, so pixels outside the mask change slightly; use .png or .webp "
+            "to keep them exactly.",
+            name,
+            fmt,
+        )
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(arr).save(path, format=fmt, **options)
+    except (OSError, ValueError) as exc:
+        raise UncropError(f"{name}: could not write {path}: {exc}") from None
 
 
 def resolve_in_folder(folder: str | os.PathLike, filename: str, name: str = "image") -> Path:
@@ -209,11 +267,14 @@ def is_url(text: str) -> bool:
 
 
 __all__ = [
+    "ALPHA_FORMATS",
+    "LOSSLESS_FORMATS",
     "MASK_CHANNELS",
     "fetch_url",
     "is_url",
     "load_image",
     "load_mask",
+    "output_format",
     "resolve_in_folder",
     "save_image",
 ]

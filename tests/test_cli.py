@@ -115,4 +115,56 @@ def test_bad_patch_size_is_refused(tmp_path, capsys):
     args = ["outpaint", str(cli.SAMPLE_IMAGE), "--left", "16", "--method", "patch", "--patch-size", "4",
             "-o", str(tmp_path / "o.png")]  # fmt: skip
     assert cli.main(args) == 2
-    assert "--patch-size: expected an odd number >= 3, got 4" in capsys.readouterr().err
+    assert "--patch-size: expected an odd number from 3 to 31, got 4" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--method", "patch", "--patch-size", "201"], "--patch-size: expected an odd number"),
+        (["--grow", "100000"], "grow: expected -1024 to 1024 px"),
+        (["--feather", "1e9"], "feather: expected 0 to 512 px"),
+        (["--device", "cuda:99"], "device: cuda:99 is not available here"),
+        (["--model", "no-such-model", "--strength", "0"], "strength: expected a value in (0, 1]"),
+    ],
+)
+def test_out_of_range_options_are_refused_up_front(tmp_path, capsys, extra, message):
+    # Each of these ran out of memory, ran for minutes, raised a traceback, or (the
+    # sampler's settings) was checked only after the model had loaded.
+    args = ["inpaint", str(cli.SAMPLE_IMAGE), "--mask", str(cli.SAMPLE_MASK), *extra,
+            "-o", str(tmp_path / "o.png")]  # fmt: skip
+    assert cli.main(args) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize(
+    "output,message",
+    [("o.xyz", "extension Pillow can write"), ("d.png", "is a folder"), ("f/o.png", "is a file")],
+)
+def test_bad_output_paths_are_refused_before_the_work(tmp_path, capsys, output, message):
+    (tmp_path / "d.png").mkdir()
+    (tmp_path / "f").write_text("")
+    args = ["outpaint", str(cli.SAMPLE_IMAGE), "--left", "8", "-o", str(tmp_path / output)]
+    assert cli.main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_rgba_input_keeps_its_alpha_and_webp_keeps_every_pixel(tmp_path):
+    rgb = np.asarray(Image.open(cli.SAMPLE_IMAGE))
+    alpha = np.full(rgb.shape[:2], 255, np.uint8)
+    alpha[:, :100] = 0  # a transparent strip, whose hidden colours must survive
+    Image.fromarray(np.dstack([rgb, alpha])).save(tmp_path / "rgba.png")
+    mask = np.zeros(rgb.shape[:2], np.uint8)
+    mask[150:200, 300:360] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    for ext in (".png", ".webp"):
+        out = tmp_path / f"out{ext}"
+        args = ["inpaint", str(tmp_path / "rgba.png"), "--mask", str(tmp_path / "m.png"),
+                "-o", str(out)]  # fmt: skip
+        assert cli.main(args) == 0
+        result = np.asarray(Image.open(out))
+        assert result.shape == (*rgb.shape[:2], 4)
+        keep = mask == 0
+        assert np.array_equal(result[keep], np.dstack([rgb, alpha])[keep])
+        assert not np.array_equal(result[~keep, :3], rgb[~keep])

@@ -102,6 +102,47 @@ def test_save_image_roundtrip(tmp_path):
     assert torch.allclose(back, img, atol=1 / 255)
 
 
+def test_dark_32bit_mode_i_image_is_not_taken_for_8_bit(tmp_path):
+    arr = np.full((4, 6), 200, np.int32)  # 200 of 65535: nearly black
+    Image.fromarray(arr, mode="I").save(tmp_path / "dark.tif")
+    image, _ = imageio.load_image(tmp_path / "dark.tif")
+    assert image.max().item() == pytest.approx(200 / 65535, abs=1e-7)
+
+
+@pytest.mark.parametrize("ext", [".png", ".webp", ".tif"])
+def test_lossless_formats_keep_every_pixel_and_the_alpha(tmp_path, ext):
+    gen = torch.Generator().manual_seed(0)
+    img = (torch.randint(0, 256, (1, 9, 11, 4), generator=gen) / 255.0).float()
+    imageio.save_image(img, tmp_path / f"x{ext}")
+    back, mask = imageio.load_image(tmp_path / f"x{ext}", keep_alpha=True)
+    assert back.shape == (1, 9, 11, 4)
+    assert torch.equal((back * 255).round(), (img * 255).round())
+    assert torch.allclose(mask, 1 - img[..., 3])
+
+
+def test_jpeg_warns_that_it_is_lossy_and_drops_alpha(tmp_path, caplog):
+    imageio.save_image(torch.rand(1, 8, 8, 4), tmp_path / "x.jpg")
+    assert "no alpha channel" in caplog.text and "lossy" in caplog.text
+    assert Image.open(tmp_path / "x.jpg").mode == "RGB"
+
+
+def test_output_paths_are_checked_before_any_work(tmp_path):
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "dir.png").mkdir()
+    cases = [
+        (tmp_path / "out.xyz", "extension Pillow can write"),
+        (tmp_path / "noextension", "extension Pillow can write"),
+        (tmp_path / "dir.png", "is a folder"),
+        (tmp_path / "afile" / "x.png", "is a file"),
+    ]
+    for path, message in cases:
+        with pytest.raises(UncropError, match=message):
+            imageio.output_format(path, "--output")
+        with pytest.raises(UncropError, match=message):
+            imageio.save_image(torch.rand(1, 4, 4, 3), path)
+    assert imageio.output_format(tmp_path / "new" / "x.JPG") == "JPEG"
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A loopback HTTP server with a PNG, a text page, a big PNG and a redirect."""

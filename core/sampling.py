@@ -228,8 +228,8 @@ PROMPT_METADATA_KEY = "uncrop_prompt"
 
 
 def prompt_summary(prompts: list[str]) -> str:
-    """The prompts of a batch as one line (each distinct prompt once)."""
-    return " | ".join(dict.fromkeys(prompts))
+    """The prompts of a batch as one line (each distinct, non-empty prompt once)."""
+    return " | ".join(dict.fromkeys(p for p in prompts if p))
 
 
 def resolve_prompts(

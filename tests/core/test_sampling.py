@@ -408,3 +408,9 @@ def test_prefill_runs_only_where_the_model_can_see_it(
     if holes:
         # Only mask >= 0.5 is replaced (the hole is in the sampled region's coordinates).
         assert int(holes[0].sum()) == int((soft >= 0.5).sum()) == 24 * 32
+
+
+def test_prompt_summary_lists_each_prompt_once_and_skips_empty_ones():
+    # An image of a batch with nothing to paint has no prompt: no dangling separator.
+    assert sampling.prompt_summary(["a dog", "", "a dog", "the sea"]) == "a dog | the sea"
+    assert sampling.prompt_summary(["", ""]) == ""

@@ -18,13 +18,13 @@ from scipy import ndimage
 
 from .errors import UncropError
 
-# Octagon proportions: square half-width a plus diamond radius d, a + d = r. The
-# continuous optimum is d = (2 - sqrt 2) r; on the pixel lattice, d = 0.68 r + 0.3
-# minimises the pixels that differ from a true disc for radii 1..16 (measured).
 # Limits of refine_mask (and the Refine Mask node): wider than any edge needs, and
 # small enough that a typo cannot run for minutes or exhaust memory.
 MAX_GROW = 1024
 MAX_FEATHER = 512.0
+# Octagon proportions: square half-width a plus diamond radius d, a + d = r. The
+# continuous optimum is d = (2 - sqrt 2) r; on the pixel lattice, d = 0.68 r + 0.3
+# minimises the pixels that differ from a true disc for radii 1..16 (measured).
 _DIAMOND_SHARE = 0.68
 _DIAMOND_OFFSET = 0.3
 

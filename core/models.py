@@ -410,7 +410,8 @@ def write_single_file_config(
 
 
 def default_device(name: str = "auto") -> torch.device:
-    """``auto``: CUDA, else Apple's MPS, else the CPU; any other name as torch spells it."""
+    """``auto``: CUDA, else Apple's MPS, else the CPU; any other name as torch spells it,
+    refused when this machine has no such device."""
     if name != "auto":
         try:
             device = torch.device(name)

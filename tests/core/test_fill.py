@@ -35,6 +35,13 @@ def _tiling(tile_h: int, tile_w: int, h: int, w: int, seed: int = 0) -> torch.Te
     return tile.repeat(*reps)[:h, :w].unsqueeze(0)
 
 
+def _assert_known_kept(out: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> None:
+    """Pixels outside the mask exactly as they were; every value finite and in 0..1."""
+    keep = mask[0] == 0
+    assert torch.equal(out[0][keep], image[0][keep])
+    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+
+
 def test_methods_table_has_the_issue_methods() -> None:
     assert {"smooth", "patch", "pattern", "mirror", "edge"} <= set(FILL_METHODS)
 
@@ -45,9 +52,7 @@ def test_known_pixels_untouched_and_hole_changed(method: str, astronaut: torch.T
     mask = _rect_mask(96, 96, 30, 60, 20, 70)
     out = fill(image, mask, method, seed=3)
     assert out.shape == image.shape
-    keep = mask[0] == 0
-    assert torch.equal(out[0][keep], image[0][keep])
-    assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+    _assert_known_kept(out, image, mask)
     if method not in ("color",):
         # A fill from the surroundings is closer to the truth than a flat grey.
         hole = mask[0] > 0
@@ -213,9 +218,7 @@ def test_tiny_frames_and_almost_nothing_known(method: str) -> None:
     ]
     for image, mask in cases:
         out = fill(image, mask, method, seed=1)
-        keep = mask[0] == 0
-        assert torch.equal(out[0][keep], image[0][keep])
-        assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+        _assert_known_kept(out, image, mask)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -225,9 +228,7 @@ def test_half_precision_images(method: str, dtype: torch.dtype, astronaut: torch
     mask = _rect_mask(48, 48, 10, 30, 10, 30)
     out = fill(image, mask, method, seed=2)
     assert out.dtype == dtype
-    keep = mask[0] == 0
-    assert torch.equal(out[0][keep], image[0][keep])
-    assert torch.isfinite(out).all()
+    _assert_known_kept(out, image, mask)
 
 
 def test_noise_statistics_do_not_overflow_half_precision(astronaut: torch.Tensor) -> None:
@@ -250,9 +251,7 @@ def test_empty_full_and_border_masks(method: str, coffee: torch.Tensor) -> None:
     corner = _rect_mask(64, 64, 50, 64, 50, 64)
     for mask in (border, corner):
         out = fill(image, mask, method, seed=1)
-        keep = mask[0] == 0
-        assert torch.equal(out[0][keep], image[0][keep])
-        assert torch.isfinite(out).all()
+        _assert_known_kept(out, image, mask)
 
 
 def test_rgba_and_grey_channels(astronaut: torch.Tensor) -> None:

@@ -19,7 +19,7 @@ from .errors import UncropError
 from .inputs import at_least_float32, is_empty, match_mask
 from .patchmatch import patch_fill
 from .pattern import estimate_period, extend_pattern
-from .progress import ProgressHook, or_null
+from .progress import Part, ProgressHook, or_null
 from .smooth import smooth_fill
 
 log = logging.getLogger(__name__)
@@ -147,6 +147,7 @@ def fill_smooth(
     image: torch.Tensor,
     hole: torch.Tensor,
     tension: float | None = None,
+    progress: ProgressHook | None = None,
     **_: object,
 ) -> torch.Tensor:
     """Thin-plate interpolation of the hole from its border (see :mod:`.smooth`).
@@ -154,7 +155,7 @@ def fill_smooth(
     Best for scratches, thin strokes and small holes; a linear ramp comes back
     exactly. ``tension`` 0 gives the pure biharmonic fill.
     """
-    return smooth_fill(image[0], hole[0], tension=tension)[None]
+    return smooth_fill(image[0], hole[0], tension=tension, progress=progress)[None]
 
 
 def fill_color(
@@ -197,6 +198,7 @@ def fill_patch(
     seed: int = 0,
     patch_size: int = 7,
     source_mask: torch.Tensor | None = None,
+    progress: ProgressHook | None = None,
     **_: object,
 ) -> torch.Tensor:
     """Copy patches from the known image (PatchMatch + EM voting, see :mod:`.patchmatch`).
@@ -204,8 +206,9 @@ def fill_patch(
     Best for removing objects from textured backgrounds. ``source_mask`` (1 = may
     copy from here) keeps patches away from, say, the object being removed.
     """
+    source = _source(hole, source_mask)
     out = patch_fill(
-        image[0], hole[0], _source(hole, source_mask), patch_size=int(patch_size), seed=seed
+        image[0], hole[0], source, patch_size=int(patch_size), seed=seed, progress=progress
     )
     return out[None]
 
@@ -216,6 +219,7 @@ def fill_pattern(
     seed: int = 0,
     patch_size: int = 7,
     source_mask: torch.Tensor | None = None,
+    progress: ProgressHook | None = None,
     **_: object,
 ) -> torch.Tensor:
     """Extend a repetitive texture by whole periods (see :mod:`.pattern`).
@@ -229,19 +233,28 @@ def fill_pattern(
     period = estimate_period(image[0], allowed)
     if period is None:
         log.info("pattern: no clear period in the known area; using patch fill.")
-        return fill_patch(image, hole, seed=seed, patch_size=patch_size, source_mask=source_mask)
+        return fill_patch(
+            image,
+            hole,
+            seed=seed,
+            patch_size=patch_size,
+            source_mask=source_mask,
+            progress=progress,
+        )
     log.info(
         "pattern: period %s and %s (correlation %.2f).", period.first, period.second, period.score
     )
     blocked = hole[0] | ~allowed
-    out, left = extend_pattern(image[0], blocked, period)
+    out, left = extend_pattern(image[0], blocked, period, progress=progress)
     out = torch.where(hole[0].unsqueeze(-1), out, image[0])
     left = left & hole[0]
     if bool(left.any()):
         log.info(
             "pattern: %d pixels out of the lattice's reach; patch-filling them.", int(left.sum())
         )
-        out = patch_fill(out, left, allowed, patch_size=int(patch_size), seed=seed)
+        out = patch_fill(
+            out, left, allowed, patch_size=int(patch_size), seed=seed, progress=progress
+        )
     return out[None]
 
 
@@ -292,8 +305,11 @@ def fill(
         else:
             if source_mask is not None:
                 options["source_mask"] = source_mask[i : i + 1]
+            part = Part(hook, i, image.shape[0])
             out.append(
-                FILL_METHODS[method](image[i : i + 1], hole[i : i + 1], seed=seed + i, **options)
+                FILL_METHODS[method](
+                    image[i : i + 1], hole[i : i + 1], seed=seed + i, progress=part, **options
+                )
             )
         hook.update(i + 1, image.shape[0])
     return out[0] if len(out) == 1 else torch.cat(out)

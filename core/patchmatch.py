@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from .errors import UncropError
 from .inputs import at_least_float32
 from .masks import dilate_square, erode_square
+from .progress import ProgressHook, or_null
 from .smooth import downsample_known, smooth_fill
 
 log = logging.getLogger(__name__)
@@ -217,9 +218,10 @@ class _Level:
 class _Search:
     """PatchMatch over the level's targets; ``nnf`` is a dense ``[H*W]`` field of source centres."""
 
-    def __init__(self, level: _Level, gen: torch.Generator) -> None:
+    def __init__(self, level: _Level, gen: torch.Generator, hook: ProgressHook) -> None:
         self.level = level
         self.gen = gen
+        self.hook = hook  # asked between propagation passes whether to stop
 
     def _rand(self, n: int) -> torch.Tensor:
         return torch.rand(n, generator=self.gen).to(self.level.image.device)
@@ -306,6 +308,7 @@ class _Search:
             moves.append(group)
         for _ in range(iterations):
             for group in moves:
+                self.hook.check_interrupted()
                 for at, oy, ox in group:
                     src = _take(nnf, at)
                     self._try(src // lv.w - oy, src % lv.w - ox)
@@ -423,13 +426,15 @@ def patch_fill(
     patch_size: int = 7,
     seed: int = 0,
     start: torch.Tensor | None = None,
+    progress: ProgressHook | None = None,
 ) -> torch.Tensor:
     """Fill ``hole`` ``[H,W]`` of ``image`` ``[H,W,C]`` with patches copied from the image.
 
     ``source`` ``[H,W]`` bool marks where patches may come from (default: anywhere
     known); ``patch_size`` is the side of the compared square patches (odd, >= 3).
     ``start`` is an optional first guess for the coarsest level (else the smooth
-    fill of the hole from its border).
+    fill of the hole from its border). ``progress`` hears of each pyramid level
+    done, and is asked between the search's passes whether to stop.
     """
     check_patch_size(patch_size)
     allowed = ~hole if source is None else (source & ~hole)
@@ -439,6 +444,7 @@ def patch_fill(
             "area outside the mask."
         )
     work = at_least_float32(image)
+    hook = or_null(progress)
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     radius = patch_size // 2
     pyramid = [(work, hole, allowed)]
@@ -460,14 +466,15 @@ def patch_fill(
         if not bool(lvl_hole.any()):
             filled, nnf, prev_shape = values, None, None
             continue
+        hook.check_interrupted()
         level = _Level(values, lvl_hole, lvl_source, radius)
         level.fit_features(gen)
-        search = _Search(level, gen)
+        search = _Search(level, gen, hook)
         last = depth == 0
         if filled is None:
             # Smoothed in from the allowed pixels alone: the low frequencies of the
             # fill come from this guess, and excluded colours must not reach it.
-            guess = smooth_fill(values, ~lvl_source) if start is None else start
+            guess = smooth_fill(values, ~lvl_source, progress=hook) if start is None else start
         else:
             guess = F.interpolate(
                 filled.movedim(-1, 0)[None], size=values.shape[:2], mode="bilinear"
@@ -488,5 +495,6 @@ def patch_fill(
         if last:
             current = search.anchored(current, begin)
         filled, prev_shape = current, (level.h, level.w)
+        hook.update(depth_count - depth, depth_count)
     assert filled is not None
     return torch.where(hole.unsqueeze(-1), filled.to(image.dtype), image)

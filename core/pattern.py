@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .progress import ProgressHook, or_null
+
 log = logging.getLogger(__name__)
 
 MIN_CORRELATION = 0.5  # below this there is no clear period
@@ -95,7 +97,7 @@ def _shortest(candidates: torch.Tensor, length: torch.Tensor) -> int:
 
 
 def extend_pattern(
-    image: torch.Tensor, hole: torch.Tensor, period: Period
+    image: torch.Tensor, hole: torch.Tensor, period: Period, progress: ProgressHook | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fill ``hole`` by copying along the lattice until it is covered.
 
@@ -113,7 +115,9 @@ def extend_pattern(
     out = image.clone().reshape(h * w, -1)
     missing = hole.clone().flatten()
     todo = torch.nonzero(missing).flatten()  # the pixels still to fill, shrinking
+    hook = or_null(progress)
     for _ in range(2 * max(h, w)):
+        hook.check_interrupted()
         changed = False
         for sy, sx in steps:
             ty, tx = todo // w + sy, todo % w + sx

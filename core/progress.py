@@ -32,3 +32,31 @@ class NullProgress:
 
 def or_null(hook: ProgressHook | None) -> ProgressHook:
     return hook if hook is not None else NullProgress()
+
+
+class CancelOnly:
+    """``hook``'s cancel button without its progress bar (for work inside a unit that
+    the bar already counts, such as a sampler's pre-fill)."""
+
+    def __init__(self, hook: ProgressHook | None) -> None:
+        self.hook = or_null(hook)
+
+    def update(self, done: int, total: int, preview: torch.Tensor | None = None) -> None:
+        return None
+
+    def check_interrupted(self) -> None:
+        self.hook.check_interrupted()
+
+
+class Part:
+    """Item ``index`` of ``count`` (an image of a batch) as a hook of its own: its
+    ``done`` of ``total`` is reported as that share of the whole."""
+
+    def __init__(self, hook: ProgressHook | None, index: int, count: int) -> None:
+        self.hook, self.index, self.count = or_null(hook), index, count
+
+    def update(self, done: int, total: int, preview: torch.Tensor | None = None) -> None:
+        self.hook.update(self.index * total + done, self.count * total, preview)
+
+    def check_interrupted(self) -> None:
+        self.hook.check_interrupted()

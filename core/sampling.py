@@ -33,7 +33,7 @@ from .fill import FILL_METHODS, fill
 from .inputs import check_image, match_mask
 from .masks import feather
 from .models import InpaintModel, diffusers_module
-from .progress import ProgressHook, or_null
+from .progress import CancelOnly, ProgressHook, or_null
 
 log = logging.getLogger(__name__)
 
@@ -459,7 +459,9 @@ def _sample_region(
         # Only what the model treats as hole (mask >= 0.5) is replaced; softer edge
         # pixels keep their real content as context.
         hole = (mask >= 0.5).to(image.dtype)
-        current = fill(image, hole, settings.prefill, seed=settings.seed)
+        current = fill(
+            image, hole, settings.prefill, seed=settings.seed, progress=CancelOnly(reporter.hook)
+        )
     remaining = mask.clone()
     h, w = image.shape[1:3]
     native = settings.resolution or model.native_size

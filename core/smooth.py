@@ -52,6 +52,8 @@ A 4K outpaint went from 21 s to about 1.2 s, single-threaded.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -61,6 +63,7 @@ from scipy.sparse.linalg import splu
 from .errors import UncropError
 from .inputs import at_least_float32
 from .masks import dilate_square, erode_square, label_islands
+from .progress import ProgressHook, or_null
 
 # Tension at a 512 px frame; scaled by (512 / size)² so the fill is resolution independent.
 # Closed thin holes take none: across 32 px gradients have no room to run away, and
@@ -215,6 +218,10 @@ def _dot(a: torch.Tensor, b: torch.Tensor, dims: tuple[int, ...]) -> torch.Tenso
     return (a * b).sum(dim=dims, keepdim=True)
 
 
+def _never() -> None:
+    """A cancellation check that never cancels."""
+
+
 def _pcg(
     apply,
     precondition,
@@ -225,12 +232,14 @@ def _pcg(
     step: float = 0.0,
     scale: float | None = None,
     dims: tuple[int, ...] = (1, 2),
+    check: Callable[[], None] = _never,
 ) -> torch.Tensor:
     """Preconditioned conjugate gradients, one independent system per channel.
 
     ``dims`` are the dimensions summed over (all but the channels'). Stops when
     the largest residual is ``rtol`` times ``scale`` (default: the starting
     residual), or when no value moved by more than ``step`` in the last step.
+    ``check`` is called before each step (it raises to cancel).
     """
     start = float(r.abs().max())
     if start == 0.0:
@@ -241,6 +250,7 @@ def _pcg(
     p = z
     rz = _dot(r, z, dims)
     for _ in range(iterations):
+        check()
         ap = apply(p)
         alpha = rz / _dot(p, ap, dims).clamp_min(1e-30)
         x = x.addcmul_(alpha, p)
@@ -257,7 +267,12 @@ def _pcg(
 
 
 def _solve_box(
-    values: torch.Tensor, hole: torch.Tensor, tension: float, iterations: int, rtol: float
+    values: torch.Tensor,
+    hole: torch.Tensor,
+    tension: float,
+    iterations: int,
+    rtol: float,
+    check: Callable[[], None] = _never,
 ) -> torch.Tensor:
     """The thin-plate fill of ``hole`` ``[H,W]`` in ``values`` ``[C,H,W]``: the hole's values."""
     mg = _Multigrid(hole, values.dtype)
@@ -274,12 +289,22 @@ def _solve_box(
     # Harmonic start: L_h x = Σ known neighbours (exact for a linear ramp).
     b = -_laplace(known).mul_(g.mask)
     x = mg.cycle(b)
-    x = _pcg(g.laplace, mg.cycle, x, b - g.laplace(x), HARMONIC_ITERATIONS, HARMONIC_RTOL)
+    x = _pcg(
+        g.laplace, mg.cycle, x, b - g.laplace(x), HARMONIC_ITERATIONS, HARMONIC_RTOL, check=check
+    )
     rhs = -operator(known)
     r = rhs - operator(x)
     scale = min(float(rhs.abs().max()), START_FACTOR * float(r.abs().max()))
     return _pcg(
-        operator, lambda r: mg.cycle(mg.cycle(r)), x, r, iterations, rtol, 0.1 * rtol, scale
+        operator,
+        lambda r: mg.cycle(mg.cycle(r)),
+        x,
+        r,
+        iterations,
+        rtol,
+        0.1 * rtol,
+        scale,
+        check=check,
     )
 
 
@@ -564,7 +589,13 @@ def _active_tiles(hole: torch.Tensor) -> tuple:
 
 
 def _solve_tiles(
-    values: torch.Tensor, hole: torch.Tensor, tension: float, iterations: int, rtol: float, tiles
+    values: torch.Tensor,
+    hole: torch.Tensor,
+    tension: float,
+    iterations: int,
+    rtol: float,
+    tiles,
+    check: Callable[[], None] = _never,
 ) -> torch.Tensor:
     """:func:`_solve_box` with every iteration on the tiles that hold hole only."""
     g = _Grid(hole, values.dtype)
@@ -594,6 +625,7 @@ def _solve_tiles(
         HARMONIC_ITERATIONS,
         HARMONIC_RTOL,
         dims=dims,
+        check=check,
     )
 
     def operator(u: torch.Tensor) -> torch.Tensor:
@@ -606,7 +638,16 @@ def _solve_tiles(
     r = rhs - operator(x)
     scale = min(float(rhs.abs().max()), START_FACTOR * float(r.abs().max()))
     x = _pcg(
-        operator, lambda r: mg.cycle(mg.cycle(r)), x, r, iterations, rtol, 0.1 * rtol, scale, dims
+        operator,
+        lambda r: mg.cycle(mg.cycle(r)),
+        x,
+        r,
+        iterations,
+        rtol,
+        0.1 * rtol,
+        scale,
+        dims,
+        check=check,
     )
     return fine.scatter(x)[:, :h, :w]
 
@@ -681,6 +722,7 @@ def _coarse_fill(
     iterations: int,
     rtol: float,
     side: float,
+    check: Callable[[], None] = _never,
 ) -> torch.Tensor | None:
     """``[C,h,w]``: ``box`` of ``image`` ``[H,W,C]`` with its hole filled at half size and
     scaled back up (bilinear); None when no known pixel is left at half size.
@@ -701,7 +743,7 @@ def _coarse_fill(
     if bool(small_hole.all()):  # no 2x2 block wholly known: nothing to solve from
         return None
     lam = None if tension is None else 4 * tension
-    small = _fill(small, small_hole, lam, iterations, rtol, side / 2)
+    small = _fill(small, small_hole, lam, iterations, rtol, side / 2, check)
     up = F.interpolate(small.movedim(-1, 0)[None], scale_factor=2, mode="bilinear")[0]
     return up[:, ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
 
@@ -712,6 +754,7 @@ def smooth_fill(
     tension: float | None = None,
     iterations: int = 30,
     rtol: float = 1e-4,
+    progress: ProgressHook | None = None,
 ) -> torch.Tensor:
     """Fill ``hole`` ``[H,W]`` of ``image`` ``[H,W,C]``; returns the filled image.
 
@@ -720,14 +763,17 @@ def smooth_fill(
     0 for closed thin holes; 0 gives the pure biharmonic fill). ``iterations`` caps
     the grid solves' conjugate-gradient steps; ``rtol`` is the residual reduction
     that ends them (thin holes are solved directly, to float64 precision). Each
-    hole component stays within the range of its border's values.
+    hole component stays within the range of its border's values. ``progress`` is
+    asked between solver steps whether to stop (it reports no progress: one box can
+    be all of the work).
     """
     if not bool(hole.any()):
         return image
     if bool(hole.all()):
         raise UncropError("mask: covers the whole image, so there is nothing to fill it from.")
     work = at_least_float32(image)
-    out = _fill(work, hole, tension, iterations, rtol, max(hole.shape))
+    check = or_null(progress).check_interrupted
+    out = _fill(work, hole, tension, iterations, rtol, max(hole.shape), check)
     return out.to(image.dtype)
 
 
@@ -796,12 +842,15 @@ def _fill(
     iterations: int,
     rtol: float,
     side: float,
+    check: Callable[[], None] = _never,
 ) -> torch.Tensor:
     """:func:`smooth_fill` of a float image, the default tension set for a frame whose
-    long side is ``side`` (the frame's own, or the frame's at a coarser level)."""
+    long side is ``side`` (the frame's own, or the frame's at a coarser level);
+    ``check`` raises to cancel."""
     out = work.clone(memory_format=torch.contiguous_format)
     deep = _deep(hole, THIN_DEPTH)
     for ys, xs in _boxes(hole, _REACH):
+        check()
         box_hole = hole[ys, xs]
         box = out[ys, xs]  # a view: what is written here lands in `out`
         bounds = _Bounds(box, box_hole)
@@ -819,7 +868,7 @@ def _fill(
         values = work[ys, xs].movedim(-1, 0).contiguous()
         half = None
         if bool(_deep(box_hole, COARSE_DEPTH).any()):
-            half = _coarse_fill(work, hole, (ys, xs), tension, iterations, rtol, side)
+            half = _coarse_fill(work, hole, (ys, xs), tension, iterations, rtol, side, check)
         if half is not None:
             # The inside from half size; the rim, within RIM_DEPTH of known pixels,
             # solved as a thin hole around it.
@@ -830,8 +879,8 @@ def _fill(
             continue
         tiles = _active_tiles(box_hole)
         if tiles[0].numel() * TILE * TILE < TILED_BELOW * box_hole.numel():
-            x = _solve_tiles(values, box_hole, lam, iterations, rtol, tiles)
+            x = _solve_tiles(values, box_hole, lam, iterations, rtol, tiles, check)
         else:
-            x = _solve_box(values, box_hole, lam, iterations, rtol)
+            x = _solve_box(values, box_hole, lam, iterations, rtol, check)
         box[box_hole] = bounds.clamp(x.movedim(0, -1)[box_hole], box_hole)
     return out

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from uncrop.core import patchmatch as pm
+from uncrop.core.progress import NullProgress
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -145,7 +146,7 @@ def test_anchoring_takes_the_local_mean_from_the_start() -> None:
     start = 0.3 + 0.4 * torch.rand(40, 40, 3, generator=gen)
     hole = torch.zeros(40, 40, dtype=torch.bool)
     hole[10:30, 12:20] = True
-    search = pm._Search(pm._Level(start, hole, ~hole, 3), gen)
+    search = pm._Search(pm._Level(start, hole, ~hole, 3), gen, NullProgress())
     shifted = torch.where(hole.unsqueeze(-1), start + 0.2, start)
     assert torch.allclose(search.anchored(shifted, start), start, atol=1e-6)
     stripes = (torch.arange(40) % 2).view(1, 40, 1).float() * 0.2 - 0.1

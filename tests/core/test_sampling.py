@@ -158,6 +158,29 @@ def test_cancel_stops_within_one_step(sd_inpaint, photo):
     assert len(spy.sizes) == 2
 
 
+class CountChecks(StopAfter):
+    def __init__(self):
+        super().__init__(steps=10**9)
+        self.checks = 0
+
+    def check_interrupted(self):
+        self.checks += 1
+
+
+def test_cancel_reaches_a_slow_prefill(tree, photo):
+    # A patch pre-fill of a big hole can take long: it asks the same cancel button,
+    # without moving the sampler's step count.
+    model = _load(tree, "sd")
+    counts = {}
+    for prefill in ("edge", "patch"):
+        hook = CountChecks()
+        settings = SamplerSettings(prefill=prefill, **FAST)
+        sampling.inpaint(model, photo, _hole(), settings, progress=hook)
+        counts[prefill] = hook.checks
+        assert hook.updates == [(1, 2), (2, 2)]
+    assert counts["patch"] > counts["edge"] + 3
+
+
 def test_preview_gets_the_latents_each_step(sd_inpaint, photo):
     seen = []
 

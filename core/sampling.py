@@ -259,8 +259,11 @@ def make_scheduler(model: InpaintModel, name: str):
 class _StepReporter:
     """diffusers' ``callback_on_step_end``: progress, live preview and cancel per step."""
 
-    def __init__(self, hook: ProgressHook, total: int, preview: Callable | None):
-        self.hook, self.total, self.preview, self.done = hook, total, preview, 0
+    def __init__(
+        self, hook: ProgressHook, windows: int, settings: SamplerSettings, preview: Callable | None
+    ):
+        self.per_window = max(1, int(settings.steps * settings.strength))  # diffusers' count
+        self.hook, self.total, self.preview, self.done = hook, windows * self.per_window, preview, 0
 
     def __call__(self, pipe, step: int, timestep, kwargs: dict) -> dict:
         self.done += 1
@@ -270,6 +273,12 @@ class _StepReporter:
         self.hook.update(self.done, self.total, image)
         self.hook.check_interrupted()
         return {}
+
+    def skip_window(self) -> None:
+        """A planned window that earlier ones left nothing to paint in: its steps count
+        as done, so the bar still ends full."""
+        self.done += self.per_window
+        self.hook.update(self.done, self.total)
 
 
 def _pipeline_for(model: InpaintModel):
@@ -351,10 +360,6 @@ def _run_window(
     return canvas.resize_image(out, window.width, window.height)
 
 
-def _progress_total(n_windows: int, settings: SamplerSettings) -> int:
-    return n_windows * max(1, int(settings.steps * settings.strength))
-
-
 def sample(
     model: InpaintModel,
     image: torch.Tensor,
@@ -385,7 +390,7 @@ def sample(
     if prepare_model is not None:
         prepare_model()
     plans = [_plan_windows(model, mask[i], settings, tiles) for i in range(image.shape[0])]
-    reporter = _StepReporter(hook, _progress_total(sum(map(len, plans)), settings), preview)
+    reporter = _StepReporter(hook, sum(map(len, plans)), settings, preview)
     pipe = _pipeline_for(model)
     out = image.clone()
     for i, windows in enumerate(plans):
@@ -469,6 +474,7 @@ def _sample_region(
     for k, win in enumerate(order):
         ys, xs = win.slices
         if not bool((remaining[0][ys, xs] > 0).any()):
+            reporter.skip_window()
             continue
         out = _run_window(
             model, pipe, current, remaining, win, prompt, settings, seed + k, reporter

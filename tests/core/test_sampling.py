@@ -337,6 +337,20 @@ def test_outpaint_large_area_uses_overlapping_windows_that_see_context(sd_inpain
     assert new.std() > 0.01  # the far side was generated, not left as pre-fill
 
 
+def test_outpaint_progress_ends_full_when_a_window_has_nothing_left(sd_inpaint, photo):
+    image = canvas.resize_image(photo, 97, 131)
+    plan = canvas.plan_margins(97, 131, left=200, right=200)
+    hook = CountChecks()
+    result, _ = sampling.outpaint(
+        sd_inpaint, image, plan, SamplerSettings(resolution=64, **FAST), progress=hook
+    )
+    planned = len(result.windows[0])
+    sampled = sum(1 for done, _ in hook.updates if done % 2 == 1)  # 2 steps a window
+    assert planned > sampled  # some window had nothing left to paint
+    done = [d for d, _ in hook.updates]
+    assert done == sorted(done) and hook.updates[-1] == (2 * planned, 2 * planned)
+
+
 class _RunsOutOfMemory:
     """Wraps a pipeline so its first ``failures`` calls raise CUDA's out-of-memory error."""
 

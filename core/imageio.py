@@ -209,10 +209,10 @@ def resolve_in_folder(folder: str | os.PathLike, filename: str, name: str = "ima
     candidate = (root / filename).resolve()
     if not filename or os.path.isabs(filename) or not candidate.is_relative_to(root):
         raise UncropError(
-            f"{name}: '{filename}' is outside the input folder; pick a file inside it."
+            f"{name}: '{filename}' is outside the folder {root}; pick a file inside it."
         )
     if not candidate.is_file():
-        raise UncropError(f"{name}: '{filename}' was not found in the input folder {root}.")
+        raise UncropError(f"{name}: '{filename}' was not found in the folder {root}.")
     return candidate
 
 

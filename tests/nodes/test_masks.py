@@ -44,8 +44,8 @@ def test_load_mask_lists_and_fingerprints(input_dir):
 
 def test_load_mask_refuses_paths_outside_input(input_dir):
     (input_dir.parent / "secret.png").write_bytes(b"x")
-    assert "outside the input folder" in LoadMask.validate_inputs(image="../secret.png")
-    with pytest.raises(UncropError, match="outside the input folder"):
+    assert "is outside the folder" in LoadMask.validate_inputs(image="../secret.png")
+    with pytest.raises(UncropError, match="is outside the folder"):
         run_node(LoadMask, image="../secret.png", channel="alpha")
     assert LoadMask.validate_inputs(image="mask.png") is True
     assert "only http(s)" in LoadMask.validate_inputs(image="mask.png", url="file:///etc/passwd")

@@ -172,6 +172,14 @@ def _prepare(model: models.InpaintModel) -> torch.device:
     return host.load_to_device(model.modules(), model.extra)
 
 
+PROMPT_USED_TOOLTIP = (
+    "The prompt each image was painted with (the captioner's when the prompt was empty). "
+    "It is also put in the metadata of the PNGs SaveImage writes in the run where this node "
+    "samples; a result taken from ComfyUI's cache adds none, so wire this output to keep it "
+    "for sure."
+)
+
+
 def _output(
     node: type[io.ComfyNode], image: torch.Tensor, prompts: list[str], *extra
 ) -> io.NodeOutput:
@@ -269,7 +277,7 @@ class Inpaint(io.ComfyNode):
             ],
             outputs=[
                 io.Image.Output(display_name="image"),
-                io.String.Output(display_name="prompt_used"),
+                io.String.Output(display_name="prompt_used", tooltip=PROMPT_USED_TOOLTIP),
             ],
         )
 
@@ -318,7 +326,7 @@ class Outpaint(io.ComfyNode):
             outputs=[
                 io.Image.Output(display_name="image"),
                 io.Mask.Output(display_name="mask"),
-                io.String.Output(display_name="prompt_used"),
+                io.String.Output(display_name="prompt_used", tooltip=PROMPT_USED_TOOLTIP),
             ],
         )
 

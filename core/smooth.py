@@ -292,19 +292,18 @@ def _solve_box(
     x = _pcg(
         g.laplace, mg.cycle, x, b - g.laplace(x), HARMONIC_ITERATIONS, HARMONIC_RTOL, check=check
     )
-    rhs = -operator(known)
+    return _thin_plate_cg(operator, mg.cycle, x, -operator(known), iterations, rtol, (1, 2), check)
+
+
+def _thin_plate_cg(
+    operator, cycle, x, rhs, iterations: int, rtol: float, dims: tuple[int, ...], check
+) -> torch.Tensor:
+    """CG on the thin-plate system ``operator x = rhs`` from ``x``, preconditioned by two
+    V-cycles of the hole's Laplacian (see ``START_FACTOR`` for when it stops)."""
     r = rhs - operator(x)
     scale = min(float(rhs.abs().max()), START_FACTOR * float(r.abs().max()))
     return _pcg(
-        operator,
-        lambda r: mg.cycle(mg.cycle(r)),
-        x,
-        r,
-        iterations,
-        rtol,
-        0.1 * rtol,
-        scale,
-        check=check,
+        operator, lambda r: cycle(cycle(r)), x, r, iterations, rtol, 0.1 * rtol, scale, dims, check
     )
 
 
@@ -635,20 +634,7 @@ def _solve_tiles(
             out.add_(lu[:, :, 1:-1, 1:-1], alpha=tension)
         return out.mul_(fine.mask)
 
-    r = rhs - operator(x)
-    scale = min(float(rhs.abs().max()), START_FACTOR * float(r.abs().max()))
-    x = _pcg(
-        operator,
-        lambda r: mg.cycle(mg.cycle(r)),
-        x,
-        r,
-        iterations,
-        rtol,
-        0.1 * rtol,
-        scale,
-        dims,
-        check=check,
-    )
+    x = _thin_plate_cg(operator, mg.cycle, x, rhs, iterations, rtol, dims, check)
     return fine.scatter(x)[:, :h, :w]
 
 

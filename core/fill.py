@@ -1,11 +1,12 @@
 """Model-free filling of the masked area of an IMAGE batch.
 
-Every method has the same signature, ``method(image, hole, seed=..., **options)``
-with one image ``[1,H,W,C]`` and its ``hole [1,H,W]`` boolean (True = unknown,
-neither empty nor the whole frame), and returns a new image whose known pixels
-are untouched; :func:`fill` calls it once per image of a batch. :data:`FILL_METHODS` is the
-single table the Fill node, Expand Canvas, the diffusion pre-fill and the CLI
-choose from; :func:`fill` is the entry point that checks inputs and dispatches.
+Every method has the same signature, ``method(image, hole, seed=..., progress=...,
+**options)`` with one image ``[1,H,W,C]`` and its ``hole [1,H,W]`` boolean (True =
+unknown, neither empty nor the whole frame), and returns a new image whose known
+pixels are untouched; :func:`fill` calls it once per image of a batch, with that
+image's part of the progress hook. :data:`FILL_METHODS` is the single table the
+Fill node, Expand Canvas, the diffusion pre-fill and the CLI choose from;
+:func:`fill` is the entry point that checks inputs and dispatches.
 """
 
 from __future__ import annotations

@@ -431,7 +431,8 @@ def patch_fill(
     """Fill ``hole`` ``[H,W]`` of ``image`` ``[H,W,C]`` with patches copied from the image.
 
     ``source`` ``[H,W]`` bool marks where patches may come from (default: anywhere
-    known); ``patch_size`` is the side of the compared square patches (odd, >= 3).
+    known); ``patch_size`` is the side of the compared square patches (odd, 3 to
+    ``MAX_PATCH_SIZE``).
     ``start`` is an optional first guess for the coarsest level (else the smooth
     fill of the hole from its border). ``progress`` hears of each pyramid level
     done, and is asked between the search's passes whether to stop.

@@ -427,10 +427,19 @@ def _generate(
             inputs["input_ids"] = torch.tensor([[tokenizer.cls_token_id, *ids]])
     kwargs = {k: v.to(device) for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
     kwargs["pixel_values"] = inputs["pixel_values"].to(device=device, dtype=loaded.dtype)
+    # The text decoder has a fixed number of positions: the prefix and the new tokens
+    # must fit in them (past them the position embedding raises IndexError).
+    config = getattr(model.config, "text_config", None) or model.config
+    positions = int(getattr(config, "max_position_embeddings", 512))
+    used = int(kwargs["input_ids"].shape[-1]) if "input_ids" in kwargs else 1
+    if used >= positions:
+        raise UncropError(
+            f"prefix: {used} tokens, but this captioner writes at most {positions}; shorten it."
+        )
     with torch.inference_mode():
         ids = model.generate(
             **kwargs,
-            max_new_tokens=int(opts.max_length),
+            max_new_tokens=min(int(opts.max_length), positions - used),
             num_beams=int(opts.beams),
             do_sample=False,
         )

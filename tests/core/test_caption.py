@@ -160,6 +160,19 @@ def test_more_tokens_make_a_longer_caption(captioner, astronaut):
     assert len(short.split()) <= 3 < len(longer.split())
 
 
+def test_caption_stops_at_the_decoders_last_position(captioner, astronaut):
+    # The tiny decoders have 64 positions (real BLIP 512): more tokens than fit raised
+    # IndexError from the position embedding; a prefix that fills them is refused.
+    image = astronaut[:, ::8, ::8]
+    loaded = captioner.load()
+    config = getattr(loaded.model.config, "text_config", None) or loaded.model.config
+    positions = config.max_position_embeddings
+    long = captioner.caption(image, options=cap.CaptionOptions(max_length=512, beams=1))[0]
+    assert 0 < len(long.split()) <= positions
+    with pytest.raises(UncropError, match=f"prefix: .* at most {positions}"):
+        captioner.caption(image, options=cap.CaptionOptions(prefix="sea " * 2 * positions))
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

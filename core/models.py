@@ -31,7 +31,7 @@ import shutil
 import tempfile
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -500,8 +500,12 @@ class InpaintModel:
         return self
 
     def set_vae_tiling(self, enabled: bool) -> None:
+        """This model's setting; the VAE, which other loads of the same file share, takes
+        it when this model samples (:meth:`apply_vae_tiling`)."""
         self.vae_tiling = enabled
-        if enabled:
+
+    def apply_vae_tiling(self) -> None:
+        if self.vae_tiling:
             self.pipe.vae.enable_tiling()
         else:
             self.pipe.vae.disable_tiling()
@@ -646,7 +650,9 @@ def load_model(
     """Load (or take from the cache) the model at ``path``, on the CPU.
 
     The caller moves it to the device it samples on; the cache keeps the last
-    ``CACHE_SIZE`` models, keyed by path, file dates and sizes, and dtype.
+    ``CACHE_SIZE`` models, keyed by path, file dates and sizes, and dtype. A load
+    from the cache is a new :class:`InpaintModel` over the same weights, so its
+    ``vae_tiling`` is its own.
     """
     info = inspect_model(path)
     dtype = dtype or torch.float32
@@ -660,8 +666,7 @@ def load_model(
         model = _cache.get(key)
         if model is not None:
             _cache.move_to_end(key)
-            model.set_vae_tiling(vae_tiling)
-            return model
+            return replace(model, vae_tiling=vae_tiling)
     log.info("Loading %s", info.describe())
     try:
         pipe = _load_pipeline(info, dtype, tokenizer_dir)
@@ -671,8 +676,9 @@ def load_model(
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise UncropError(f"model: could not load {info.path}: {exc}") from exc
     pipe.set_progress_bar_config(disable=True)
-    model = InpaintModel(info, pipe, dtype, cn, str(controlnet) if controlnet else None)
-    model.set_vae_tiling(vae_tiling)
+    model = InpaintModel(
+        info, pipe, dtype, cn, str(controlnet) if controlnet else None, vae_tiling=vae_tiling
+    )
     with _cache_lock:
         _cache[key] = model
         while len(_cache) > CACHE_SIZE:

@@ -340,6 +340,7 @@ def _run_window(
     pipe.scheduler = make_scheduler(model, settings.scheduler)
     for attempt in range(2):
         try:
+            model.apply_vae_tiling()
             out = pipe(**kwargs).images
             break
         except Exception as exc:

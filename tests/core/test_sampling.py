@@ -373,6 +373,26 @@ class _RunsOutOfMemory:
         return self.pipe(**kwargs)
 
 
+def test_two_loads_of_one_file_keep_their_own_vae_tiling(tree, photo):
+    # Two Load Inpaint Model nodes on one file share the weights, not the setting: the
+    # second used to switch the first one's tiling too.
+    plain = _load(tree, "sd-inpaint", vae_tiling=False)
+    tiled = _load(tree, "sd-inpaint", vae_tiling=True)
+    assert tiled.pipe is plain.pipe
+    assert not plain.vae_tiling and tiled.vae_tiling
+    vae = plain.pipe.vae
+    seen = []
+    real_decode = vae.decode
+    vae.decode = lambda *a, **k: seen.append(vae.use_tiling) or real_decode(*a, **k)
+    try:
+        for model in (plain, tiled, plain):
+            sampling.inpaint(model, photo, _hole(), SamplerSettings(prompt="a cat", **FAST))
+    finally:
+        del vae.decode
+        vae.disable_tiling()
+    assert seen == [False, True, False]
+
+
 @pytest.mark.parametrize("failures", [1, 2])
 def test_out_of_memory_retries_with_vae_tiling_then_says_what_to_do(
     tree, photo, monkeypatch, failures

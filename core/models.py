@@ -131,6 +131,8 @@ def _check_component(folder: Path, name: str, library: str) -> None:
 
 def _inspect_folder(folder: Path) -> ModelInfo:
     index = _read_json(folder / "model_index.json")
+    if not isinstance(index, dict):
+        raise UncropError(f"model: {folder / 'model_index.json'} is not a diffusers model index.")
     components = {
         k: v for k, v in index.items()
         if not k.startswith("_") and isinstance(v, list) and len(v) == 2 and v[0]
@@ -225,6 +227,13 @@ def _inspect_file(path: Path) -> tuple[ModelInfo, dict[str, tuple[int, ...]]]:
             f"model: expected a .safetensors file or a diffusers folder, got {path.name}."
         )
     shapes = _read_shapes(path)
+    if _UNET + "input_blocks.0.0.weight" not in shapes:
+        ema = (
+            " (it holds only EMA weights, model_ema.*)"
+            if any(k.startswith("model_ema.") for k in shapes)
+            else ""
+        )
+        raise UncropError(f"model: {path.name} has no UNet weights ({_UNET}*){ema}.")
     base = _base_from_shapes(path, shapes)
     if "first_stage_model.encoder.conv_in.weight" not in shapes:
         raise UncropError(f"model: {path.name} has no VAE weights (first_stage_model.*).")
@@ -538,11 +547,18 @@ def _pipeline_class(base: str):
 
 def _load_pipeline(info: ModelInfo, dtype: torch.dtype, tokenizer_dir) -> Any:
     cls = _pipeline_class(info.base)
-    common: dict[str, Any] = {"torch_dtype": dtype}
+    # The image parts only a safety checker or an IP-Adapter reads are never loaded.
+    common: dict[str, Any] = {"torch_dtype": dtype, "feature_extractor": None}
     if info.base != "sdxl":
         common.update(safety_checker=None, requires_safety_checker=False)
+    else:
+        common.update(image_encoder=None)
     if info.form == "diffusers":
-        return cls.from_pretrained(info.path, local_files_only=True, **common)
+        # Weights saved only as the fp16 variant, as `--include "*.fp16.*"` downloads give.
+        names = [f.name for f in (Path(info.path) / "unet").glob("*.safetensors")]
+        fp16_only = bool(names) and all(".fp16" in name for name in names)
+        variant = "fp16" if fp16_only else None
+        return cls.from_pretrained(info.path, local_files_only=True, variant=variant, **common)
     _, shapes = _inspect_file(Path(info.path))
     tokenizer = find_clip_tokenizer(tokenizer_dir)
     with tempfile.TemporaryDirectory(prefix="uncrop-config-") as tmp:

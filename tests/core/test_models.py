@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 
@@ -207,3 +208,41 @@ def test_tokenizer_override_wins_over_the_hosts_copy(tree, tmp_path, monkeypatch
     assert models.find_clip_tokenizer(tree["tokenizer"]) == tree["tokenizer"]
     with pytest.raises(UncropError, match="needs the CLIP tokenizer files"):
         models.find_clip_tokenizer(tmp_path)
+
+
+def test_fp16_variant_folder_and_missing_image_parts_load(tree, tmp_path):
+    # Weights saved only as *.fp16.safetensors (a `--include "*.fp16.*"` download), and a
+    # model index naming a feature_extractor whose folder is absent.
+
+    folder = tmp_path / "fp16-only"
+    shutil.copytree(tree["sd-inpaint"], folder)
+    for path in list(folder.glob("*/*.safetensors")):
+        path.rename(path.with_name(path.name.replace(".safetensors", ".fp16.safetensors")))
+    index = json.loads((folder / "model_index.json").read_text())
+    index["feature_extractor"] = ["transformers", "CLIPImageProcessor"]
+    (folder / "model_index.json").write_text(json.dumps(index))
+    shutil.rmtree(folder / "feature_extractor", ignore_errors=True)
+    models.clear_cache()
+    loaded = models.load_model(folder)
+    want = models.load_model(tree["sd-inpaint"]).pipe.unet.state_dict()
+    got = loaded.pipe.unet.state_dict()
+    assert all(torch.equal(want[k], got[k]) for k in want)
+
+
+def test_checkpoints_without_unet_weights_and_odd_indexes_are_refused(tree, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(tree["sd.safetensors"]))
+    prefix = "model.diffusion_model."
+    ema = {  # an EMA-only file: its UNet under model_ema.*, dots dropped, as such files have
+        ("model_ema." + k[len(prefix) :].replace(".", "")) if k.startswith(prefix) else k: v
+        for k, v in weights.items()
+    }
+    save_file(ema, str(tmp_path / "ema-only.safetensors"))
+    with pytest.raises(UncropError, match=r"ema-only.safetensors has no UNet weights .*EMA"):
+        models.inspect_model(tmp_path / "ema-only.safetensors")
+    folder = tmp_path / "listed"
+    folder.mkdir()
+    (folder / "model_index.json").write_text("[1, 2]")
+    with pytest.raises(UncropError, match="is not a diffusers model index"):
+        models.inspect_model(folder)

@@ -227,6 +227,7 @@ def _inspect_file(path: Path) -> tuple[ModelInfo, dict[str, tuple[int, ...]]]:
             f"model: expected a .safetensors file or a diffusers folder, got {path.name}."
         )
     shapes = _read_shapes(path)
+    base = _base_from_shapes(path, shapes)
     if _UNET + "input_blocks.0.0.weight" not in shapes:
         ema = (
             " (it holds only EMA weights, model_ema.*)"
@@ -234,7 +235,6 @@ def _inspect_file(path: Path) -> tuple[ModelInfo, dict[str, tuple[int, ...]]]:
             else ""
         )
         raise UncropError(f"model: {path.name} has no UNet weights ({_UNET}*){ema}.")
-    base = _base_from_shapes(path, shapes)
     if "first_stage_model.encoder.conv_in.weight" not in shapes:
         raise UncropError(f"model: {path.name} has no VAE weights (first_stage_model.*).")
     in_channels = shapes[_UNET + "input_blocks.0.0.weight"][1]

@@ -152,11 +152,14 @@ def _down2(p: torch.Tensor, dim: int) -> torch.Tensor:
     side along ``dim``; each coarse pixel sums its two children and a third of the next
     two out."""
     n = (p.shape[dim] - 2) // 2
-    pairs = p.narrow(dim, 1, 2 * n).unflatten(dim, (n, 2))
-    side = dim if dim < 0 else dim + 1
-    out = pairs.select(side, 0) + pairs.select(side, 1)
-    out.add_(p.narrow(dim, 0, 2 * n).unflatten(dim, (n, 2)).select(side, 0), alpha=1 / 3)
-    out.add_(p.narrow(dim, 2, 2 * n).unflatten(dim, (n, 2)).select(side, 1), alpha=1 / 3)
+    side = dim if dim < 0 else dim + 1  # the pair's axis
+
+    def every_other(start: int, which: int) -> torch.Tensor:
+        return p.narrow(dim, start, 2 * n).unflatten(dim, (n, 2)).select(side, which)
+
+    out = every_other(1, 0) + every_other(1, 1)
+    out.add_(every_other(0, 0), alpha=1 / 3)
+    out.add_(every_other(2, 1), alpha=1 / 3)
     return out
 
 

@@ -40,8 +40,9 @@ CPU). Across a thin hole the factor stays narrow, so it costs what the hole
 covers (1536 px scratches: a third of the grids' time, the same solution).
 
 Deep holes (some pixel more than ``COARSE_DEPTH`` from known ones: big blocks,
-outpaint bands) are filled at half size, recursively (:func:`_coarse_fill`),
-and scaled back up; at full size only their rim, the pixels within
+outpaint bands), and boxes of more than ``COARSE_PIXELS`` hole pixels that are
+not thin (wide strokes across a 4K frame), are filled at half size, recursively
+(:func:`_coarse_fill`), and scaled back up; at full size only their rim, the pixels within
 ``RIM_DEPTH`` of known ones, is solved, as a thin hole whose inner side is the
 upsampled fill. The half-size problem sees the border's colours and slopes
 averaged over 2 px: on smooth content it comes close to the full-size solve (a
@@ -688,6 +689,12 @@ COARSE_DEPTH = 128
 # halving halves it, and four halvings (a hole 2000 px deep) still leave the
 # stencil's reach of known pixels around the hole.
 COARSE_MARGIN = 64
+# Boxes with more hole pixels than this (and some pixel deeper than THIN_DEPTH) are
+# halved too, however shallow: the grids cost 5-20 us a hole pixel (one thread), so
+# a million is 5-20 s. Wide strokes over 30% of a 4K frame (150-240 px, one box
+# of 1.3M pixels at half size): 71 s to 11 s, 15.69 to 15.93 dB; bench masks up to
+# 1536 px never reach it.
+COARSE_PIXELS = 1_000_000
 
 
 def downsample_known(image: torch.Tensor, hole: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -856,7 +863,7 @@ def _fill(
             continue
         values = work[ys, xs].movedim(-1, 0).contiguous()
         half = None
-        if bool(_deep(box_hole, COARSE_DEPTH).any()):
+        if int(box_hole.sum()) > COARSE_PIXELS or bool(_deep(box_hole, COARSE_DEPTH).any()):
             half = _coarse_fill(work, hole, (ys, xs), tension, iterations, rtol, side, check)
         if half is not None:
             # The inside from half size; the rim, within RIM_DEPTH of known pixels,

@@ -343,6 +343,27 @@ def test_only_holes_deeper_than_the_limit_are_halved(
     assert torch.equal(out[~hole], image[~hole])
 
 
+def test_big_boxes_of_shallow_hole_are_halved(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Strokes no deeper than COARSE_DEPTH but with more than COARSE_PIXELS hole pixels
+    in their box are halved; a box of fewer, or a thin one, is not."""
+    image = torch.rand(120, 120, 3, generator=torch.Generator().manual_seed(0))
+    hole = torch.zeros(120, 120, dtype=torch.bool)
+    hole[20:60, 10:110] = True  # 20 px deep: past THIN_DEPTH, short of COARSE_DEPTH
+    n = int(hole.sum())
+    used = _spy_coarse(monkeypatch)
+    monkeypatch.setattr(sm, "COARSE_PIXELS", n)
+    sm.smooth_fill(image, hole)
+    assert not used
+    monkeypatch.setattr(sm, "COARSE_PIXELS", n - 1)
+    out = sm.smooth_fill(image, hole)
+    assert used
+    assert torch.equal(out[~hole], image[~hole])
+    used.clear()
+    monkeypatch.setattr(sm, "COARSE_PIXELS", 1)
+    sm.smooth_fill(image, hole & (torch.arange(120)[:, None] < 50))  # 15 px deep: thin
+    assert not used
+
+
 def test_deep_hole_at_half_size_reproduces_a_linear_ramp(monkeypatch: pytest.MonkeyPatch) -> None:
     _halve_below(monkeypatch, 8)
     used = _spy_coarse(monkeypatch)

@@ -69,6 +69,7 @@ GLOBAL_ITERATIONS = 2  # PatchMatch iterations of the coarsest level's global se
 FAR = 1e4  # feature value of disallowed source centres (patch features are within ±15)
 TILE = 64  # side of the tiles that patch projections are convolved over
 VOTE_RADIUS = 1  # a pixel is voted by the patches centred within this distance of it
+VOTE_CHUNK = 1 << 19  # hole pixels voted at a time (each gathers a few hundred bytes)
 
 
 def _thick(hole: torch.Tensor, radius: int) -> bool:
@@ -105,19 +106,25 @@ class _Level:
         r = torch.arange(-radius, radius + 1, device=dev)
         oy, ox = torch.meshgrid(r, r, indexing="ij")
         self.oy, self.ox = oy.flatten(), ox.flatten()
-        # The patch centres within VOTE_RADIUS of each hole pixel (clamped into the
-        # frame; those off it weigh nothing), and the offset back to the pixel.
+        # The offsets of the patch centres that vote for a pixel (see vote_centres), and
+        # the flat offset from each back to the pixel.
         rv = torch.arange(-VOTE_RADIUS, VOTE_RADIUS + 1, device=dev)
-        vy, vx = (v.flatten() for v in torch.meshgrid(rv, rv, indexing="ij"))
-        py, px = self.hole_y.unsqueeze(1) + vy, self.hole_x.unsqueeze(1) + vx
-        self.vote_inside = ((py >= 0) & (py < h) & (px >= 0) & (px < w)).to(image.dtype)
-        self.vote_centre = py.clamp(0, h - 1) * w + px.clamp(0, w - 1)
-        self.vote_offset = vy * w + vx
+        self.vote_y, self.vote_x = (v.flatten() for v in torch.meshgrid(rv, rv, indexing="ij"))
+        self.vote_offset = self.vote_y * w + self.vote_x
         # Confidence of a patch: share of known pixels in the window around its centre
         # (of those in the frame).
         known = (~hole).to(image.dtype)[None]
         share = (_box_sum(known, radius) / _box_sum(torch.ones_like(known), radius)).flatten()
         self.confidence = (_take(share, self.targets) + CONFIDENCE_FLOOR).clamp_max(1.0)
+
+    def vote_centres(self, at: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """The patch centres within ``VOTE_RADIUS`` of the hole pixels ``at`` (a slice
+        of ``hole_flat``), ``[N,K]`` flat and clamped into the frame, and whether each
+        is in it (those off it weigh nothing)."""
+        py = self.hole_y[at].unsqueeze(1) + self.vote_y
+        px = self.hole_x[at].unsqueeze(1) + self.vote_x
+        inside = ((py >= 0) & (py < self.h) & (px >= 0) & (px < self.w)).to(self.image.dtype)
+        return py.clamp_(0, self.h - 1) * self.w + px.clamp_(0, self.w - 1), inside
 
     def patches(self, image: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
         """``[N,K*C]`` patch pixels around flat ``centres`` (clamped at the frame)."""
@@ -200,7 +207,7 @@ class _Level:
         if any(pad):
             grid = F.pad(grid, pad, mode="replicate")
         if tiles is None:
-            return F.conv2d(grid, self.filters)[0].flatten(1) - self.offset[:, None]
+            return F.conv2d(grid, self.filters)[0].flatten(1).sub_(self.offset[:, None])
         ny, nx = -(-(y1 - y0) // TILE), -(-(x1 - x0) // TILE)
         grid = F.pad(grid, (0, nx * TILE - (x1 - x0), 0, ny * TILE - (y1 - y0)))[0].contiguous()
         channels, hp, wp = grid.shape
@@ -296,22 +303,14 @@ class _Search:
             reach = float(longest)
         else:
             jumps, reach = [2, 1], 4.0
-        # Each target's neighbour at each jump (clamped into the frame) and the offset
-        # back to the target: the same for every iteration.
-        moves = []
-        for k in jumps:
-            group = []
-            for dy, dx in ((-k, 0), (k, 0), (0, -k), (0, k)):
-                ny = (ty + dy).clamp(0, lv.h - 1)
-                nx = (tx + dx).clamp(0, lv.w - 1)
-                group.append((ny * lv.w + nx, ny - ty, nx - tx))
-            moves.append(group)
         for _ in range(iterations):
-            for group in moves:
+            for k in jumps:
                 self.hook.check_interrupted()
-                for at, oy, ox in group:
-                    src = _take(nnf, at)
-                    self._try(src // lv.w - oy, src % lv.w - ox)
+                for dy, dx in ((-k, 0), (k, 0), (0, -k), (0, k)):
+                    # The target's neighbour (clamped into the frame) and its offset back.
+                    ny, nx = (ty + dy).clamp_(0, lv.h - 1), (tx + dx).clamp_(0, lv.w - 1)
+                    src = _take(nnf, ny * lv.w + nx)
+                    self._try(src // lv.w - (ny - ty), src % lv.w - (nx - tx))
                 nnf[t] = self.best
             radius = reach
             by, bx = self.best // lv.w, self.best % lv.w
@@ -338,17 +337,20 @@ class _Search:
         sigma2 = torch.quantile(d[:: max(1, d.numel() // 65536)], SIGMA_QUANTILE).clamp_min(1e-6)
         weight_at = torch.zeros(h * w, device=image.device, dtype=image.dtype)
         weight_at[lv.targets] = (torch.exp(-d / (2 * sigma2)) * lv.confidence).clamp_min(1e-12)
-        centre = lv.vote_centre
-        wt = _take(weight_at, centre).mul_(lv.vote_inside)
-        if sharp:  # only the winner's colour is gathered
-            k = wt.argmax(dim=1, keepdim=True)
-            source = _take(nnf, centre.gather(1, k)[:, 0]) - lv.vote_offset[k[:, 0]]
-            total = _take(flat, source.clamp_(0, h * w - 1))
-        else:
-            colour = _take(flat, (_take(nnf, centre) - lv.vote_offset).clamp_(0, h * w - 1))
-            total = (colour * wt.unsqueeze(-1)).sum(1) / wt.sum(1).clamp_min(1e-12).unsqueeze(-1)
         out = image.clone().reshape(-1, c)
-        out[lv.hole_flat] = total
+        for start in range(0, lv.hole_flat.numel(), VOTE_CHUNK):
+            at = slice(start, start + VOTE_CHUNK)
+            centre, inside = lv.vote_centres(at)
+            wt = _take(weight_at, centre).mul_(inside)
+            if sharp:  # only the winner's colour is gathered
+                k = wt.argmax(dim=1, keepdim=True)
+                source = _take(nnf, centre.gather(1, k)[:, 0]) - lv.vote_offset[k[:, 0]]
+                total = _take(flat, source.clamp_(0, h * w - 1))
+            else:
+                colour = _take(flat, (_take(nnf, centre) - lv.vote_offset).clamp_(0, h * w - 1))
+                total = (colour * wt.unsqueeze(-1)).sum(1)
+                total /= wt.sum(1).clamp_min(1e-12).unsqueeze(-1)
+            out[lv.hole_flat[at]] = total
         return out.view(h, w, c)
 
     def anchored(self, image: torch.Tensor, start: torch.Tensor) -> torch.Tensor:

@@ -82,6 +82,19 @@ def test_known_pixels_identical_deterministic_and_half_precision(coffee: torch.T
     assert torch.equal(half[~hole], image.half()[~hole])
 
 
+def test_votes_in_chunks_are_the_vote_in_one(
+    coffee: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Big holes are voted a chunk of pixels at a time: the same fill, to the bit."""
+    image = coffee[0, 100:228, 200:328].contiguous()
+    hole = torch.zeros(128, 128, dtype=torch.bool)
+    hole[30:90, 40:100] = True
+    hole[:, :6] = True  # on the frame edge, where some voting centres are off it
+    whole = pm.patch_fill(image, hole, seed=7)
+    monkeypatch.setattr(pm, "VOTE_CHUNK", 997)  # no divisor of the hole's pixel count
+    assert torch.equal(pm.patch_fill(image, hole, seed=7), whole)
+
+
 def test_excluded_source_never_copied_from_a_deep_pyramid(brick: torch.Tensor) -> None:
     image = brick[0, :256, :256].clone()
     magenta = torch.tensor([1.0, 0.0, 1.0])

@@ -327,3 +327,9 @@ def parse_color(text: str, name: str = "color") -> tuple[float, float, float]:
         return tuple(int(value[i : i + 2], 16) / 255.0 for i in (0, 2, 4))  # type: ignore[return-value]
     except ValueError:
         raise UncropError(f"{name}: expected a hex colour like #808080, got '{text}'.") from None
+
+
+def color_option(method: str, text: str, name: str = "color") -> dict[str, object]:
+    """The ``color`` option of :func:`fill` for ``method``: parsed only where it is
+    used, so a colour left empty or half typed does not stop the other methods."""
+    return {"color": parse_color(text, name)} if method == "color" else {}

@@ -127,8 +127,8 @@ class ExpandCanvas(io.ComfyNode):
             fill,
             overlap=overlap,
             seed=seed,
-            color=filling.parse_color(color),
             progress=host.Progress(),
+            **filling.color_option(fill, color),
         )
         dev = host.intermediate_device()
         return io.NodeOutput(out.to(dev), mask.to(dev))

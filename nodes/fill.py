@@ -91,9 +91,9 @@ class Fill(io.ComfyNode):
             mask,
             method,
             seed=seed,
-            color=filling.parse_color(color),
             patch_size=patch_size,
             source_mask=source_mask,
             progress=host.Progress(),
+            **filling.color_option(method, color),
         )
         return io.NodeOutput(out.to(host.intermediate_device()))

@@ -1,6 +1,8 @@
+import pytest
 import torch
 from conftest import run_node
 
+from uncrop.core.errors import UncropError
 from uncrop.nodes.canvas import ExpandCanvas
 
 
@@ -42,3 +44,12 @@ def test_color_fill_uses_hex(coffee):
         multiple_of=8,
     ).args
     assert image[0, 0, 0].tolist() == [1.0, 0.0, 0.0]
+
+
+def test_colour_is_read_only_for_the_color_fill(coffee):
+    image, _ = run_node(
+        ExpandCanvas, image=coffee, size_mode="per side", top=8, fill="edge", color=""
+    ).args
+    assert torch.equal(image[0, 0], coffee[0, 0])
+    with pytest.raises(UncropError, match="color"):
+        run_node(ExpandCanvas, image=coffee, size_mode="per side", top=8, fill="color", color="")

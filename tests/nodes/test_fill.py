@@ -51,3 +51,15 @@ def test_fill_node_names_a_bad_source_mask(coffee: torch.Tensor) -> None:
     mask[:, 100:200, 100:200] = 1
     with pytest.raises(UncropError, match="source_mask"):
         run_node(Fill, image=coffee, mask=mask, method="patch", source_mask=torch.zeros(1, 50, 50))
+
+
+def test_fill_node_reads_the_colour_only_for_the_color_method() -> None:
+    image = torch.full((1, 32, 32, 3), 0.25)
+    mask = torch.zeros(1, 32, 32)
+    mask[:, 8:24, 8:24] = 1
+    (out,) = run_node(Fill, image=image, mask=mask, method="edge", color="").args
+    assert torch.allclose(out, image)  # edge extension of a flat image
+    (out,) = run_node(Fill, image=image, mask=mask, method="color", color="#ff0000").args
+    assert out[0, 16, 16].tolist() == [1.0, 0.0, 0.0]
+    with pytest.raises(UncropError, match="color"):
+        run_node(Fill, image=image, mask=mask, method="color", color="grey")

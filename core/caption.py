@@ -34,7 +34,7 @@ from PIL import Image
 
 from .errors import UncropError
 from .inputs import check_image, match_mask
-from .models import PICKLE_SUFFIXES, default_device
+from .models import PICKLE_SUFFIXES, default_device, file_stamp
 from .progress import ProgressHook, or_null
 
 log = logging.getLogger(__name__)
@@ -313,9 +313,7 @@ class Captioner:
         return other
 
     def _cache_key(self) -> tuple:
-        weights = sorted(self.folder.glob("*.safetensors"))
-        stamp = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in weights)
-        return (str(self.folder.resolve()), str(self.device), self.dtype, stamp)
+        return (str(self.folder.resolve()), file_stamp(self.folder), str(self.device), self.dtype)
 
     def load(self) -> _Loaded:
         """The loaded model, from the cache or from disk."""

@@ -645,7 +645,9 @@ _cache_lock = threading.Lock()
 CACHE_SIZE = 1
 
 
-def _stamp(path: str | None) -> tuple:
+def file_stamp(path: str | os.PathLike | None) -> tuple:
+    """What tells a file's or folder's contents apart, cheaply: the resolved path and
+    each file's path, modification time and size (None: no file)."""
     if not path:
         return (None,)
     p = Path(path)
@@ -673,8 +675,8 @@ def load_model(
     info = inspect_model(path)
     dtype = dtype or torch.float32
     key = (
-        _stamp(info.path),
-        _stamp(str(controlnet) if controlnet else None),
+        file_stamp(info.path),
+        file_stamp(controlnet),
         dtype,
         str(tokenizer_dir),
     )

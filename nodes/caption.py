@@ -7,6 +7,7 @@ from comfy_api.latest import io, ui
 
 from ..core import caption as captioning
 from ..core.errors import UncropError
+from ..core.models import file_stamp
 from . import host
 
 CAPTIONER = io.Custom("UNCROP_CAPTIONER")
@@ -123,6 +124,16 @@ class LoadCaptioner(io.ComfyNode):
             ],
             outputs=[CAPTIONER.Output(display_name="captioner")],
         )
+
+    @classmethod
+    def fingerprint_inputs(
+        cls, model: str, region: str, max_length: int, beams: int, template: str, prefix: str
+    ) -> str:
+        """The files' dates and sizes: replaced weights under the same name load again."""
+        try:
+            return repr(file_stamp(find_captioner(model)))
+        except UncropError:
+            return model  # execute says what is missing
 
     @classmethod
     def execute(

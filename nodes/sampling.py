@@ -237,14 +237,28 @@ class LoadInpaintModel(io.ComfyNode):
             ],
         )
 
+    @staticmethod
+    def _paths(model: str, controlnet: str) -> tuple[str, str | None]:
+        path = resolve_model(model)
+        if controlnet == NO_CONTROLNET:
+            return path, None
+        cn = host.model_path("controlnet", controlnet)
+        if cn is None:
+            raise UncropError(f"controlnet: '{controlnet}' is not in models/controlnet.")
+        return path, cn
+
+    @classmethod
+    def fingerprint_inputs(cls, model: str, controlnet: str, dtype: str, vae_tiling: bool) -> str:
+        """The files' dates and sizes: replaced weights under the same name load again."""
+        try:
+            path, cn = cls._paths(model, controlnet)
+        except UncropError:
+            return f"{model}|{controlnet}"  # execute says what is missing
+        return repr((models.file_stamp(path), models.file_stamp(cn)))
+
     @classmethod
     def execute(cls, model: str, controlnet: str, dtype: str, vae_tiling: bool) -> io.NodeOutput:
-        path = resolve_model(model)
-        cn = None
-        if controlnet != NO_CONTROLNET:
-            cn = host.model_path("controlnet", controlnet)
-            if cn is None:
-                raise UncropError(f"controlnet: '{controlnet}' is not in models/controlnet.")
+        path, cn = cls._paths(model, controlnet)
         loaded = models.load_model(
             path,
             controlnet=cn,

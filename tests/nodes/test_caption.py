@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,25 @@ def test_no_captioner_installed_says_where_to_put_what(tmp_path, monkeypatch):
     assert str(tmp_path / "captioners") in text
     for name in ("config.json", "model.safetensors", "preprocessor_config.json", "tokenizer.json"):
         assert name in text
+
+
+def test_loader_runs_again_when_its_files_change(in_models):
+    """ComfyUI re-runs a node whose fingerprint changed: replaced weights load again."""
+
+    def fingerprint():
+        return nodes.LoadCaptioner.fingerprint_inputs(
+            model="tiny-blip", region="whole", max_length=8, beams=1, template="", prefix=""
+        )
+
+    weights = in_models / "captioners" / "tiny-blip" / "model.safetensors"
+    st = weights.stat()
+    first = fingerprint()
+    try:
+        os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        assert fingerprint() != first
+    finally:
+        os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert fingerprint() == first
 
 
 def test_unknown_captioner_is_named(in_models):

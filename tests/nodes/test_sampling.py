@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -65,6 +67,35 @@ def test_loader_takes_a_single_file_controlnet(in_models):
     model, info = out.args
     assert model.controlnet is not None
     assert info.endswith("ControlNet tiny-cn-ldm.safetensors")
+
+
+def _touched(path: Path, fingerprint) -> tuple:
+    """``fingerprint()`` before and after ``path``'s date moves (then it is put back)."""
+    st = path.stat()
+    before = fingerprint()
+    try:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        return before, fingerprint()
+    finally:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_loader_runs_again_when_its_files_change(in_models):
+    """ComfyUI re-runs a node whose fingerprint changed: replaced weights load again."""
+
+    def fingerprint(model="tiny-sd", controlnet="tiny-cn-ldm.safetensors"):
+        return nodes.LoadInpaintModel.fingerprint_inputs(
+            model=model, controlnet=controlnet, dtype="auto", vae_tiling=False
+        )
+
+    unet = next(Path(in_models["root"], "diffusers", "tiny-sd", "unet").iterdir())
+    before, after = _touched(unet, fingerprint)
+    assert before == fingerprint() and before != after
+    cn = Path(in_models["root"], "controlnet", "tiny-cn-ldm.safetensors")
+    before, after = _touched(cn, fingerprint)
+    assert before != after
+    assert fingerprint(controlnet=nodes.NO_CONTROLNET) != before
+    assert fingerprint(model="missing") == "missing|tiny-cn-ldm.safetensors"
 
 
 def test_loader_refuses_an_unknown_name(in_models):

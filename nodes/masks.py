@@ -65,7 +65,8 @@ class LoadMask(io.ComfyNode):
         cls, image: str, channel: str, invert: bool, threshold: float, url: str = ""
     ) -> io.NodeOutput:
         if url.strip():
-            source = imageio.fetch_url(url.strip(), name="url")
+            # What fingerprint_inputs just downloaded, else a download now.
+            source = _fetched.pop(url.strip(), None) or _fetch(url.strip())
         else:
             folder, filename = host.input_file_path(image)
             source = imageio.resolve_in_folder(folder, filename, name="image")
@@ -75,20 +76,25 @@ class LoadMask(io.ComfyNode):
     @classmethod
     def fingerprint_inputs(
         cls, image: str, channel: str, invert: bool, threshold: float, url: str = ""
-    ):
-        if url.strip():
-            return url.strip()
-        folder, filename = host.input_file_path(image)
+    ) -> str | float:
+        """A hash of the mask's bytes: a changed file or URL content runs again."""
         try:
-            path = imageio.resolve_in_folder(folder, filename, name="image")
-        except ValueError:
-            return image
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+            if url.strip():
+                data = _fetch(url.strip())
+                _fetched[url.strip()] = data
+            else:
+                folder, filename = host.input_file_path(image)
+                data = imageio.resolve_in_folder(folder, filename, name="image").read_bytes()
+        except (ValueError, OSError):  # UncropError is a ValueError
+            return float("nan")  # never equal: execute runs and says what is wrong
+        return hashlib.sha256(data).hexdigest()
 
     @classmethod
-    def validate_inputs(cls, image: str, url: str = "") -> bool | str:
+    def validate_inputs(cls, image: str, url: str | None = None) -> bool | str:
         # Named inputs only: a **kwargs here would switch off ComfyUI's own range checks.
-        if url and url.strip():
+        if url is None:  # linked (ComfyUI passes only widget values): known at run time
+            return True
+        if url.strip():
             return (
                 True
                 if imageio.is_url(url.strip())
@@ -100,6 +106,16 @@ class LoadMask(io.ComfyNode):
         except ValueError as exc:
             return str(exc)
         return True
+
+
+# The bytes fingerprint_inputs downloaded, by URL, for the execute that follows it
+# (ComfyUI calls both in one thread); execute takes them out.
+_fetched: dict[str, bytes] = {}
+
+
+def _fetch(url: str) -> bytes:
+    _fetched.clear()  # at most one download held
+    return imageio.fetch_url(url, name="url")
 
 
 class RefineMask(io.ComfyNode):

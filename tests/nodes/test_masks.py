@@ -1,3 +1,5 @@
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -6,6 +8,7 @@ from PIL import Image
 
 from uncrop.core.errors import UncropError
 from uncrop.nodes import host
+from uncrop.nodes import masks as masks_node
 from uncrop.nodes.masks import LoadMask, RefineMask
 
 
@@ -42,12 +45,40 @@ def test_load_mask_lists_and_fingerprints(input_dir):
     assert first != second and len(first) == 64
 
 
+def test_load_mask_url_fingerprints_the_content_and_downloads_once(input_dir, monkeypatch):
+    pngs = []
+    for value in (255, 0):
+        buffer = io.BytesIO()
+        Image.fromarray(np.full((8, 10), value, np.uint8)).save(buffer, format="PNG")
+        pngs.append(buffer.getvalue())
+    served = {"data": pngs[0]}
+    calls = []
+
+    def fetch(url, name):
+        calls.append(url)
+        return served["data"]
+
+    monkeypatch.setattr(masks_node.imageio, "fetch_url", fetch)
+    args = {"image": "mask.png", "channel": "luminance", "invert": False, "threshold": 0.0}
+    url = "https://example.com/m.png"
+    first = LoadMask.fingerprint_inputs(**args, url=url)
+    assert LoadMask.fingerprint_inputs(**args, url=url) == first
+    (mask,) = run_node(LoadMask, **args, url=url).args
+    assert len(calls) == 2 and float(mask.min()) == 1.0  # execute took the fingerprint's bytes
+    served["data"] = pngs[1]  # new content at the same URL
+    assert LoadMask.fingerprint_inputs(**args, url=url) != first
+    (mask,) = run_node(LoadMask, **args, url=url).args
+    assert len(calls) == 3 and float(mask.max()) == 0.0
+
+
 def test_load_mask_refuses_paths_outside_input(input_dir):
     (input_dir.parent / "secret.png").write_bytes(b"x")
-    assert "is outside the folder" in LoadMask.validate_inputs(image="../secret.png")
+    assert "is outside the folder" in LoadMask.validate_inputs(image="../secret.png", url="")
     with pytest.raises(UncropError, match="is outside the folder"):
         run_node(LoadMask, image="../secret.png", channel="alpha")
-    assert LoadMask.validate_inputs(image="mask.png") is True
+    assert LoadMask.validate_inputs(image="mask.png", url="") is True
+    # A linked url is not passed: the file may well be unused, so it is not checked.
+    assert LoadMask.validate_inputs(image="missing.png") is True
     assert "only http(s)" in LoadMask.validate_inputs(image="mask.png", url="file:///etc/passwd")
 
 

@@ -14,7 +14,7 @@ class Composite(io.ComfyNode):
         return io.Schema(
             node_id="UncropComposite",
             display_name="Composite",
-            category="Uncrop",
+            category="Uncrop/composite",
             description=(
                 "Pastes the generated image into the original through the mask: every pixel where "
                 "the mask is 0 stays bit-identical, soft mask values blend. Optionally matches the "

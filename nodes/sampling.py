@@ -174,9 +174,9 @@ def _prepare(model: models.InpaintModel) -> torch.device:
 
 PROMPT_USED_TOOLTIP = (
     "The prompt each image was painted with (the captioner's when the prompt was empty). "
-    "It is also put in the metadata of the PNGs SaveImage writes in the run where this node "
-    "samples; a result taken from ComfyUI's cache adds none, so wire this output to keep it "
-    "for sure."
+    "It is also put in the metadata of the PNGs that SaveImage nodes write after this node "
+    "samples, in the same run; a result taken from ComfyUI's cache adds none, so wire this "
+    "output to keep it for sure."
 )
 
 

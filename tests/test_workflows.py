@@ -145,3 +145,16 @@ def test_links_connect_matching_types(workflow):
         assert expected in (produced, "*"), (
             f"link {link_id}: {b['type']}.{target['name']} wants {expected}, gets {produced}"
         )
+
+
+def test_nodes_do_not_overlap(workflow):
+    """Opened in the editor, no node hides another (the title bar, about 30 px, sits
+    above ``pos``)."""
+    boxes = []
+    for node in workflow["nodes"]:
+        (x, y), (w, h) = node["pos"], node["size"]
+        boxes.append((node["id"], x, y - 30, x + w, y + h))
+    for i, (a, ax0, ay0, ax1, ay1) in enumerate(boxes):
+        for b, bx0, by0, bx1, by1 in boxes[i + 1 :]:
+            overlap = min(ax1, bx1) > max(ax0, bx0) and min(ay1, by1) > max(ay0, by0)
+            assert not overlap, f"nodes {a} and {b} overlap"

@@ -48,7 +48,7 @@ def match_generated(
             )
     generated = generated.to(original.device, original.dtype)
     if generated.shape[-1] != original.shape[-1]:
-        generated = _match_channels(generated, original.shape[-1])
+        generated = match_channels(generated, original.shape[-1])
     return original, generated, mask
 
 
@@ -64,7 +64,9 @@ def composite(original: torch.Tensor, generated: torch.Tensor, mask: torch.Tenso
 _LUMA = (0.2126, 0.7152, 0.0722)
 
 
-def _match_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
+def match_channels(image: torch.Tensor, channels: int) -> torch.Tensor:
+    """``image`` ``[...,C]`` with ``channels`` channels: luminance for one, alpha 1 added
+    for four."""
     if channels == 1:
         rgb = image[..., :3]
         return (rgb * rgb.new_tensor(_LUMA)).sum(-1, keepdim=True)

@@ -16,8 +16,9 @@ from collections.abc import Callable
 
 import torch
 
+from .composite import match_channels
 from .errors import UncropError
-from .inputs import at_least_float32, is_empty, match_mask
+from .inputs import at_least_float32, check_seed, generator, is_empty, match_mask
 from .patchmatch import patch_fill
 from .pattern import estimate_period, extend_pattern
 from .progress import Part, ProgressHook, or_null
@@ -162,10 +163,9 @@ def fill_smooth(
 def fill_color(
     image: torch.Tensor, hole: torch.Tensor, color: tuple[float, ...] = (0.5, 0.5, 0.5), **_: object
 ) -> torch.Tensor:
-    """A flat colour (RGB in 0..1; extra channels such as alpha get 1)."""
-    c = image.shape[-1]
-    values = list(color)[:c] + [1.0] * max(0, c - len(color))
-    flat = torch.tensor(values, device=image.device, dtype=image.dtype)
+    """A flat colour (RGB in 0..1; its luminance on a one-channel image, alpha 1)."""
+    rgb = torch.tensor(list(color)[:3], device=image.device, dtype=image.dtype)
+    flat = match_channels(rgb, image.shape[-1])
     return torch.where(hole.unsqueeze(-1), flat.expand_as(image), image)
 
 
@@ -180,7 +180,7 @@ def fill_noise(image: torch.Tensor, hole: torch.Tensor, seed: int = 0, **_: obje
     count = known.sum(dim=(1, 2), keepdim=True).clamp_min(1)
     mean = (work * known).sum(dim=(1, 2), keepdim=True) / count
     var = (((work - mean) ** 2) * known).sum(dim=(1, 2), keepdim=True) / count
-    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    gen = generator(seed)
     noise = torch.randn(work.shape, generator=gen, dtype=work.dtype).to(work.device)
     values = (mean + noise * var.sqrt()).clamp(0, 1).to(image.dtype)
     return torch.where(hole.unsqueeze(-1), values, image)
@@ -287,6 +287,7 @@ def fill(
     """
     if method not in FILL_METHODS:
         raise UncropError(f"method: expected one of {', '.join(FILL_METHODS)}, got '{method}'.")
+    check_seed(seed)
     image, mask = match_mask(image, mask)
     if is_empty(mask):
         return image.clone()  # always a new tensor: callers write into the result
@@ -295,12 +296,17 @@ def fill(
     source_mask = options.pop("source_mask", None)
     if source_mask is not None:
         _, source_mask = match_mask(image, source_mask, mask_name="source_mask")
+        if source_mask.shape[0] != image.shape[0]:
+            raise UncropError(
+                f"source_mask: a batch of {source_mask.shape[0]} for {image.shape[0]} image(s); "
+                "use one source mask for all images or one per image."
+            )
     out = []
     for i in range(image.shape[0]):
         hook.check_interrupted()
         if not bool(hole[i].any()):
             out.append(image[i : i + 1].clone())
-        elif bool(hole[i].all()):
+        elif bool(hole[i].all()) and method != "color":  # a colour needs nothing known
             log.warning("Fill: image %d is masked entirely, nothing to fill from; using grey.", i)
             out.append(fill_color(image[i : i + 1], hole[i : i + 1]))
         else:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -119,6 +120,26 @@ def match_mask(
         mask = F.interpolate(mask.unsqueeze(1), size=(h, w), mode="bilinear", align_corners=False)
         mask = mask[:, 0].clamp(0.0, 1.0)
     return image, mask.contiguous()
+
+
+SEED_LIMIT = 2**64  # seeds are 0 .. 2**64 - 1, as in ComfyUI
+
+
+def check_seed(seed: int, name: str = "seed") -> int:
+    """``seed`` as an int, if it is one from 0 to ``SEED_LIMIT - 1``."""
+    if (
+        isinstance(seed, bool)
+        or not isinstance(seed, numbers.Integral)
+        or not 0 <= seed < SEED_LIMIT
+    ):
+        raise UncropError(f"{name}: expected a whole number from 0 to 2**64 - 1, got {seed!r}.")
+    return int(seed)
+
+
+def generator(seed: int) -> torch.Generator:
+    """A CPU random generator for ``seed``; seeds made by adding to one (one per image
+    or window) wrap around at ``SEED_LIMIT``."""
+    return torch.Generator(device="cpu").manual_seed(int(seed) % SEED_LIMIT)
 
 
 def at_least_float32(x: torch.Tensor) -> torch.Tensor:

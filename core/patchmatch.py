@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UncropError
-from .inputs import at_least_float32
+from .inputs import at_least_float32, generator
 from .masks import dilate_square, erode_square
 from .progress import ProgressHook, or_null
 from .smooth import downsample_known, smooth_fill
@@ -448,7 +448,7 @@ def patch_fill(
         )
     work = at_least_float32(image)
     hook = or_null(progress)
-    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    gen = generator(seed)
     radius = patch_size // 2
     pyramid = [(work, hole, allowed)]
     # Coarsen only while the hole is thick: thin holes are best matched at full

@@ -30,7 +30,7 @@ from . import canvas
 from .composite import color_match, composite
 from .errors import UncropError
 from .fill import FILL_METHODS, fill
-from .inputs import check_image, match_mask
+from .inputs import check_image, check_seed, generator, match_mask
 from .masks import feather
 from .models import InpaintModel, diffusers_module
 from .progress import CancelOnly, ProgressHook, or_null
@@ -212,6 +212,7 @@ class SamplerSettings:
             raise UncropError(
                 f"prefill: expected none or one of {', '.join(FILL_METHODS)}, got '{self.prefill}'."
             )
+        check_seed(self.seed)
         if self.context < 0:
             raise UncropError(f"context: expected 0 or more, got {self.context}.")
 
@@ -328,7 +329,7 @@ def _run_window(
         "strength": settings.strength,
         "num_inference_steps": settings.steps,
         "guidance_scale": settings.guidance,
-        "generator": torch.Generator("cpu").manual_seed(seed),
+        "generator": generator(seed),
         "output_type": "pt",
         "callback_on_step_end": reporter,
     }

@@ -301,6 +301,33 @@ def test_rgba_and_grey_channels(astronaut: torch.Tensor) -> None:
             assert out.shape == image.shape
 
 
+def test_color_fills_even_a_whole_frame_and_greys_to_luminance() -> None:
+    image = torch.rand(2, 16, 16, 1, generator=torch.Generator().manual_seed(0))
+    mask = _rect_mask(16, 16, 4, 8, 4, 8, batch=2)
+    mask[0] = 1  # nothing known: a colour still needs nothing
+    out = fill(image, mask, "color", color=(0.0, 0.0, 1.0))
+    assert torch.allclose(out[mask > 0], torch.tensor(0.0722))  # blue's luminance
+    rgba = torch.rand(1, 16, 16, 4)
+    out = fill(rgba, torch.ones(1, 16, 16), "color", color=(1.0, 0.0, 0.0))
+    assert out[0, 3, 3].tolist() == [1.0, 0.0, 0.0, 1.0]
+
+
+def test_seeds_are_checked_and_wrap_per_image(coffee: torch.Tensor) -> None:
+    image = _crop(coffee, 32)
+    mask = _rect_mask(32, 32, 8, 24, 8, 24, batch=2)
+    for seed in (-1, 2**64, 1.5):
+        with pytest.raises(UncropError, match="seed: expected a whole number"):
+            fill(image, mask, "noise", seed=seed)
+    top = fill(image, mask, "noise", seed=2**64 - 1)  # the second image's seed is 2**64: 0
+    assert torch.equal(top[1], fill(image, mask, "noise", seed=0)[0])
+
+
+def test_source_masks_must_match_the_batch(coffee: torch.Tensor) -> None:
+    image = _crop(coffee, 32)
+    with pytest.raises(UncropError, match="source_mask: a batch of 3 for 1 image"):
+        fill(image, _rect_mask(32, 32, 8, 24, 8, 24), "patch", source_mask=torch.ones(3, 32, 32))
+
+
 def test_unknown_method_names_the_choices(astronaut: torch.Tensor) -> None:
     with pytest.raises(UncropError, match="smooth"):
         fill(_crop(astronaut, 32), torch.ones(1, 32, 32), "telea")

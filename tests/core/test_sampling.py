@@ -235,6 +235,7 @@ def test_bad_settings_name_the_setting(sd_inpaint, photo):
         ({"scheduler": "lms"}, "scheduler"),
         ({"strength": 0}, "strength"),
         ({"strength": 0.01, "steps": 20}, "strength: 0.01 of 20 steps leaves no denoising step"),
+        ({"seed": 2**64}, "seed: expected a whole number from 0 to 2"),
     ]:
         with pytest.raises(UncropError, match=name):
             sampling.inpaint(sd_inpaint, photo, _hole(), SamplerSettings(**bad))

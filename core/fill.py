@@ -295,7 +295,7 @@ def fill(
     hole = mask > 0
     source_mask = options.pop("source_mask", None)
     if source_mask is not None:
-        _, source_mask = match_mask(image, source_mask, mask_name="source_mask")
+        _, source_mask = match_mask(image, source_mask, mask_name="source_mask", marks_fill=False)
         if source_mask.shape[0] != image.shape[0]:
             raise UncropError(
                 f"source_mask: a batch of {source_mask.shape[0]} for {image.shape[0]} image(s); "

@@ -89,11 +89,15 @@ def match_mask(
     image_name: str = "image",
     mask_name: str = "mask",
     image_values: bool = True,
+    marks_fill: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Check both inputs and return ``(image, mask)`` with equal batch and size.
 
     The mask ends up on the image's device and dtype; ``image_values`` as
-    :func:`check_image`'s ``values``.
+    :func:`check_image`'s ``values``. A mask of another size is resized; when
+    shrunk, each pixel takes the largest value it covers if the mask ``marks_fill``
+    (so a stroke thinner than the scale survives), else the smallest (a mask of
+    allowed pixels allows no pixel that was partly outside it).
     """
     image = check_image(image, image_name, image_values)
     mask = check_mask(mask, mask_name).to(device=image.device, dtype=image.dtype)
@@ -117,8 +121,7 @@ def match_mask(
                 f"size {w}x{h}; resize or crop the mask to match the image."
             )
         log.warning("Resizing %s from %dx%d to the image size %dx%d.", mask_name, mw, mh, w, h)
-        mask = F.interpolate(mask.unsqueeze(1), size=(h, w), mode="bilinear", align_corners=False)
-        mask = mask[:, 0].clamp(0.0, 1.0)
+        mask = _resize_mask(mask, h, w, marks_fill)
     return image, mask.contiguous()
 
 
@@ -140,6 +143,20 @@ def generator(seed: int) -> torch.Generator:
     """A CPU random generator for ``seed``; seeds made by adding to one (one per image
     or window) wrap around at ``SEED_LIMIT``."""
     return torch.Generator(device="cpu").manual_seed(int(seed) % SEED_LIMIT)
+
+
+def _resize_mask(mask: torch.Tensor, h: int, w: int, marks_fill: bool) -> torch.Tensor:
+    """``[B,mh,mw]`` to ``[B,h,w]``: bilinear up, the max (or min) of the covered pixels down."""
+    m = mask.unsqueeze(1)
+    if not marks_fill:
+        m = 1 - m
+    if m.shape[-2] > h or m.shape[-1] > w:
+        m = F.adaptive_max_pool2d(m, (min(h, m.shape[-2]), min(w, m.shape[-1])))
+    if m.shape[-2:] != (h, w):
+        m = F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False)
+    if not marks_fill:
+        m = 1 - m
+    return m[:, 0].clamp(0.0, 1.0)
 
 
 def at_least_float32(x: torch.Tensor) -> torch.Tensor:

@@ -49,7 +49,9 @@ def outpaint(
     if not plan.adds_area:
         return placed, mask
     if options.get("source_mask") is not None:
-        _, source = match_mask(image, options["source_mask"], "image", "source_mask")
+        _, source = match_mask(
+            image, options["source_mask"], "image", "source_mask", marks_fill=False
+        )
         placed_source, _ = canvas.expand_canvas(source.unsqueeze(-1), plan)
         options["source_mask"] = (placed_source[..., 0] > 0.5).to(image.dtype)
     new_area = canvas.outpaint_mask(plan, 0, device=placed.device).expand_as(mask)

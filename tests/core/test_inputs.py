@@ -78,3 +78,18 @@ def test_other_aspect_mask_refused():
 def test_is_empty():
     assert is_empty(torch.zeros(2, 4, 4))
     assert not is_empty(torch.zeros(2, 4, 4).index_fill_(2, torch.tensor([1]), 0.01))
+
+
+def test_a_shrunk_mask_keeps_thin_strokes_and_a_source_mask_stays_inside() -> None:
+    image = torch.rand(1, 128, 128, 3)
+    mask = torch.zeros(1, 512, 512)
+    mask[0, 103:105, 203:205] = 1  # 2 px: half a pixel at a quarter of the size
+    _, small = match_mask(image, mask)
+    assert small.shape == (1, 128, 128) and float(small.max()) == 1.0
+    assert torch.nonzero(small[0]).tolist() == [[25, 50], [25, 51], [26, 50], [26, 51]]
+    allowed = torch.ones(1, 512, 512)
+    allowed[0, :, :6] = 0
+    _, small = match_mask(image, allowed, marks_fill=False)
+    assert small[0, :, :2].max() == 0 and small[0, :, 2:].min() == 1
+    _, big = match_mask(torch.rand(1, 256, 256, 3), small[:, ::2, ::2].contiguous())
+    assert big.shape == (1, 256, 256)  # growing is bilinear

@@ -95,7 +95,12 @@ class _Level:
         dev = image.device
         self.image, self.hole, self.source = image, hole, source
         self.h, self.w, self.radius = h, w, radius
+        # Centres whose whole patch is allowed; where the allowed area is narrower
+        # than a patch, those whose voting neighbourhood is (votes copy from there;
+        # patch_fill sees to it that there are some where a source mask is given).
         valid = erode_square(source, radius)
+        if not bool(valid.any()):
+            valid = erode_square(source, VOTE_RADIUS)
         if not bool(valid.any()):
             valid = source
         self.valid = valid.flatten()
@@ -378,6 +383,28 @@ class _Search:
         return out.view(h, w, c)
 
 
+def _votable(allowed: torch.Tensor) -> bool:
+    """Whether some allowed pixel has every pixel it votes from allowed too."""
+    return bool(erode_square(allowed, VOTE_RADIUS).any())
+
+
+def _upsample(
+    image: torch.Tensor, size: tuple[int, int], weight: torch.Tensor | None
+) -> torch.Tensor:
+    """``image`` ``[h,w,C]`` scaled to ``size``, bilinear; with a ``weight`` ``[h,w]``, each
+    pixel is the weighted mean, so pixels of weight 0 are left out wherever another is
+    near (the excluded source area must not tint the fill next to it)."""
+
+    def up(x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x.movedim(-1, 0)[None], size=size, mode="bilinear")[0].movedim(0, -1)
+
+    if weight is None:
+        return up(image)
+    w = weight.to(image.dtype).unsqueeze(-1)
+    total = up(w)
+    return torch.where(total > 1e-3, up(image * w) / total.clamp_min(1e-3), up(image))
+
+
 def _take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``x[index]`` for an integer ``index`` of any shape, by ``index_select`` (several
     times faster than advanced indexing on the CPU)."""
@@ -446,6 +473,11 @@ def patch_fill(
             "source_mask: leaves no known pixels to copy patches from; allow some of the "
             "area outside the mask."
         )
+    if source is not None and not _votable(allowed):
+        raise UncropError(
+            "source_mask: allows no pixel whose 3x3 neighbourhood is allowed too; allow an "
+            "area at least 3 px wide outside the mask."
+        )
     work = at_least_float32(image)
     hook = or_null(progress)
     gen = generator(seed)
@@ -457,10 +489,11 @@ def patch_fill(
         pyramid[-1][1], DEPTH_IN_PATCHES * (2 * radius + 1)
     ):
         nxt = _downsample(*pyramid[-1])
-        if not bool(nxt[2].any()):
+        if not (_votable(nxt[2]) if source is not None else bool(nxt[2].any())):
             break
         pyramid.append(nxt)
     filled: torch.Tensor | None = None
+    prev_weight: torch.Tensor | None = None
     nnf: torch.Tensor | None = None
     prev_shape: tuple[int, int] | None = None
     depth_count = len(pyramid)
@@ -468,6 +501,7 @@ def patch_fill(
         values, lvl_hole, lvl_source = pyramid[depth]
         if not bool(lvl_hole.any()):
             filled, nnf, prev_shape = values, None, None
+            prev_weight = None if source is None else lvl_source
             continue
         hook.check_interrupted()
         level = _Level(values, lvl_hole, lvl_source, radius)
@@ -479,9 +513,7 @@ def patch_fill(
             # fill come from this guess, and excluded colours must not reach it.
             guess = smooth_fill(values, ~lvl_source, progress=hook) if start is None else start
         else:
-            guess = F.interpolate(
-                filled.movedim(-1, 0)[None], size=values.shape[:2], mode="bilinear"
-            )[0].movedim(0, -1)
+            guess = _upsample(filled, values.shape[:2], prev_weight)
         current = begin = torch.where(lvl_hole.unsqueeze(-1), guess, values)
         if nnf is None or prev_shape is None:
             nnf = search.random_field()
@@ -498,6 +530,8 @@ def patch_fill(
         if last:
             current = search.anchored(current, begin)
         filled, prev_shape = current, (level.h, level.w)
+        # Excluded pixels are left out of the next level's start.
+        prev_weight = None if source is None else (lvl_hole | lvl_source)
         hook.update(depth_count - depth, depth_count)
     assert filled is not None
     return torch.where(hole.unsqueeze(-1), filled.to(image.dtype), image)

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from uncrop.core import patchmatch as pm
+from uncrop.core.errors import UncropError
 from uncrop.core.progress import NullProgress
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -105,6 +106,38 @@ def test_excluded_source_never_copied_from_a_deep_pyramid(brick: torch.Tensor) -
     source[:, :68] = False
     out = pm.patch_fill(image, hole, source, seed=2)
     assert float((out[hole] - magenta).abs().sum(dim=-1).min()) > 0.3
+
+
+def _red_beside_a_hole(n: int, red: slice) -> tuple[torch.Tensor, ...]:
+    """Green noise with a red band excluded as a source, and a hole next to it."""
+    image = torch.zeros(n, n, 3)
+    image[..., 1] = 0.8 + 0.1 * torch.rand(n, n, generator=torch.Generator().manual_seed(1))
+    image[:, red] = torch.tensor([1.0, 0.0, 0.0])
+    source = torch.ones(n, n, dtype=torch.bool)
+    source[:, red] = False
+    return image, source
+
+
+def test_excluded_pixels_next_to_the_hole_do_not_tint_a_deep_fill() -> None:
+    """The coarser level's result, upsampled into the next start, leaves them out."""
+    image, source = _red_beside_a_hole(256, slice(150, 200))
+    hole = torch.zeros(256, 256, dtype=torch.bool)
+    hole[60:200, 40:150] = True
+    out = pm.patch_fill(image, hole, source, seed=0)
+    assert float(out[hole][:, 0].max()) < 0.01  # was 0.125 along the red side
+
+
+def test_an_allowed_area_narrower_than_a_patch_is_copied_from_alone() -> None:
+    image, source = _red_beside_a_hole(64, slice(0, 58))  # a 6 px allowed strip
+    hole = torch.zeros(64, 64, dtype=torch.bool)
+    hole[10:50, 30:58] = True
+    source[hole] = False
+    out = pm.patch_fill(image, hole, source, patch_size=7, seed=0)
+    assert float(out[hole][:, 0].max()) == 0.0
+    source[:, :] = False
+    source[:, 60:62] = True  # 2 px: no pixel has its 3x3 neighbourhood allowed
+    with pytest.raises(UncropError, match="source_mask: allows no pixel whose 3x3"):
+        pm.patch_fill(image, hole, source)
 
 
 def test_border_patches_are_more_confident_than_interior_ones() -> None:

@@ -209,6 +209,17 @@ def test_pattern_outpaints_a_tiling_exactly(caplog: pytest.LogCaptureFixture) ->
     assert "period" in caplog.text
 
 
+def test_a_gradient_has_no_period() -> None:
+    """An 8-bit sky's quantisation steps and a ramp's mask edge are not a texture."""
+    yy, xx = torch.meshgrid(torch.arange(256.0), torch.arange(256.0), indexing="ij")
+    known = torch.ones(256, 256, dtype=torch.bool)
+    known[76:153, 76:179] = False
+    sky = ((yy / 256 * 0.3 + 0.5) * 255).round() / 255
+    ramp = 0.2 + 0.002 * yy + 0.001 * xx
+    for grey in (sky, ramp):
+        assert estimate_period(grey[..., None].expand(256, 256, 3), known) is None
+
+
 def test_pattern_falls_back_to_patch_without_a_period(
     coffee: torch.Tensor, caplog: pytest.LogCaptureFixture
 ) -> None:

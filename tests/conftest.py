@@ -74,6 +74,18 @@ def run_node(node_cls, **inputs):
     return node_cls.execute(**kwargs)
 
 
+def fingerprints_around_a_touch(path: Path, fingerprint) -> tuple:
+    """``fingerprint()`` before and after ``path``'s date moves a second (then it is put
+    back): what a node's ``fingerprint_inputs`` says when a file is replaced."""
+    st = path.stat()
+    before = fingerprint()
+    try:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        return before, fingerprint()
+    finally:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
 def use_models_dir(monkeypatch, path) -> None:
     """Make the host find models under ``path`` whether or not ComfyUI is loaded.
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import types
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_node, use_models_dir
+from conftest import fingerprints_around_a_touch, run_node, use_models_dir
 
 from uncrop.core import canvas, models
 from uncrop.core.errors import UncropError
@@ -69,17 +68,6 @@ def test_loader_takes_a_single_file_controlnet(in_models):
     assert info.endswith("ControlNet tiny-cn-ldm.safetensors")
 
 
-def _touched(path: Path, fingerprint) -> tuple:
-    """``fingerprint()`` before and after ``path``'s date moves (then it is put back)."""
-    st = path.stat()
-    before = fingerprint()
-    try:
-        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
-        return before, fingerprint()
-    finally:
-        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-
-
 def test_loader_runs_again_when_its_files_change(in_models):
     """ComfyUI re-runs a node whose fingerprint changed: replaced weights load again."""
 
@@ -89,10 +77,10 @@ def test_loader_runs_again_when_its_files_change(in_models):
         )
 
     unet = next(Path(in_models["root"], "diffusers", "tiny-sd", "unet").iterdir())
-    before, after = _touched(unet, fingerprint)
+    before, after = fingerprints_around_a_touch(unet, fingerprint)
     assert before == fingerprint() and before != after
     cn = Path(in_models["root"], "controlnet", "tiny-cn-ldm.safetensors")
-    before, after = _touched(cn, fingerprint)
+    before, after = fingerprints_around_a_touch(cn, fingerprint)
     assert before != after
     assert fingerprint(controlnet=nodes.NO_CONTROLNET) != before
     assert fingerprint(model="missing") == "missing|tiny-cn-ldm.safetensors"

@@ -23,6 +23,12 @@ unknown only if all its children are, so corrections stay inside). The start is
 the harmonic fill, itself a few V-cycle-preconditioned CG steps. A linear ramp
 comes back to float precision; known pixels are never written.
 
+A hole that is one rectangle (a box drawn in an editor, an outpaint band, a big
+block at half size) needs no grids: along each side the operator is a small 1-D
+matrix, so the harmonic start is exact and the thin-plate preconditioner nearly
+so in the basis of their eigenvectors (:class:`_Rectangle`), and CG takes about 5
+steps (1536 px centred rectangle: 0.22 s to 0.10; outpaint at 512: 0.28 to 0.05).
+
 Sparse masks (strokes, scratches) fill a box only thinly, so there the same
 solve runs on the box's ``TILE``-pixel tiles that hold hole, each stored as a
 slice of a ``[C,N,t,t]`` stack: stencils read their neighbours through a halo
@@ -53,11 +59,13 @@ A 4K outpaint went from 21 s to about 1.2 s, single-threaded.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.linalg import eigh_tridiagonal
 from scipy.sparse import csr_matrix
 from scipy.sparse.linalg import splu
 
@@ -279,36 +287,143 @@ def _solve_box(
     check: Callable[[], None] = _never,
 ) -> torch.Tensor:
     """The thin-plate fill of ``hole`` ``[H,W]`` in ``values`` ``[C,H,W]``: the hole's values."""
-    mg = _Multigrid(hole, values.dtype)
-    g = mg.grids[0]
-    known = values * (1 - g.mask)
+    mask = hole.to(values.dtype)[None]
+    known = values * (1 - mask)
 
     def operator(u: torch.Tensor) -> torch.Tensor:
         lu = _laplace(u)
         out = _laplace(lu)
         if tension:
             out += tension * lu
-        return out.mul_(g.mask)
+        return out.mul_(mask)
 
+    rhs = -operator(known)
     # Harmonic start: L_h x = Σ known neighbours (exact for a linear ramp).
-    b = -_laplace(known).mul_(g.mask)
-    x = mg.cycle(b)
-    x = _pcg(
-        g.laplace, mg.cycle, x, b - g.laplace(x), HARMONIC_ITERATIONS, HARMONIC_RTOL, check=check
-    )
-    return _thin_plate_cg(operator, mg.cycle, x, -operator(known), iterations, rtol, (1, 2), check)
+    b = -_laplace(known).mul_(mask)
+    rect = _rectangle(hole)
+    if rect is not None:
+        precondition = _Rectangle(hole.shape, rect, tension, values.dtype, values.device)
+        x = precondition.harmonic(b)
+    else:
+        mg = _Multigrid(hole, values.dtype)
+        g = mg.grids[0]
+        x = mg.cycle(b)
+        x = _pcg(
+            g.laplace,
+            mg.cycle,
+            x,
+            b - g.laplace(x),
+            HARMONIC_ITERATIONS,
+            HARMONIC_RTOL,
+            check=check,
+        )
+
+        def precondition(r: torch.Tensor) -> torch.Tensor:
+            return mg.cycle(mg.cycle(r))
+
+    return _thin_plate_cg(operator, precondition, x, rhs, iterations, rtol, (1, 2), check)
 
 
 def _thin_plate_cg(
-    operator, cycle, x, rhs, iterations: int, rtol: float, dims: tuple[int, ...], check
+    operator, precondition, x, rhs, iterations: int, rtol: float, dims: tuple[int, ...], check
 ) -> torch.Tensor:
-    """CG on the thin-plate system ``operator x = rhs`` from ``x``, preconditioned by two
-    V-cycles of the hole's Laplacian (see ``START_FACTOR`` for when it stops)."""
+    """CG on the thin-plate system ``operator x = rhs`` from ``x`` (see ``START_FACTOR`` for
+    when it stops)."""
     r = rhs - operator(x)
     scale = min(float(rhs.abs().max()), START_FACTOR * float(r.abs().max()))
-    return _pcg(
-        operator, lambda r: cycle(cycle(r)), x, r, iterations, rtol, 0.1 * rtol, scale, dims, check
-    )
+    return _pcg(operator, precondition, x, r, iterations, rtol, 0.1 * rtol, scale, dims, check)
+
+
+# ---- rectangular holes: a preconditioner that is nearly the inverse
+
+# Rectangles with a longer side than this take the multigrid: the 1-D eigenvectors
+# cost the side cubed (1024: 0.14 s), and each step multiplies by them.
+RECT_SIDE = 1024
+
+
+def _rectangle(hole: torch.Tensor) -> tuple[int, int, int, int] | None:
+    """``(y0, y1, x0, x1)`` when ``hole`` is one filled rectangle no longer than
+    ``RECT_SIDE``, else None."""
+    rows = torch.nonzero(hole.any(dim=1)).flatten()
+    cols = torch.nonzero(hole.any(dim=0)).flatten()
+    y0, y1 = int(rows[0]), int(rows[-1]) + 1
+    x0, x1 = int(cols[0]), int(cols[-1]) + 1
+    if max(y1 - y0, x1 - x0) > RECT_SIDE or int(hole.sum()) != (y1 - y0) * (x1 - x0):
+        return None
+    return y0, y1, x0, x1
+
+
+@functools.lru_cache(maxsize=8)
+def _axis(n: int, known_before: bool, known_after: bool) -> tuple[torch.Tensor, ...]:
+    """One side of a rectangular hole, ``n`` long (float64): the eigenvalues and
+    eigenvectors of ``L₁``, and the square roots of the eigenvalues and the
+    eigenvectors of ``M = L₁² + E``, the thin-plate operator along that side.
+
+    ``L₁`` is the 1-D ``2x - neighbours``, with a reflecting end (diagonal 1) where the
+    side meets the frame; ``E`` is 1 at an end with known pixels beyond it, where
+    ``L(Lx)`` reads ``Lx`` on the known pixel next to the hole, ``-x`` there.
+    """
+    diag = np.full(n, 2.0)
+    diag[0] -= not known_before
+    diag[-1] -= not known_after
+    mu, vl = eigh_tridiagonal(diag, np.full(n - 1, -1.0))
+    lap = np.diag(diag) - np.eye(n, k=1) - np.eye(n, k=-1)
+    m = lap @ lap
+    m[0, 0] += known_before
+    m[-1, -1] += known_after
+    w, vm = np.linalg.eigh(m)
+    return tuple(torch.from_numpy(a) for a in (mu, vl, np.sqrt(w.clip(min=0)), vm))
+
+
+class _Rectangle:
+    """Near-exact inverses for a rectangular hole: the harmonic start and the thin-plate
+    preconditioner, each four matrix products.
+
+    On a rectangle ``m x n`` the hole's Laplacian is the Kronecker sum ``L_m⊕L_n``
+    (``L`` and ``E`` as in :func:`_axis`): its inverse in the basis of the two sides'
+    eigenvectors is exact. The thin-plate system is ``A = (L_m⊕L_n)² + λ(L_m⊕L_n) +
+    E_m⊕E_n``, which is ``M_m⊕M_n + 2 L_m⊗L_n + λ(L_m⊕L_n)``. With ``K = √M`` along
+    each side, ``S = K_m⊕K_n`` gives ``S² + λS = M_m⊕M_n + 2 K_m⊗K_n + λS``, which
+    differs from ``A`` only where ``K`` and ``L`` do, near the ends: CG preconditioned
+    with its inverse converges in about 5 steps (a 246 px square: 0.02 s, the
+    multigrid 0.14 s).
+    """
+
+    def __init__(
+        self,
+        shape: tuple[int, int],
+        rect: tuple[int, int, int, int],
+        tension: float,
+        dtype: torch.dtype,
+        device: torch.device,
+    ) -> None:
+        h, w = shape
+        self.y0, self.y1, self.x0, self.x1 = rect
+        sides = (
+            _axis(self.y1 - self.y0, self.y0 > 0, self.y1 < h),
+            _axis(self.x1 - self.x0, self.x0 > 0, self.x1 < w),
+        )
+        (mu_y, ly, k_y, my), (mu_x, lx, k_x, mx) = (
+            [t.to(dtype=dtype, device=device) for t in side] for side in sides
+        )
+        self.laplace = (ly, lx, 1 / (mu_y[:, None] + mu_x[None, :]))
+        s = k_y[:, None] + k_x[None, :]
+        self.thin_plate = (my, mx, 1 / (s * s + tension * s))
+
+    def _apply(self, bases, r: torch.Tensor) -> torch.Tensor:
+        vy, vx, inverse = bases
+        inside = r[:, self.y0 : self.y1, self.x0 : self.x1]
+        out = torch.zeros_like(r)
+        out[:, self.y0 : self.y1, self.x0 : self.x1] = vy @ ((vy.T @ inside @ vx) * inverse) @ vx.T
+        return out
+
+    def harmonic(self, b: torch.Tensor) -> torch.Tensor:
+        """``L_h⁻¹ b`` (``b`` zero off the hole)."""
+        return self._apply(self.laplace, b)
+
+    def __call__(self, r: torch.Tensor) -> torch.Tensor:
+        """The thin-plate preconditioner: ``(S² + λS)⁻¹ r``."""
+        return self._apply(self.thin_plate, r)
 
 
 # ---- thin holes: a sparse direct solve on the hole's own pixels
@@ -638,7 +753,9 @@ def _solve_tiles(
             out.add_(lu[:, :, 1:-1, 1:-1], alpha=tension)
         return out.mul_(fine.mask)
 
-    x = _thin_plate_cg(operator, mg.cycle, x, rhs, iterations, rtol, dims, check)
+    x = _thin_plate_cg(
+        operator, lambda r: mg.cycle(mg.cycle(r)), x, rhs, iterations, rtol, dims, check
+    )
     return fine.scatter(x)[:, :h, :w]
 
 

@@ -70,9 +70,58 @@ def test_dense_solve_matches_a_direct_solve(
     image = astronaut[0, 200:240, 200:240].double().contiguous()
     hole = torch.zeros(40, 40, dtype=torch.bool)
     hole[8:30, 0:17] = True  # touches the frame edge (reflecting boundary)
+    hole[12:20, 17:21] = True  # not a rectangle: the multigrid, not _Rectangle
+    assert sm._rectangle(hole) is None
     out = sm.smooth_fill(image, hole, tension=0.02, iterations=200, rtol=1e-10)
     assert (out[hole] - _direct(image, hole, 0.02)).abs().max() < 1e-6
     assert torch.equal(out[~hole], image[~hole])
+
+
+def _spy_rect(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the rectangle preconditioner's applications."""
+    used: list[int] = []
+    real = sm._Rectangle.__call__
+    monkeypatch.setattr(sm._Rectangle, "__call__", lambda *a: used.append(1) or real(*a))
+    return used
+
+
+@pytest.mark.parametrize(
+    ("rows", "cols"),
+    [
+        ((9, 31), (12, 35)),  # closed
+        ((0, 22), (10, 30)),  # on the top frame edge
+        ((0, 40), (25, 40)),  # a band: three frame edges
+        ((5, 40), (0, 14)),  # a corner
+    ],
+)
+@pytest.mark.parametrize("lam", [0.0, 0.05])
+def test_rectangle_solve_matches_a_direct_solve(
+    astronaut: torch.Tensor,
+    monkeypatch: pytest.MonkeyPatch,
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+    lam: float,
+) -> None:
+    """A rectangular hole takes _Rectangle, which is nearly the inverse (reflecting
+    frame edges included): the exact solution in a few CG steps."""
+    _force(monkeypatch, tiled=False)
+    used = _spy_rect(monkeypatch)
+    image = astronaut[0, 240:280, 200:240].double().contiguous()
+    hole = torch.zeros(40, 40, dtype=torch.bool)
+    hole[slice(*rows), slice(*cols)] = True
+    assert sm._rectangle(hole) == (*rows, *cols)
+    out = sm.smooth_fill(image, hole, tension=lam, iterations=200, rtol=1e-10)
+    assert (out[hole] - _direct(image, hole, lam)).abs().max() < 1e-8
+    assert torch.equal(out[~hole], image[~hole])
+    assert 0 < len(used) <= 12  # the multigrid takes 30 or more to 1e-10
+
+
+def test_long_rectangles_take_the_multigrid(monkeypatch: pytest.MonkeyPatch) -> None:
+    hole = torch.zeros(40, 60, dtype=torch.bool)
+    hole[10:30, 5:55] = True
+    assert sm._rectangle(hole) == (10, 30, 5, 55)
+    monkeypatch.setattr(sm, "RECT_SIDE", 49)
+    assert sm._rectangle(hole) is None
 
 
 def test_tiled_solve_matches_a_direct_solve(
@@ -112,20 +161,26 @@ def test_tiled_and_dense_solves_agree(
     assert (quick - outs[1]).abs().max() < 2 / 255
 
 
-@pytest.mark.parametrize("path", ["tiled", "thin"])
+@pytest.mark.parametrize("path", ["tiled", "thin", "rect"])
 def test_solve_reproduces_a_linear_ramp(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
     used = _spy_thin(monkeypatch)
+    rect = _spy_rect(monkeypatch)
     if path == "tiled":
         _force(monkeypatch, tiled=True)
     h, w = 120, 120
     yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
     ramp = torch.stack([0.1 + 0.006 * yy + 0.001 * xx, 0.9 - 0.004 * xx, 0.3 + 0.002 * yy], -1)
-    hole = _strokes(h, w)
-    hole[:, 50:52] = False  # keep the ramp off the frame edge, where it is not a solution
-    hole[20:23, :5] = False
-    hole[20:23, -5:] = False
+    if path == "rect":
+        hole = torch.zeros(h, w, dtype=torch.bool)
+        hole[30:90, 25:95] = True
+    else:
+        hole = _strokes(h, w)
+        hole[:, 50:52] = False  # keep the ramp off the frame edge, where it is not a solution
+        hole[20:23, :5] = False
+        hole[20:23, -5:] = False
     out = sm.smooth_fill(ramp.float(), hole)
     assert bool(used) == (path == "thin")
+    assert bool(rect) or path != "rect"
     assert (out - ramp).abs().max() < 1e-5
 
 

@@ -121,20 +121,47 @@ def extend_pattern(
         steps += [(ay + by, ax + bx), (-ay - by, -ax - bx), (ay - by, ax - bx), (by - ay, bx - ax)]
     out = image.clone().reshape(h * w, -1)
     missing = hole.clone().flatten()
-    todo = torch.nonzero(missing).flatten()  # the pixels still to fill, shrinking
+
+    def copy(q: torch.Tensor, sy: int, sx: int) -> torch.Tensor:
+        """Fill the missing pixels ``q`` whose pixel one step ``(sy, sx)`` on is filled or
+        known; returns the ones filled."""
+        ty, tx = q // w + sy, q % w + sx
+        src = ty.clamp(0, h - 1) * w + tx.clamp(0, w - 1)
+        ok = (ty >= 0) & (ty < h) & (tx >= 0) & (tx < w) & ~missing[src]
+        q = q[ok]
+        out[q] = out[src[ok]]
+        missing[q] = False
+        return q
+
+    # Pass after pass, each step fills the pixels one step back from a filled or known
+    # one. Only pixels filled since a step last looked can have new missing pixels one
+    # step back, so each step looks at those alone: the fill is the same as checking
+    # every missing pixel every pass, at a cost that grows with the hole's area, not
+    # with its area times the passes (a 2048 px outpaint of a 4 px period: 30 s before).
+    filled: list[torch.Tensor] = []  # the pixels filled, in order
+    seen = [0] * len(steps)  # how much of `filled` each step has looked at
     hook = or_null(progress)
+    for i, (sy, sx) in enumerate(steps):  # first, every missing pixel from the known ones
+        seen[i] = len(filled)
+        filled.append(copy(torch.nonzero(missing).flatten(), sy, sx))
     for _ in range(2 * max(h, w)):
         hook.check_interrupted()
         changed = False
-        for sy, sx in steps:
-            ty, tx = todo // w + sy, todo % w + sx
-            src = ty.clamp(0, h - 1) * w + tx.clamp(0, w - 1)
-            ok = (ty >= 0) & (ty < h) & (tx >= 0) & (tx < w) & ~missing[src]
-            if bool(ok.any()):
-                out[todo[ok]] = out[src[ok]]
-                missing[todo[ok]] = False
-                todo = todo[~ok]
+        for i, (sy, sx) in enumerate(steps):
+            recent = filled[seen[i] :]
+            seen[i] = len(filled)
+            if not recent:
+                continue
+            p = torch.cat(recent)
+            qy, qx = p // w - sy, p % w - sx
+            q = (qy * w + qx)[(qy >= 0) & (qy < h) & (qx >= 0) & (qx < w)]
+            new = copy(q[missing[q]], sy, sx)
+            if new.numel():
+                filled.append(new)
                 changed = True
-        if not changed or todo.numel() == 0:
+        drop = min(seen)  # what every step has looked at
+        del filled[:drop]
+        seen = [k - drop for k in seen]
+        if not changed:
             break
     return out.view(image.shape), missing.view(h, w)

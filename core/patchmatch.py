@@ -152,14 +152,8 @@ class _Level:
         pick = (torch.rand(min(n, 4096), generator=gen) * n).long().to(self.image.device)
         sample = self.patches(self.image, self.valid_flat[pick.clamp_max(n - 1)])
         self.mean = sample.mean(dim=0)
-        sample = sample - self.mean
-        cov = sample.T @ sample / max(1, sample.shape[0] - 1)
-        # In float64 on the CPU: with few source patches the covariance is rank
-        # deficient, where float32 eigh can fail to converge (and MPS has no float64).
-        _vals, vecs = torch.linalg.eigh(cov.cpu().double())
-        vecs = vecs.to(cov)
-        d = min(FEATURES, vecs.shape[1])
-        self.basis = vecs[:, -d:].flip(1).contiguous()  # [K*C, d], strongest first
+        self.basis = _principal_directions(sample - self.mean, FEATURES, gen)  # [K*C, d]
+        d = self.basis.shape[1]
         side = 2 * self.radius + 1
         self.filters = self.basis.T.reshape(d, side, side, c).permute(0, 3, 1, 2).contiguous()
         self.offset = self.mean @ self.basis
@@ -225,6 +219,39 @@ class _Level:
     def target_features(self, image: torch.Tensor) -> torch.Tensor:
         """``[d, T]`` projections of the targets' patches in ``image``."""
         return self._project(image, self.box, self.target_tiles)
+
+
+# Patches with more values than this (patch_size 15 and up, in colour) take randomized
+# principal directions: the exact eigendecomposition costs their count cubed (2883 values,
+# patch_size 31: 3.5 s a pyramid level, one thread; randomized 0.1 s).
+EXACT_PCA_DIMS = 512
+PCA_OVERSAMPLING = 10
+PCA_POWER_ITERATIONS = 3
+
+
+def _principal_directions(sample: torch.Tensor, d: int, gen: torch.Generator) -> torch.Tensor:
+    """``[D, min(d, D)]``: the strongest principal directions of the centred ``sample``
+    ``[n, D]``, strongest first.
+
+    Up to ``EXACT_PCA_DIMS`` values, the covariance's exact eigenvectors; beyond, a
+    randomized subspace iteration (Halko, Martinsson and Tropp 2011) started from
+    ``gen``, so still deterministic for a seed. The small eigenproblems run in
+    float64 on the CPU: with few source patches the covariance is rank deficient,
+    where float32 ``eigh`` can fail to converge (and MPS has no float64).
+    """
+    n, dim = sample.shape
+    d = min(d, dim)
+    if dim <= EXACT_PCA_DIMS:
+        cov = sample.T @ sample / max(1, n - 1)
+        _vals, vecs = torch.linalg.eigh(cov.cpu().double())
+        return vecs.to(cov)[:, -d:].flip(1).contiguous()
+    k = min(dim, d + PCA_OVERSAMPLING)
+    q = torch.randn(dim, k, generator=gen).to(sample)
+    for _ in range(PCA_POWER_ITERATIONS):
+        q = torch.linalg.qr((sample.T @ (sample @ q)).cpu().double())[0].to(sample)
+    projected = sample @ q  # [n, k]
+    _vals, vecs = torch.linalg.eigh((projected.T @ projected).cpu().double())
+    return (q @ vecs.to(q)[:, -d:]).flip(1).contiguous()
 
 
 class _Search:

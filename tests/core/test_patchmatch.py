@@ -208,3 +208,29 @@ def test_box_sums_match_average_pooling(radius: int) -> None:
     k = 2 * radius + 1
     pooled = F.avg_pool2d(x[None], k, 1, radius)[0] * k * k  # zero beyond the edge
     assert torch.allclose(pm._box_sum(x, radius), pooled, atol=1e-5)
+
+
+def test_randomized_principal_directions_capture_the_exact_ones(coffee: torch.Tensor) -> None:
+    """Past EXACT_PCA_DIMS (patch_size 15 and up) the directions come from a randomized
+    subspace iteration: as much of the patches' variance as the exact eigenvectors,
+    and the same directions for the same generator seed."""
+    image = coffee[0, :160, :160].contiguous()
+    hole = torch.zeros(160, 160, dtype=torch.bool)
+    hole[70:90, 70:90] = True
+    level = pm._Level(image, hole, ~hole, 7)
+    pick = torch.randperm(160 * 160, generator=torch.Generator().manual_seed(0))[:3000]
+    sample = level.patches(image, pick)  # [3000, 675]
+    sample = sample - sample.mean(dim=0)
+    assert sample.shape[1] > pm.EXACT_PCA_DIMS
+
+    def captured(basis: torch.Tensor) -> float:
+        return float((sample @ basis).square().sum() / sample.square().sum())
+
+    gen = torch.Generator().manual_seed(3)
+    fast = pm._principal_directions(sample, pm.FEATURES, gen)
+    exact = torch.linalg.eigh((sample.T @ sample).double())[1][:, -pm.FEATURES :].flip(1)
+    assert fast.shape == (675, pm.FEATURES)
+    assert torch.allclose(fast.T @ fast, torch.eye(pm.FEATURES), atol=1e-4)  # orthonormal
+    assert captured(fast) > 0.999 * captured(exact.float())
+    again = pm._principal_directions(sample, pm.FEATURES, torch.Generator().manual_seed(3))
+    assert torch.equal(fast, again)

@@ -133,33 +133,41 @@ def extend_pattern(
         missing[q] = False
         return q
 
-    # Pass after pass, each step fills the pixels one step back from a filled or known
-    # one. Only pixels filled since a step last looked can have new missing pixels one
-    # step back, so each step looks at those alone: the fill is the same as checking
-    # every missing pixel every pass, at a cost that grows with the hole's area, not
-    # with its area times the passes (a 2048 px outpaint of a 4 px period: 30 s before).
+    # Pass after pass, each step fills the missing pixels one step back from a filled or
+    # known one. Only pixels filled since the step last looked can have new ones one
+    # step back, so when those are fewer than the missing pixels, the step looks from
+    # them instead: the same pixels are filled, at a cost that grows with the hole's
+    # area, not with its area times the passes (a 2048 px outpaint of a 4 px period:
+    # 8.2 s to 1.1 s, one thread).
+    todo = torch.nonzero(missing).flatten()  # the missing pixels, and some filled since
     filled: list[torch.Tensor] = []  # the pixels filled, in order
-    seen = [0] * len(steps)  # how much of `filled` each step has looked at
+    seen: list[int | None] = [None] * len(steps)  # how much of `filled` each step has seen
     hook = or_null(progress)
-    for i, (sy, sx) in enumerate(steps):  # first, every missing pixel from the known ones
-        seen[i] = len(filled)
-        filled.append(copy(torch.nonzero(missing).flatten(), sy, sx))
     for _ in range(2 * max(h, w)):
         hook.check_interrupted()
         changed = False
         for i, (sy, sx) in enumerate(steps):
-            recent = filled[seen[i] :]
+            recent = None if seen[i] is None else filled[seen[i] :]
             seen[i] = len(filled)
-            if not recent:
-                continue
-            p = torch.cat(recent)
-            qy, qx = p // w - sy, p % w - sx
-            q = (qy * w + qx)[(qy >= 0) & (qy < h) & (qx >= 0) & (qx < w)]
-            new = copy(q[missing[q]], sy, sx)
+            if recent is not None and sum(t.numel() for t in recent) < todo.numel():
+                if not recent:
+                    continue
+                p = torch.cat(recent)
+                py = p // w
+                qy, qx = py - sy, p - py * w - sx
+                ok = (qy >= 0) & (qy < h) & (qx >= 0) & (qx < w)
+                p, q = p[ok], p[ok] - (sy * w + sx)
+                ok = missing[q]
+                new = q[ok]
+                out[new] = out[p[ok]]
+                missing[new] = False
+            else:
+                todo = todo[missing[todo]]
+                new = copy(todo, sy, sx)
             if new.numel():
                 filled.append(new)
                 changed = True
-        drop = min(seen)  # what every step has looked at
+        drop = min(seen)  # what every step has seen
         del filled[:drop]
         seen = [k - drop for k in seen]
         if not changed:

@@ -3,10 +3,11 @@
     python3 bench/big.py [--size 4096] [--methods smooth,patch] [--device cpu]
 
 The astronaut photo from ``skimage.data`` scaled to ``--size``, with the fill
-benchmark's brush strokes (``brush15``, strokes 48-112 px wide at 4096) and wide
+benchmark's brush strokes (``brush15``, strokes 48-112 px wide at 4096), wide
 strokes over 30 % of the frame (``wide30``, 150-240 px wide: one box of several
-million hole pixels). Each row runs once in its own process, one torch thread,
-so its peak memory (max RSS, or the CUDA allocator's peak on a GPU) is its own.
+million hole pixels) and its outpaint task (keep the middle 60 % of the width).
+Each row runs once in its own process, one torch thread, so its peak memory (max
+RSS, or the CUDA allocator's peak on a GPU) is its own.
 Prints a markdown table.
 """
 
@@ -27,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fill import make_masks, photo  # noqa: E402
 
-MASKS = ("brush15", "wide30")
+MASKS = ("brush15", "wide30", "outpaint")
 
 
 def wide_strokes(h: int, w: int, seed: int = 1) -> np.ndarray:
@@ -52,7 +53,7 @@ def run_row(method: str, mask_name: str, size: int, device: str) -> dict:
     torch.set_num_threads(1)
     img = photo("astronaut", size)
     h, w = img.shape[:2]
-    m = make_masks(h, w)["brush15"] if mask_name == "brush15" else wide_strokes(h, w)
+    m = wide_strokes(h, w) if mask_name == "wide30" else make_masks(h, w)[mask_name]
     dev = torch.device(device)
     image = torch.from_numpy(img)[None].to(dev)
     mask = torch.from_numpy(m.astype(np.float32))[None].to(dev)

@@ -26,8 +26,8 @@ comes back to float precision; known pixels are never written.
 A hole that is one rectangle (a box drawn in an editor, an outpaint band, a big
 block at half size) needs no grids: along each side the operator is a small 1-D
 matrix, so the harmonic start is exact and the thin-plate preconditioner nearly
-so in the basis of their eigenvectors (:class:`_Rectangle`), and CG takes about 5
-steps (1536 px centred rectangle: 0.22 s to 0.10; outpaint at 512: 0.28 to 0.05).
+so in the basis of their eigenvectors (:class:`_Rectangle`), and CG takes 5-7
+steps (1536 px centred rectangle: 0.22 s to 0.12; outpaint at 512: 0.28 to 0.08).
 
 Sparse masks (strokes, scratches) fill a box only thinly, so there the same
 solve runs on the box's ``TILE``-pixel tiles that hold hole, each stored as a
@@ -390,7 +390,7 @@ class _Rectangle:
     E_m⊕E_n``, which is ``M_m⊕M_n + 2 L_m⊗L_n + λ(L_m⊕L_n)``. With ``K = √M`` along
     each side, ``S = K_m⊕K_n`` gives ``S² + λS = M_m⊕M_n + 2 K_m⊗K_n + λS``, which
     differs from ``A`` only where ``K`` and ``L`` do, near the ends: CG preconditioned
-    with its inverse converges in about 5 steps (a 246 px square: 0.02 s, the
+    with its inverse converges in 5-7 steps (a 246 px square: 0.02 s, the
     multigrid 0.14 s).
     """
 

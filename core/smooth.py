@@ -307,22 +307,28 @@ def _solve_box(
         rtol *= RECT_RTOL_FACTOR
     else:
         mg = _Multigrid(hole, values.dtype)
-        g = mg.grids[0]
-        x = mg.cycle(b)
-        x = _pcg(
-            g.laplace,
-            mg.cycle,
-            x,
-            b - g.laplace(x),
-            HARMONIC_ITERATIONS,
-            HARMONIC_RTOL,
-            check=check,
-        )
+        x = _harmonic_start(mg.grids[0].laplace, mg.cycle, b, (1, 2), check)
 
         def precondition(r: torch.Tensor) -> torch.Tensor:
             return mg.cycle(mg.cycle(r))
 
     return _thin_plate_cg(operator, precondition, x, rhs, iterations, rtol, (1, 2), check)
+
+
+def _harmonic_start(laplace, cycle, b, dims: tuple[int, ...], check) -> torch.Tensor:
+    """The harmonic fill ``L_h x = b`` (exact for a linear ramp): a few CG steps
+    preconditioned with one V-cycle, from one V-cycle."""
+    x = cycle(b)
+    return _pcg(
+        laplace,
+        cycle,
+        x,
+        b - laplace(x),
+        HARMONIC_ITERATIONS,
+        HARMONIC_RTOL,
+        dims=dims,
+        check=check,
+    )
 
 
 def _thin_plate_cg(
@@ -739,17 +745,7 @@ def _solve_tiles(
     inbox_pad = fine.gather(inbox, 1)
     dims = (1, 2, 3)
 
-    x = mg.cycle(b)
-    x = _pcg(
-        fine.laplace,
-        mg.cycle,
-        x,
-        b - fine.laplace(x),
-        HARMONIC_ITERATIONS,
-        HARMONIC_RTOL,
-        dims=dims,
-        check=check,
-    )
+    x = _harmonic_start(fine.laplace, mg.cycle, b, dims, check)
 
     def operator(u: torch.Tensor) -> torch.Tensor:
         lu = _laplace_tiles(fine.halo(u, 2), deg_pad).mul_(inbox_pad)

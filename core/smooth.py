@@ -308,10 +308,7 @@ def _solve_box(
     else:
         mg = _Multigrid(hole, values.dtype)
         x = _harmonic_start(mg.grids[0].laplace, mg.cycle, b, (1, 2), check)
-
-        def precondition(r: torch.Tensor) -> torch.Tensor:
-            return mg.cycle(mg.cycle(r))
-
+        precondition = _two_cycles(mg)
     return _thin_plate_cg(operator, precondition, x, rhs, iterations, rtol, (1, 2), check)
 
 
@@ -329,6 +326,13 @@ def _harmonic_start(laplace, cycle, b, dims: tuple[int, ...], check) -> torch.Te
         dims=dims,
         check=check,
     )
+
+
+def _two_cycles(mg) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The thin-plate preconditioner of a (dense or tiled) multigrid: two V-cycles of the
+    hole's Laplacian, about ``L_h⁻²``, whose inverse is the thin-plate operator up to a
+    term on the pixels next to the border."""
+    return lambda r: mg.cycle(mg.cycle(r))
 
 
 def _thin_plate_cg(
@@ -754,9 +758,7 @@ def _solve_tiles(
             out.add_(lu[:, :, 1:-1, 1:-1], alpha=tension)
         return out.mul_(fine.mask)
 
-    x = _thin_plate_cg(
-        operator, lambda r: mg.cycle(mg.cycle(r)), x, rhs, iterations, rtol, dims, check
-    )
+    x = _thin_plate_cg(operator, _two_cycles(mg), x, rhs, iterations, rtol, dims, check)
     return fine.scatter(x)[:, :h, :w]
 
 

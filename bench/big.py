@@ -5,7 +5,9 @@
 The astronaut photo from ``skimage.data`` scaled to ``--size``, with the fill
 benchmark's brush strokes (``brush15``, strokes 48-112 px wide at 4096), wide
 strokes over 30 % of the frame (``wide30``, 150-240 px wide: one box of several
-million hole pixels) and its outpaint task (keep the middle 60 % of the width).
+million hole pixels), a fence to remove (``fence``: wires 12 px wide every 48 px
+at 4096, both ways, 44 % of the frame, one thin hole) and its outpaint task (keep
+the middle 60 % of the width).
 Each row runs once in its own process, one torch thread, so its peak memory (max
 RSS, or the CUDA allocator's peak on a GPU) is its own.
 Prints a markdown table.
@@ -28,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fill import make_masks, photo  # noqa: E402
 
-MASKS = ("brush15", "wide30", "outpaint")
+MASKS = ("brush15", "wide30", "fence", "outpaint")
 
 
 def wide_strokes(h: int, w: int, seed: int = 1) -> np.ndarray:
@@ -47,13 +49,25 @@ def wide_strokes(h: int, w: int, seed: int = 1) -> np.ndarray:
     return s.astype(bool)
 
 
+def fence(h: int, w: int) -> np.ndarray:
+    """Wires 12 px wide every 48 px at 4096 (scaled with the frame), both ways."""
+    period = max(4, round(48 * max(h, w) / 4096))
+    wire = max(1, period // 4)
+    at_y = (np.arange(h) + period // 2) % period < wire
+    at_x = (np.arange(w) + period // 2) % period < wire
+    return at_y[:, None] | at_x[None, :]
+
+
 def run_row(method: str, mask_name: str, size: int, device: str) -> dict:
     from uncrop.core.fill import fill
 
     torch.set_num_threads(1)
     img = photo("astronaut", size)
     h, w = img.shape[:2]
-    m = wide_strokes(h, w) if mask_name == "wide30" else make_masks(h, w)[mask_name]
+    if mask_name in ("wide30", "fence"):
+        m = wide_strokes(h, w) if mask_name == "wide30" else fence(h, w)
+    else:
+        m = make_masks(h, w)[mask_name]
     dev = torch.device(device)
     image = torch.from_numpy(img)[None].to(dev)
     mask = torch.from_numpy(m.astype(np.float32))[None].to(dev)

@@ -381,6 +381,47 @@ def test_thin_and_grid_solves_agree(
     assert (thin - grid).abs().max() < 1e-5  # the same system, solved two ways
 
 
+def _fence(size: int, period: int, wire: int) -> torch.Tensor:
+    """Wires ``wire`` px wide every ``period`` px, both ways (a fence to remove)."""
+    at = (torch.arange(size) + period // 2) % period < wire
+    return at[:, None] | at[None, :]
+
+
+def test_big_thin_holes_are_solved_in_pieces(
+    astronaut: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thin hole of over THIN_WHOLE pixels is factorised in overlapping pieces, each
+    grown by THIN_HALO_FACTOR times the hole's depth: the same fill, to 0.001/255."""
+    image = astronaut[0, 100:292, 150:342].double().contiguous()
+    hole = _fence(192, 20, 6)
+    whole = sm.smooth_fill(image, hole)
+    pieces: list[int] = []
+    real = sm._factorise_thin
+    monkeypatch.setattr(sm, "_factorise_thin", lambda *a: pieces.append(1) or real(*a))
+    monkeypatch.setattr(sm, "THIN_WHOLE", 1000)
+    monkeypatch.setattr(sm, "THIN_PIECE", 32)  # pieces of 6 x 23 px, the halo's minimum
+    out = sm.smooth_fill(image, hole)
+    assert (out - whole).abs().max() < 0.001 / 255
+    assert len(pieces) == 4
+    assert torch.equal(out[~hole], image[~hole])
+
+
+def test_pieces_of_a_thin_hole_can_be_cancelled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sm, "THIN_WHOLE", 1000)
+    monkeypatch.setattr(sm, "THIN_PIECE", 32)  # 9 pieces
+    image = torch.rand(256, 256, 3, generator=torch.Generator().manual_seed(0))
+    calls: list[int] = []
+
+    def check() -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sm._solve_thin(image, _fence(256, 16, 4), 0.0, check)
+    assert len(calls) == 2  # asked before each piece
+
+
 def _halve_below(monkeypatch: pytest.MonkeyPatch, depth: int) -> None:
     """Halve holes deeper than ``depth`` (and solve only those no deeper than the rim
     directly, so the ones in between take the grids, as real ones do)."""

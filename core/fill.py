@@ -253,8 +253,10 @@ def fill_pattern(
         log.info(
             "pattern: %d pixels out of the lattice's reach; patch-filling them.", int(left.sum())
         )
+        # Patches may come from the lattice's copies too, unless the user limited them.
+        source = None if source_mask is None else allowed
         out = patch_fill(
-            out, left, allowed, patch_size=int(patch_size), seed=seed, progress=progress
+            out, left, source, patch_size=int(patch_size), seed=seed, progress=progress
         )
     return out[None]
 
@@ -328,8 +330,8 @@ def parse_color(text: str, name: str = "color") -> tuple[float, float, float]:
     if len(value) == 3:
         value = "".join(ch * 2 for ch in value)
     try:
-        if len(value) != 6:
-            raise ValueError
+        if len(value) != 6 or not all(ch in "0123456789abcdefABCDEF" for ch in value):
+            raise ValueError  # int(..., 16) would take signs, spaces and underscores
         return tuple(int(value[i : i + 2], 16) / 255.0 for i in (0, 2, 4))  # type: ignore[return-value]
     except ValueError:
         raise UncropError(f"{name}: expected a hex colour like #808080, got '{text}'.") from None

@@ -231,6 +231,21 @@ def test_pattern_falls_back_to_patch_without_a_period(
     assert torch.equal(out, fill(image, mask, "patch", seed=4))
 
 
+def test_pattern_leftovers_beside_a_thin_known_strip(caplog: pytest.LogCaptureFixture) -> None:
+    """One known column of stripes: a period down it, none across, so the lattice
+    leaves the hole to patch, which copies from anything known (no source_mask was
+    given, so none is checked or blamed)."""
+    image = torch.zeros(1, 40, 40, 3)
+    image[:, ::4] = 1.0
+    mask = torch.ones(1, 40, 40)
+    mask[:, :, 0] = 0
+    with caplog.at_level(logging.INFO, logger="uncrop.core.fill"):
+        out = fill(image, mask, "pattern", seed=0)
+    assert "patch-filling them" in caplog.text
+    assert torch.equal(out[..., 0, :], image[..., 0, :])
+    assert 0.0 <= float(out.min()) and float(out.max()) <= 1.0
+
+
 @pytest.mark.parametrize("method", ALL)
 def test_batches_and_mask_shapes(
     method: str, astronaut: torch.Tensor, coffee: torch.Tensor
@@ -350,8 +365,9 @@ def test_nearest_known_and_parse_color() -> None:
     near = nearest_known(hole)
     assert (near[0, ..., 0] == 2).all() and (near[0, ..., 1] == 2).all()
     assert parse_color("#f00") == (1.0, 0.0, 0.0)
-    with pytest.raises(UncropError, match="color"):
-        parse_color("nope")
+    for bad in ("nope", "#-1-1-1", "#+f+f+f", "# ff ff", "#0x1234"):
+        with pytest.raises(UncropError, match="color"):
+            parse_color(bad)
 
 
 def test_smooth_solves_separate_holes_on_their_own_boxes(coffee: torch.Tensor) -> None:

@@ -43,7 +43,11 @@ Thin holes (every pixel within ``THIN_DEPTH`` of a known one: scratches, strokes
 up to 32 px wide) need no iterations: the system over the hole's own pixels is
 assembled as a sparse matrix and factorised (:func:`_solve_thin`, SuperLU on the
 CPU). Across a thin hole the factor stays narrow, so it costs what the hole
-covers (1536 px scratches: a third of the grids' time, the same solution).
+covers (1536 px scratches: a third of the grids' time, the same solution). A
+thin hole of more than ``THIN_WHOLE`` pixels (a fence to remove) is factorised
+in overlapping pieces: along a thin hole a cut's effect dies within a few of the
+hole's depths, so each piece is solved on itself grown by that much and keeps
+its own pixels (2048 px fence: 29 s and 3.7 GB to 7.7 s and 0.5 GB).
 
 Deep holes (some pixel more than ``COARSE_DEPTH`` from known ones: big blocks,
 outpaint bands), and boxes of more than ``COARSE_PIXELS`` hole pixels that are

@@ -27,6 +27,7 @@ def match_generated(
     A batch of 1 on either side is used for every item of the other; a grey original
     takes the generated image's luminance, an RGBA one keeps an opaque alpha.
     """
+    single = not isinstance(original, torch.Tensor) or original.ndim < 4 or len(original) == 1
     original, mask = match_mask(original, mask, "original", "mask")
     generated = check_image(generated, "generated")
     if generated.shape[1:3] != original.shape[1:3]:
@@ -42,8 +43,9 @@ def match_generated(
         elif b_gen == 1:
             generated = generated.expand(b_orig, *generated.shape[1:])
         else:
+            other = "mask batch" if single else "original batch"  # one original per mask
             raise UncropError(
-                f"generated batch of {b_gen} does not match the original batch of {b_orig}; "
+                f"generated batch of {b_gen} does not match the {other} of {b_orig}; "
                 "use one image on either side or the same number on both."
             )
     generated = generated.to(original.device, original.dtype)

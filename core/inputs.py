@@ -79,6 +79,11 @@ def check_mask(mask: torch.Tensor, name: str = "mask") -> torch.Tensor:
             f"{name}: expected a MASK of shape [batch, height, width], got {_shape(mask)}."
         )
     if not mask.is_floating_point():
+        if mask.dtype != torch.bool and bool((mask > 1).any()):  # 0..255, say: not clamped
+            raise UncropError(
+                f"{name}: expected float values in 0..1 (or a 0/1 mask), got dtype {mask.dtype} "
+                f"with values up to {int(mask.max())}; divide it by its maximum first."
+            )
         mask = mask.float()
     return _finite_in_unit_range(mask, name)
 

@@ -61,6 +61,10 @@ def test_single_original_serves_a_generated_batch():
         UncropError, match="generated batch of 4 does not match the original batch of 2"
     ):
         composite(torch.rand(2, 8, 8, 3), gen, hole_mask(8, 8))
+    with pytest.raises(
+        UncropError, match="generated batch of 4 does not match the mask batch of 3"
+    ):
+        composite(orig, gen, torch.ones(3, 8, 8))  # one original over 3 masks
 
 
 def test_grey_original_takes_the_luminance_of_a_colour_generated_image():

@@ -243,7 +243,7 @@ def test_pattern_leftovers_beside_a_thin_known_strip(caplog: pytest.LogCaptureFi
         out = fill(image, mask, "pattern", seed=0)
     assert "patch-filling them" in caplog.text
     assert torch.equal(out[..., 0, :], image[..., 0, :])
-    assert 0.0 <= float(out.min()) and float(out.max()) <= 1.0
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
 
 
 @pytest.mark.parametrize("method", ALL)

@@ -42,6 +42,18 @@ def test_mask_values_clamped():
     assert m.tolist() == [[[0.0, 0.5, 1.0]]]
 
 
+def test_integer_masks_of_0_and_1_only():
+    """A 0/1 integer mask (or a bool one) is a mask; 0..255 would be clamped to a hard
+    one, so it is refused, naming the input."""
+    m = torch.zeros(1, 4, 4, dtype=torch.uint8)
+    m[0, 1:3, 1:3] = 1
+    assert torch.equal(check_mask(m), m.float())
+    assert torch.equal(check_mask(m.bool()), m.float())
+    m[0, 0, 0] = 128
+    with pytest.raises(UncropError, match="mask: expected float values in 0..1 .* up to 128"):
+        check_mask(m)
+
+
 def test_single_mask_broadcast_over_batch():
     img, mask = match_mask(torch.rand(3, 8, 8, 3), torch.ones(1, 8, 8))
     assert mask.shape == (3, 8, 8)

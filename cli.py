@@ -60,7 +60,9 @@ class TqdmProgress:
 
 
 def _add_common(p: argparse.ArgumentParser, default_method: str) -> None:
-    p.add_argument("image", help="input image (PNG, JPEG, WebP, TIFF; RGBA and 16-bit are fine)")
+    p.add_argument(
+        "image", help="input image (PNG, JPEG, WebP, TIFF; RGBA and 16-bit grey are kept)"
+    )
     p.add_argument(
         "-o",
         "--output",
@@ -286,10 +288,17 @@ def _diffusion(args, device, job):
 
 
 def _load_input(args: argparse.Namespace) -> torch.Tensor:
-    """The input image, its alpha kept as a fourth channel; the output checked first."""
+    """The input image, its alpha kept as a fourth channel; the output checked first.
+    Notes on ``args`` whether the input has more than 8 bits, for :func:`_save`."""
     imageio.output_format(args.output, "--output")
     image, _ = imageio.load_image(args.image, keep_alpha=True)
+    args.sixteen_bit = imageio.finer_than_8_bits(image)
     return image
+
+
+def _save(args: argparse.Namespace, image: torch.Tensor, metadata=None) -> Path:
+    imageio.save_image(image, args.output, metadata, "--output", args.sixteen_bit)
+    return Path(args.output)
 
 
 def run_inpaint(args: argparse.Namespace) -> Path:
@@ -301,17 +310,13 @@ def run_inpaint(args: argparse.Namespace) -> Path:
     if getattr(args, "model", None):
         result = _diffusion(args, device, lambda m, s, cap, bar: sampling.inpaint(
             m, image, mask, s, captioner=cap, progress=bar))  # fmt: skip
-        imageio.save_image(
-            result.image, args.output, _prompt_metadata(result.prompts), name="--output"
-        )
-        return Path(args.output)
+        return _save(args, result.image, _prompt_metadata(result.prompts))
     _model_free_only(args)
     with TqdmProgress("inpaint") as bar:
         out = model_free.inpaint(
             image, mask, args.method, seed=args.seed, progress=bar, **_fill_options(args, device)
         )
-    imageio.save_image(out, args.output, name="--output")
-    return Path(args.output)
+    return _save(args, out)
 
 
 def _plan(args: argparse.Namespace, width: int, height: int) -> canvas.CanvasPlan:
@@ -340,18 +345,14 @@ def run_outpaint(args: argparse.Namespace) -> Path:
     if getattr(args, "model", None):
         result = _diffusion(args, device, lambda m, s, cap, bar: sampling.outpaint(
             m, image.to(device), plan, s, overlap=16, captioner=cap, progress=bar)[0])  # fmt: skip
-        imageio.save_image(
-            result.image, args.output, _prompt_metadata(result.prompts), name="--output"
-        )
-        return Path(args.output)
+        return _save(args, result.image, _prompt_metadata(result.prompts))
     _model_free_only(args)
     with TqdmProgress("outpaint") as bar:
         out, _mask = model_free.outpaint(
             image.to(device), plan, args.method, seed=args.seed, progress=bar,
             **_fill_options(args, device),
         )  # fmt: skip
-    imageio.save_image(out, args.output, name="--output")
-    return Path(args.output)
+    return _save(args, out)
 
 
 def run_demo(args: argparse.Namespace) -> list[Path]:

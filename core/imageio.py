@@ -159,26 +159,57 @@ def output_format(path: str | os.PathLike, name: str = "output") -> str:
     return fmt
 
 
+def finer_than_8_bits(image: torch.Tensor) -> bool:
+    """Whether ``image`` holds values between the 1/255 steps (a 16-bit file's)."""
+    scaled = image.detach().float() * 255.0
+    return bool(((scaled - scaled.round()).abs() > 1e-3).any())
+
+
 def save_image(
     image: torch.Tensor,
     path: str | os.PathLike,
     metadata: dict[str, str] | None = None,
     name: str = "output",
+    sixteen_bit: bool = False,
 ) -> None:
     """Write the first image of an IMAGE batch, 8 bits per channel, in the format of the
     extension (see :func:`output_format`).
 
+    With ``sixteen_bit`` (the input had more than 8 bits) a grey image goes to PNG or
+    TIFF with 16 bits; anything else is written with 8, with a warning that the
+    unmasked pixels are rounded (Pillow writes 16 bits for grey images only).
     WebP is written lossless and JPEG at quality 95, with a warning that it changes
     pixels; an alpha channel is dropped, with a warning, where the format has none.
     ``metadata`` goes into PNG text chunks (ignored for other formats).
     """
     fmt = output_format(path, name)
-    arr = (image[0].detach().float().cpu().clamp(0, 1).numpy() * 255.0 + 0.5).astype(np.uint8)
+    values = image[0].detach().float().cpu().clamp(0, 1)
+    grey = values.shape[-1] == 1 or (
+        values.shape[-1] == 3 and bool((values == values[..., :1]).all())
+    )
+    if sixteen_bit and grey and fmt in ("PNG", "TIFF"):
+        arr = (values[..., 0].numpy() * 65535.0 + 0.5).astype(np.uint16)
+        return _write(Image.fromarray(arr), path, fmt, metadata, name)
+    if sixteen_bit:
+        log.warning(
+            "%s: the input has 16 bits per channel; this output is written with 8, so pixels "
+            "outside the mask are rounded to 1/255 (16 bits are written for grey PNG and "
+            "TIFF only).",
+            name,
+        )
+    arr = (values.numpy() * 255.0 + 0.5).astype(np.uint8)
     if arr.shape[-1] in (2, 4) and fmt not in ALPHA_FORMATS:
         log.warning("%s: %s has no alpha channel; the transparency is dropped.", name, fmt)
         arr = arr[..., :-1]
     if arr.shape[-1] == 1:
         arr = arr[..., 0]
+    _write(Image.fromarray(arr), path, fmt, metadata, name)
+
+
+def _write(
+    img: Image.Image, path: str | os.PathLike, fmt: str, metadata: dict[str, str] | None, name: str
+) -> None:
+    """Save ``img`` in ``fmt``: PNG text chunks, lossless WebP, a warning for lossy formats."""
     options: dict = {}
     if fmt == "PNG" and metadata:
         info = PngImagePlugin.PngInfo()
@@ -198,7 +229,7 @@ def save_image(
         )
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(arr).save(path, format=fmt, **options)
+        img.save(path, format=fmt, **options)
     except (OSError, ValueError) as exc:
         raise UncropError(f"{name}: could not write {path}: {exc}") from None
 
@@ -276,5 +307,6 @@ __all__ = [
     "load_mask",
     "output_format",
     "resolve_in_folder",
+    "finer_than_8_bits",
     "save_image",
 ]

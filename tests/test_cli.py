@@ -168,3 +168,28 @@ def test_rgba_input_keeps_its_alpha_and_webp_keeps_every_pixel(tmp_path):
         keep = mask == 0
         assert np.array_equal(result[keep], np.dstack([rgb, alpha])[keep])
         assert not np.array_equal(result[~keep, :3], rgb[~keep])
+
+
+def test_16bit_grey_input_keeps_every_pixel_and_colour_warns(tmp_path, caplog):
+    """A 16-bit grey PNG comes back 16-bit where Pillow can write it (PNG, TIFF), its
+    unmasked pixels exact; elsewhere (WebP) at 8 bits, with a warning saying so."""
+    rng = np.random.default_rng(0)
+    grey = (rng.random((40, 56)) * 65535).astype(np.uint16)
+    Image.fromarray(grey).save(tmp_path / "g16.png")
+    mask = np.zeros(grey.shape, np.uint8)
+    mask[10:20, 15:30] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    keep = mask == 0
+    for ext in (".png", ".tif"):
+        out = tmp_path / f"out{ext}"
+        args = ["inpaint", str(tmp_path / "g16.png"), "--mask", str(tmp_path / "m.png"),
+                "-o", str(out)]  # fmt: skip
+        assert cli.main(args) == 0
+        result = np.asarray(Image.open(out))
+        assert result.dtype == np.uint16 and result.shape == grey.shape
+        assert np.array_equal(result[keep], grey[keep])
+    with caplog.at_level("WARNING"):
+        args = ["inpaint", str(tmp_path / "g16.png"), "--mask", str(tmp_path / "m.png"),
+                "-o", str(tmp_path / "out.webp")]  # fmt: skip
+        assert cli.main(args) == 0
+    assert "16 bits per channel; this output is written with 8" in caplog.text

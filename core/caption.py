@@ -425,20 +425,53 @@ def _generate(
             inputs["input_ids"] = torch.tensor([[tokenizer.cls_token_id, *ids]])
     kwargs = {k: v.to(device) for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
     kwargs["pixel_values"] = inputs["pixel_values"].to(device=device, dtype=loaded.dtype)
-    # The text decoder has a fixed number of positions: the prefix and the new tokens
-    # must fit in them (past them the position embedding raises IndexError).
-    config = getattr(model.config, "text_config", None) or model.config
-    positions = int(getattr(config, "max_position_embeddings", 512))
     used = int(kwargs["input_ids"].shape[-1]) if "input_ids" in kwargs else 1
-    if used >= positions:
-        raise UncropError(
-            f"prefix: {used} tokens, but this captioner writes at most {positions}; shorten it."
-        )
     with torch.inference_mode():
         ids = model.generate(
             **kwargs,
-            max_new_tokens=min(int(opts.max_length), positions - used),
+            max_new_tokens=min(int(opts.max_length), _token_room(model, family, used)),
             num_beams=int(opts.beams),
             do_sample=False,
         )
     return processor.batch_decode(ids, skip_special_tokens=True)[0].strip()
+
+
+def _token_room(model: Any, family: str, used: int) -> int:
+    """How many tokens the text decoder can still write after ``used`` of them.
+
+    The decoder has a fixed number of positions; past them its position embedding
+    raises ``IndexError`` on the CPU and a device-side assert on a GPU (which ruins
+    the process's CUDA context, so it must never be reached). transformers 5.1 to
+    5.17 give GIT's n-th written token the position ``2n + image tokens`` instead of
+    ``n`` (the image tokens and the tokens so far are counted twice), so there the
+    room is about half: still hundreds of tokens for git-base and git-large.
+    """
+    config = getattr(model.config, "text_config", None) or model.config
+    positions = int(getattr(config, "max_position_embeddings", 512))
+    room = positions - used
+    if family == "git" and _git_positions_doubled():
+        room = (positions - 1 - _git_image_tokens(model.config)) // 2 - used + 2
+    if room < 1:
+        raise UncropError(
+            f"prefix: {used} tokens leave no room in this captioner's {positions} text positions "
+            "(fewer with transformers 5.1 to 5.17 for GIT); shorten it."
+        )
+    return room
+
+
+def _git_positions_doubled() -> bool:
+    import transformers
+
+    parts = transformers.__version__.split(".")[:2]
+    try:
+        release = (int(parts[0]), int(parts[1]))
+    except (ValueError, IndexError):
+        return False
+    return (5, 1) <= release < (5, 18)
+
+
+def _git_image_tokens(config: Any) -> int:
+    """The image tokens GIT puts before the text: one per patch plus a class token."""
+    vision = config.vision_config
+    per_image = (int(vision.image_size) // int(vision.patch_size)) ** 2 + 1
+    return per_image * int(getattr(config, "num_image_with_embedding", None) or 1)

@@ -79,6 +79,19 @@ def test_caption_is_a_deterministic_string(captioner, astronaut):
     assert isinstance(first[0], str) and first[0].strip()
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_device_captions_in_its_own_dtype(models, astronaut, device, family):
+    """What a user's machine runs: float16 on a GPU, float32 on the CPU; the image can
+    live on either device."""
+    captioner = cap.Captioner(models / "captioners" / f"tiny-{family}", device=device, options=FAST)
+    assert captioner.dtype == (torch.float16 if device.type == "cuda" else torch.float32)
+    image = astronaut[:, ::4, ::4].to(device)
+    first = captioner.caption(image)
+    assert first == captioner.caption(image)
+    assert len(first) == 1 and first[0].strip()
+    assert next(captioner.load().model.parameters()).device.type == device.type
+
+
 def test_one_caption_per_image_and_progress(captioner, astronaut, coffee):
     batch = torch.cat([astronaut[:, :200, :300], coffee[:, :200, :300]])
     updates = []
@@ -169,8 +182,27 @@ def test_caption_stops_at_the_decoders_last_position(captioner, astronaut):
     positions = config.max_position_embeddings
     long = captioner.caption(image, options=cap.CaptionOptions(max_length=512, beams=1))[0]
     assert 0 < len(long.split()) <= positions
-    with pytest.raises(UncropError, match=f"prefix: .* at most {positions}"):
+    with pytest.raises(UncropError, match=f"prefix: .* {positions} text positions"):
         captioner.caption(image, options=cap.CaptionOptions(prefix="sea " * 2 * positions))
+
+
+def test_git_room_where_transformers_doubles_its_positions(models, monkeypatch, astronaut):
+    # transformers 5.1 to 5.17 give GIT's n-th token the position 2n + image tokens; with
+    # the tiny GIT (64 positions, 4x4 patches + 1 image tokens) the 25th token raised
+    # IndexError there (a device-side assert on a GPU). Measured with 5.17.
+    monkeypatch.setattr(cap, "_git_positions_doubled", lambda: True)
+    captioner = cap.Captioner(models / "captioners" / "tiny-git", device=torch.device("cpu"))
+    model = captioner.load().model
+    assert cap._git_image_tokens(model.config) == 17
+    assert [cap._token_room(model, "git", used) for used in (1, 24)] == [24, 1]
+    with pytest.raises(UncropError, match="prefix: 25 tokens"):
+        cap._token_room(model, "git", 25)
+    long = captioner.caption(
+        astronaut[:, ::8, ::8], options=cap.CaptionOptions(max_length=512, beams=1)
+    )[0]
+    assert 0 < len(long.split()) <= 24
+    monkeypatch.setattr(cap, "_git_positions_doubled", lambda: False)
+    assert cap._token_room(model, "git", 1) == 63
 
 
 @pytest.mark.parametrize(

@@ -38,6 +38,16 @@ def _photo(name: str) -> torch.Tensor:
     return torch.from_numpy(arr[..., :3].astype(np.float32) / 255.0).unsqueeze(0)
 
 
+_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=_CUDA)])
+def device(request) -> torch.device:
+    """Tests that take it run on the CPU and again on the GPU where there is one
+    (never in CI: run the suite on a GPU machine to check the GPU paths)."""
+    return torch.device(request.param)
+
+
 @pytest.fixture(scope="session")
 def astronaut() -> torch.Tensor:
     """512x512 RGB photo, ``[1,H,W,3]``."""

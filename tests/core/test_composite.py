@@ -12,9 +12,10 @@ def hole_mask(h, w, soft=0.0):
     return feather(m, soft) if soft else m
 
 
-def test_unmasked_pixels_bit_identical_even_with_soft_mask(astronaut):
+def test_unmasked_pixels_bit_identical_even_with_soft_mask(astronaut, device):
+    astronaut = astronaut.to(device)
     generated = torch.rand_like(astronaut)
-    mask = hole_mask(512, 512, soft=12)
+    mask = hole_mask(512, 512, soft=12).to(device)
     out = composite(astronaut, generated, mask)
     keep = (mask == 0).unsqueeze(-1).expand_as(out)
     assert torch.equal(out[keep], astronaut[keep])
@@ -116,10 +117,11 @@ def test_lab_roundtrip():
 
 
 @pytest.mark.parametrize("mode", ["mean_std", "histogram"])
-def test_color_match_removes_cast(astronaut, mode):
-    mask = hole_mask(512, 512)
+def test_color_match_removes_cast(astronaut, mode, device):
+    astronaut = astronaut.to(device)
+    mask = hole_mask(512, 512).to(device)
     # A generated image with the right content but a strong warm cast and low contrast.
-    cast = (astronaut * 0.6 + torch.tensor([0.3, 0.1, 0.0])).clamp(0, 1)
+    cast = (astronaut * 0.6 + torch.tensor([0.3, 0.1, 0.0], device=device)).clamp(0, 1)
     fixed = color_match(cast, astronaut, mask, mode)
     inside = mask[0] > 0
     before = (cast[0][inside] - astronaut[0][inside]).mean(0).abs().max()

@@ -47,11 +47,13 @@ def test_methods_table_has_the_issue_methods() -> None:
 
 
 @pytest.mark.parametrize("method", ALL)
-def test_known_pixels_untouched_and_hole_changed(method: str, astronaut: torch.Tensor) -> None:
-    image = _crop(astronaut)
-    mask = _rect_mask(96, 96, 30, 60, 20, 70)
+def test_known_pixels_untouched_and_hole_changed(
+    method: str, astronaut: torch.Tensor, device: torch.device
+) -> None:
+    image = _crop(astronaut).to(device)
+    mask = _rect_mask(96, 96, 30, 60, 20, 70).to(device)
     out = fill(image, mask, method, seed=3)
-    assert out.shape == image.shape
+    assert out.shape == image.shape and out.device == image.device
     _assert_known_kept(out, image, mask)
     if method not in ("color",):
         # A fill from the surroundings is closer to the truth than a flat grey.
@@ -116,9 +118,9 @@ def test_patch_progress_moves_through_the_pyramid_and_the_batch(astronaut: torch
 
 
 @pytest.mark.parametrize("method", ["patch", "pattern", "noise"])
-def test_deterministic_per_seed(method: str, coffee: torch.Tensor) -> None:
-    image = _crop(coffee)
-    mask = _rect_mask(96, 96, 20, 70, 30, 60)
+def test_deterministic_per_seed(method: str, coffee: torch.Tensor, device: torch.device) -> None:
+    image = _crop(coffee).to(device)
+    mask = _rect_mask(96, 96, 20, 70, 30, 60).to(device)
     a = fill(image, mask, method, seed=7)
     b = fill(image, mask, method, seed=7)
     assert torch.equal(a, b)
@@ -127,12 +129,12 @@ def test_deterministic_per_seed(method: str, coffee: torch.Tensor) -> None:
         assert not torch.equal(a, c)
 
 
-def test_smooth_reproduces_a_linear_ramp() -> None:
+def test_smooth_reproduces_a_linear_ramp(device: torch.device) -> None:
     h, w = 80, 96
     yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
     ramp = torch.stack([0.1 + 0.006 * yy + 0.003 * xx, 0.9 - 0.004 * xx, 0.3 + 0.002 * yy], -1)
-    image = ramp.float().unsqueeze(0)
-    mask = _rect_mask(h, w, 15, 65, 10, 80)
+    image = ramp.float().unsqueeze(0).to(device)
+    mask = _rect_mask(h, w, 15, 65, 10, 80).to(device)
     out = fill(image, mask, "smooth")
     assert (out - image).abs().max() < 1e-5
 
@@ -148,12 +150,12 @@ def test_smooth_beats_flat_fill_on_scratches(astronaut: torch.Tensor) -> None:
     assert err < 0.05
 
 
-def test_patch_copies_only_from_allowed_sources(brick: torch.Tensor) -> None:
-    image = _crop(brick, 128).clone()
-    magenta = torch.tensor([1.0, 0.0, 1.0])
+def test_patch_copies_only_from_allowed_sources(brick: torch.Tensor, device: torch.device) -> None:
+    image = _crop(brick, 128).to(device, copy=True)
+    magenta = torch.tensor([1.0, 0.0, 1.0], device=device)
     image[0, :, :40] = magenta  # a unique colour in the excluded area
-    mask = _rect_mask(128, 128, 40, 90, 40, 90)  # touching the magenta area
-    source = torch.ones(1, 128, 128)
+    mask = _rect_mask(128, 128, 40, 90, 40, 90).to(device)  # touching the magenta area
+    source = torch.ones(1, 128, 128, device=device)
     source[:, :, :44] = 0
     out = fill(image, mask, "patch", source_mask=source, seed=1)
     filled = out[0][mask[0] > 0]
@@ -200,9 +202,12 @@ def test_pattern_recovers_period_of_a_tiling() -> None:
     assert vectors == {(13, 0), (0, 21)}
 
 
-def test_pattern_outpaints_a_tiling_exactly(caplog: pytest.LogCaptureFixture) -> None:
-    image = _tiling(11, 17, 120, 200, seed=2)
+def test_pattern_outpaints_a_tiling_exactly(
+    caplog: pytest.LogCaptureFixture, device: torch.device
+) -> None:
+    image = _tiling(11, 17, 120, 200, seed=2).to(device)
     mask = _rect_mask(120, 200, 0, 120, 0, 40) + _rect_mask(120, 200, 0, 120, 160, 200)
+    mask = mask.to(device)
     with caplog.at_level(logging.INFO, logger="uncrop.core.fill"):
         out = fill(image, mask, "pattern")
     assert (out - image).abs().max() < 1e-6
@@ -248,10 +253,10 @@ def test_pattern_leftovers_beside_a_thin_known_strip(caplog: pytest.LogCaptureFi
 
 @pytest.mark.parametrize("method", ALL)
 def test_batches_and_mask_shapes(
-    method: str, astronaut: torch.Tensor, coffee: torch.Tensor
+    method: str, astronaut: torch.Tensor, coffee: torch.Tensor, device: torch.device
 ) -> None:
-    images = torch.cat([_crop(astronaut, 64), _crop(coffee, 64)])
-    mask2d = _rect_mask(64, 64, 10, 30, 40, 60)[0]
+    images = torch.cat([_crop(astronaut, 64), _crop(coffee, 64)]).to(device)
+    mask2d = _rect_mask(64, 64, 10, 30, 40, 60)[0].to(device)
     out = fill(images, mask2d, method)
     assert out.shape == images.shape
     # One mask per image, in [B,1,H,W] form, and a single image over a batch of masks.
@@ -266,7 +271,7 @@ def test_batches_and_mask_shapes(
 
 
 @pytest.mark.parametrize("method", ALL)
-def test_tiny_frames_and_almost_nothing_known(method: str) -> None:
+def test_tiny_frames_and_almost_nothing_known(method: str, device: torch.device) -> None:
     # Few source patches make a rank-deficient patch covariance (patch's float32 eigh
     # failed to converge on some of these).
     gen = torch.Generator().manual_seed(0)
@@ -281,15 +286,18 @@ def test_tiny_frames_and_almost_nothing_known(method: str) -> None:
         (torch.rand(1, 1, 9, 3, generator=gen), _rect_mask(1, 9, 0, 1, 3, 6)),
     ]
     for image, mask in cases:
+        image, mask = image.to(device), mask.to(device)
         out = fill(image, mask, method, seed=1)
         _assert_known_kept(out, image, mask)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("method", ALL)
-def test_half_precision_images(method: str, dtype: torch.dtype, astronaut: torch.Tensor) -> None:
-    image = _crop(astronaut, 48).to(dtype)
-    mask = _rect_mask(48, 48, 10, 30, 10, 30)
+def test_half_precision_images(
+    method: str, dtype: torch.dtype, astronaut: torch.Tensor, device: torch.device
+) -> None:
+    image = _crop(astronaut, 48).to(device, dtype)
+    mask = _rect_mask(48, 48, 10, 30, 10, 30).to(device)
     out = fill(image, mask, method, seed=2)
     assert out.dtype == dtype
     _assert_known_kept(out, image, mask)

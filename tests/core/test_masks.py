@@ -15,8 +15,8 @@ def dot(h=101, w=101, y=50, x=50):
 
 
 @pytest.mark.parametrize("radius", [1, 2, 5, 12, 40])
-def test_grow_is_close_to_a_disc(radius):
-    grown = masks.grow(dot(), radius)[0]
+def test_grow_is_close_to_a_disc(radius, device):
+    grown = masks.grow(dot().to(device), radius)[0].cpu()
     ys, xs = torch.nonzero(grown, as_tuple=True)
     dist = ((ys - 50) ** 2 + (xs - 50) ** 2).float().sqrt()
     # Reaches exactly `radius` along the axes, never much past it on diagonals.
@@ -76,10 +76,10 @@ def test_square_erosion_beyond_the_frame():
     assert beyond[:, :5].all() and not beyond[:, 5:].any()
 
 
-def test_feather_ramps_and_keeps_range():
+def test_feather_ramps_and_keeps_range(device):
     m = torch.zeros(1, 64, 64)
     m[:, :, 32:] = 1
-    f = masks.feather(m, 9)[0]
+    f = masks.feather(m.to(device), 9)[0].cpu()
     row = f[32]
     assert 0.3 < row[31] < 0.5 < row[32] < 0.7
     assert row[0] == 0 and row[-1] == pytest.approx(1)
@@ -94,12 +94,12 @@ def test_wide_feather_on_large_mask_is_still_a_ramp():
     assert f[300] < 0.05 and f[700] > 0.95 and 0.4 < f[511] < 0.6
 
 
-def test_fill_holes_fills_enclosed_only():
+def test_fill_holes_fills_enclosed_only(device):
     m = torch.zeros(1, 20, 20)
     m[:, 5:15, 5:15] = 1
     m[:, 8:12, 8:12] = 0  # enclosed hole
     m[:, 0:3, 0:3] = 0
-    out = masks.fill_holes(m)
+    out = masks.fill_holes(m.to(device)).cpu()
     assert out[0, 8:12, 8:12].min() == 1
     assert out[0, 0:3, 0:3].max() == 0
 
@@ -112,12 +112,12 @@ def test_remove_specks_drops_small_islands():
     assert out[0, 2:4, 2:4].max() == 0 and out[0, 10:20, 10:20].min() == 1
 
 
-def test_remove_specks_keeps_the_soft_edge_of_a_kept_island():
+def test_remove_specks_keeps_the_soft_edge_of_a_kept_island(device):
     m = torch.zeros(1, 60, 60)
     m[:, 10:50, 10:50] = 0.4  # soft halo
     m[:, 20:40, 20:40] = 1.0  # core
     m[:, 2, 2] = 0.4  # faint speck
-    out = masks.remove_specks(m, 4)
+    out = masks.remove_specks(m.to(device), 4).cpu()
     assert torch.equal(out[:, 5:], m[:, 5:])
     assert out[0, 2, 2] == 0
 

@@ -3,10 +3,10 @@ import torch
 from uncrop.core import canvas, model_free
 
 
-def test_inpaint_keeps_unmasked_pixels_and_fills_hole(coffee):
+def test_inpaint_keeps_unmasked_pixels_and_fills_hole(coffee, device):
     mask = torch.zeros(1, 400, 600)
     mask[:, 150:250, 250:350] = 1
-    out = model_free.inpaint(coffee, mask, "smooth")
+    out = model_free.inpaint(coffee.to(device), mask.to(device), "smooth").cpu()
     assert out.shape == coffee.shape
     assert torch.equal(out[:, :150], coffee[:, :150]) and torch.equal(
         out[:, :, :250], coffee[:, :, :250]
@@ -20,9 +20,11 @@ def test_empty_mask_returns_input_untouched(coffee):
     assert torch.equal(out, coffee)
 
 
-def test_outpaint_keeps_original_and_sizes(coffee):
+def test_outpaint_keeps_original_and_sizes(coffee, device):
     plan = canvas.plan_target(600, 400, 1024, 512, fit="pad", anchor="center", multiple_of=64)
-    out, mask = model_free.outpaint(coffee, plan, "mirror", overlap=16)
+    out, mask = model_free.outpaint(coffee.to(device), plan, "mirror", overlap=16)
+    assert out.device == mask.device == coffee.to(device).device
+    out, mask = out.cpu(), mask.cpu()
     assert out.shape == (1, 512, 1024, 3) and mask.shape == (1, 512, 1024)
     ys, xs, sy, sx = canvas.known_region(plan)
     placed = canvas.resize_image(coffee, plan.scaled_w, plan.scaled_h)

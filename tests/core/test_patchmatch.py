@@ -69,9 +69,11 @@ def test_edges_are_continued_through_a_stroke() -> None:
     assert float(err) < 0.06
 
 
-def test_known_pixels_identical_deterministic_and_half_precision(coffee: torch.Tensor) -> None:
-    image = coffee[0, 100:228, 200:328].contiguous()
-    hole = torch.zeros(128, 128, dtype=torch.bool)
+def test_known_pixels_identical_deterministic_and_half_precision(
+    coffee: torch.Tensor, device: torch.device
+) -> None:
+    image = coffee[0, 100:228, 200:328].to(device).contiguous()
+    hole = torch.zeros(128, 128, dtype=torch.bool, device=device)
     hole[30:90, 40:100] = True
     a = pm.patch_fill(image, hole, seed=7)
     b = pm.patch_fill(image, hole, seed=7)
@@ -96,13 +98,15 @@ def test_votes_in_chunks_are_the_vote_in_one(
     assert torch.equal(pm.patch_fill(image, hole, seed=7), whole)
 
 
-def test_excluded_source_never_copied_from_a_deep_pyramid(brick: torch.Tensor) -> None:
-    image = brick[0, :256, :256].clone()
-    magenta = torch.tensor([1.0, 0.0, 1.0])
+def test_excluded_source_never_copied_from_a_deep_pyramid(
+    brick: torch.Tensor, device: torch.device
+) -> None:
+    image = brick[0, :256, :256].to(device, copy=True)
+    magenta = torch.tensor([1.0, 0.0, 1.0], device=device)
     image[:, :60] = magenta
-    hole = torch.zeros(256, 256, dtype=torch.bool)
+    hole = torch.zeros(256, 256, dtype=torch.bool, device=device)
     hole[50:210, 64:224] = True  # touches the magenta band's row range, several levels
-    source = torch.ones(256, 256, dtype=torch.bool)
+    source = torch.ones(256, 256, dtype=torch.bool, device=device)
     source[:, :68] = False
     out = pm.patch_fill(image, hole, source, seed=2)
     assert float((out[hole] - magenta).abs().sum(dim=-1).min()) > 0.3

@@ -118,6 +118,25 @@ def test_same_seed_same_pixels_other_seed_other_pixels(sd_inpaint, photo):
     assert not torch.equal(a, c)
 
 
+def test_each_device_in_its_own_dtype_repeats_seeds_and_keeps_unmasked_pixels(tree, photo, device):
+    """What a user's machine runs: the model in the device's dtype (bfloat16 or float16
+    on a GPU, float32 on the CPU), the image on the same device."""
+    model = _load(tree, "sd-inpaint", dtype=models.pick_dtype(device)).to(device)
+    image, mask = photo.to(device), _hole().to(device)
+    try:
+        a, b, c = (
+            sampling.inpaint(model, image, mask, SamplerSettings(seed=s, **FAST)).image
+            for s in (5, 5, 6)
+        )
+    finally:
+        model.to("cpu")
+    assert a.device == image.device and a.dtype == image.dtype
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    keep = mask[0] == 0
+    assert torch.equal(a[0][keep], image[0][keep])
+    assert (a[0][~keep] - image[0][~keep]).abs().mean() > 0.01
+
+
 def test_batch_with_one_mask_per_image(sd_inpaint, photo):
     images = torch.cat([photo, photo.flip(2)])
     masks = torch.cat([_hole(), _hole(box=(90, 60, 120, 90))])

@@ -63,7 +63,7 @@ def _direct(
 
 
 def test_dense_solve_matches_a_direct_solve(
-    astronaut: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+    astronaut: torch.Tensor, monkeypatch: pytest.MonkeyPatch, device: torch.device
 ) -> None:
     """The multigrid result is the exact solution of the discrete thin-plate system."""
     _force(monkeypatch, tiled=False)
@@ -72,7 +72,7 @@ def test_dense_solve_matches_a_direct_solve(
     hole[8:30, 0:17] = True  # touches the frame edge (reflecting boundary)
     hole[12:20, 17:21] = True  # not a rectangle: the multigrid, not _Rectangle
     assert sm._rectangle(hole) is None
-    out = sm.smooth_fill(image, hole, tension=0.02, iterations=200, rtol=1e-10)
+    out = sm.smooth_fill(image.to(device), hole.to(device), 0.02, 200, 1e-10).cpu()
     assert (out[hole] - _direct(image, hole, 0.02)).abs().max() < 1e-6
     assert torch.equal(out[~hole], image[~hole])
 
@@ -101,6 +101,7 @@ def test_rectangle_solve_matches_a_direct_solve(
     rows: tuple[int, int],
     cols: tuple[int, int],
     lam: float,
+    device: torch.device,
 ) -> None:
     """A rectangular hole takes _Rectangle, which is nearly the inverse (reflecting
     frame edges included): the exact solution in a few CG steps."""
@@ -110,7 +111,7 @@ def test_rectangle_solve_matches_a_direct_solve(
     hole = torch.zeros(40, 40, dtype=torch.bool)
     hole[slice(*rows), slice(*cols)] = True
     assert sm._rectangle(hole) == (*rows, *cols)
-    out = sm.smooth_fill(image, hole, tension=lam, iterations=200, rtol=1e-10)
+    out = sm.smooth_fill(image.to(device), hole.to(device), lam, 200, 1e-10).cpu()
     assert (out[hole] - _direct(image, hole, lam)).abs().max() < 1e-8
     assert torch.equal(out[~hole], image[~hole])
     assert 0 < len(used) <= 12  # the multigrid takes 30 or more to 1e-10
@@ -137,7 +138,7 @@ def test_long_rectangles_take_the_multigrid(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_tiled_solve_matches_a_direct_solve(
-    astronaut: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+    astronaut: torch.Tensor, monkeypatch: pytest.MonkeyPatch, device: torch.device
 ) -> None:
     """Small tiles, so there are several tiled levels and a dense bottom."""
     _force(monkeypatch, tiled=True)
@@ -151,7 +152,7 @@ def test_tiled_solve_matches_a_direct_solve(
     hole[5:30, 55:58] = True
     hole[25:31, 20:27] = True
     lam = 0.02
-    out = sm.smooth_fill(image, hole, tension=lam, iterations=300, rtol=1e-11)
+    out = sm.smooth_fill(image.to(device), hole.to(device), lam, 300, 1e-11).cpu()
     assert used, "the tiled solver was not used"
     assert (out[hole] - _direct(image, hole, lam)).abs().max() < 1e-6
     assert torch.equal(out[~hole], image[~hole])
@@ -174,7 +175,9 @@ def test_tiled_and_dense_solves_agree(
 
 
 @pytest.mark.parametrize("path", ["tiled", "thin", "rect"])
-def test_solve_reproduces_a_linear_ramp(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+def test_solve_reproduces_a_linear_ramp(
+    monkeypatch: pytest.MonkeyPatch, path: str, device: torch.device
+) -> None:
     used = _spy_thin(monkeypatch)
     rect = _spy_rect(monkeypatch)
     if path == "tiled":
@@ -190,7 +193,7 @@ def test_solve_reproduces_a_linear_ramp(monkeypatch: pytest.MonkeyPatch, path: s
         hole[:, 50:52] = False  # keep the ramp off the frame edge, where it is not a solution
         hole[20:23, :5] = False
         hole[20:23, -5:] = False
-    out = sm.smooth_fill(ramp.float(), hole)
+    out = sm.smooth_fill(ramp.float().to(device), hole.to(device)).cpu()
     assert bool(used) == (path == "thin")
     assert bool(rect) or path != "rect"
     assert (out - ramp).abs().max() < 1e-5
@@ -266,7 +269,11 @@ def test_tiled_v_cycle_is_the_dense_one(shape: tuple[int, int]) -> None:
 
 @pytest.mark.parametrize(("dtype", "tol"), [(torch.float64, 1e-9), (torch.float32, 1e-6)])
 def test_thin_solve_matches_a_direct_solve(
-    astronaut: torch.Tensor, monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype, tol: float
+    astronaut: torch.Tensor,
+    monkeypatch: pytest.MonkeyPatch,
+    dtype: torch.dtype,
+    tol: float,
+    device: torch.device,
 ) -> None:
     """Strokes thin enough, one along the frame edge: solved on their pixels, exactly
     (factorised in float64 whatever the image's precision)."""
@@ -276,7 +283,7 @@ def test_thin_solve_matches_a_direct_solve(
     hole[0:4, 10:50] = True  # on the frame edge: reflecting boundary
     hole[15:22, 5:60] = True  # 7 wide: 4 deep
     hole[20:38, 64:66] = True
-    out = sm.smooth_fill(image, hole, tension=0.02)
+    out = sm.smooth_fill(image.to(device), hole.to(device), tension=0.02).cpu()
     assert used, "the thin-hole solver was not used"
     assert out.dtype == dtype
     assert (out[hole] - _direct(image.double(), hole, 0.02)).abs().max() < tol
@@ -388,7 +395,7 @@ def _fence(size: int, period: int, wire: int) -> torch.Tensor:
 
 
 def test_big_thin_holes_are_solved_in_pieces(
-    astronaut: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+    astronaut: torch.Tensor, monkeypatch: pytest.MonkeyPatch, device: torch.device
 ) -> None:
     """A thin hole of over THIN_WHOLE pixels is factorised in overlapping pieces, each
     grown by THIN_HALO_FACTOR times the hole's depth: the same fill, to 0.001/255."""
@@ -400,7 +407,7 @@ def test_big_thin_holes_are_solved_in_pieces(
     monkeypatch.setattr(sm, "_factorise_thin", lambda *a: pieces.append(1) or real(*a))
     monkeypatch.setattr(sm, "THIN_WHOLE", 1000)
     monkeypatch.setattr(sm, "THIN_PIECE", 32)  # pieces of 6 x 23 px, the halo's minimum
-    out = sm.smooth_fill(image, hole)
+    out = sm.smooth_fill(image.to(device), hole.to(device)).cpu()
     assert (out - whole).abs().max() < 0.001 / 255
     assert len(pieces) == 4
     assert torch.equal(out[~hole], image[~hole])

@@ -11,9 +11,7 @@ from conftest import fingerprints_around_a_touch, run_node, use_models_dir
 
 from uncrop.core import caption as cap
 from uncrop.core.errors import UncropError
-from uncrop.nodes import (
-    NODES,
-)
+from uncrop.nodes import NODES, host
 from uncrop.nodes import caption as nodes
 
 
@@ -141,4 +139,4 @@ def test_loader_hands_the_model_to_the_hosts_memory_management(in_models, astron
     assert isinstance(placement, nodes.ComfyPlacement)
     assert isinstance(placement.modules, torch.nn.ModuleDict), "ModelPatcher sets .device"
     assert captioner.caption(astronaut[:, ::8, ::8])[0]
-    assert placement.activate() == torch.device("cpu")
+    assert placement.activate() == host.torch_device()  # the GPU where there is one

@@ -13,6 +13,10 @@ scores near 0). Times: median of ``--runs`` runs (1 for runs over 5 s), one thre
 (``torch.set_num_threads(1)``, ``cv2.setNumThreads(1)``); ``--threads`` adds a
 default-threads timing of ours. Pattern: periodic textures tiled from crops of
 real photos, outpaint task, period recovery checked against the tile size.
+
+``--device cuda`` runs our methods on the GPU (the peers stay on the CPU): each
+timing then follows one untimed warm-up run and includes the copies to the GPU and
+back, as a ComfyUI node makes them.
 """
 
 from __future__ import annotations
@@ -96,12 +100,14 @@ def tiled(name: str, tile: tuple[int, int], size: int) -> np.ndarray:
 
 # ---- methods: image float32 [H,W,3] 0..1, mask bool [H,W] -> filled float32 image
 
+DEVICE = torch.device("cpu")  # where ours run (--device); the peers run on the CPU
+
 
 def ours(method: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     def run(img: np.ndarray, m: np.ndarray) -> np.ndarray:
-        t = torch.from_numpy(img)[None]
-        mm = torch.from_numpy(m.astype(np.float32))[None]
-        return fill(t, mm, method, seed=0)[0].numpy()
+        t = torch.from_numpy(img)[None].to(DEVICE)
+        mm = torch.from_numpy(m.astype(np.float32))[None].to(DEVICE)
+        return fill(t, mm, method, seed=0)[0].cpu().numpy()
 
     return run
 
@@ -173,7 +179,10 @@ def metrics(truth: np.ndarray, out: np.ndarray, m: np.ndarray) -> tuple[float, f
     return psnr, ssim, texture
 
 
-def timed(fn: Callable[[], np.ndarray], runs: int) -> tuple[float, np.ndarray]:
+def timed(fn: Callable[[], np.ndarray], runs: int, warm: bool = False) -> tuple[float, np.ndarray]:
+    """Median time of ``runs`` calls (after one untimed call if ``warm``) and the output."""
+    if warm:
+        fn()
     times, out = [], None
     for i in range(runs):
         start = time.perf_counter()
@@ -203,12 +212,18 @@ def main() -> None:
     ap.add_argument("--threads", action="store_true", help="also time ours with default threads")
     ap.add_argument("--out", default="fill_results.md", help="markdown tables to write")
     ap.add_argument("--sheet", default="bench/fill_sheet.jpg")
+    ap.add_argument("--device", default="cpu", help="where ours run: cpu or cuda")
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
+    on_gpu = DEVICE.type == "cuda"
     default_threads = torch.get_num_threads()
     names = [m for m in args.methods.split(",") if m]
+    gpu = f"; ours on {torch.cuda.get_device_name(DEVICE)}" if on_gpu else ""
     lines = [
         f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} "
-        f"default torch threads; Python {platform.python_version()}, torch {torch.__version__}",
+        f"default torch threads; Python {platform.python_version()}, torch {torch.__version__}"
+        + gpu,
         "",
         "| method | task | size | time 1 thread (s) | PSNR | SSIM | texture |",
         "|---|---|---|---|---|---|---|",
@@ -224,8 +239,9 @@ def main() -> None:
                 row = [np.where(m[..., None], 0.5, img)]
                 for method in names:
                     set_threads(1, default_threads)
+                    warm = on_gpu and method.startswith("uncrop")
                     try:
-                        t, out = timed(lambda: METHODS[method](img, m), args.runs)  # noqa: B023
+                        t, out = timed(lambda: METHODS[method](img, m), args.runs, warm)  # noqa: B023
                     except Exception as exc:  # a peer that fails is reported, not fatal
                         lines.append(f"| {method} | {task} | {size} {name} | failed: {exc} | | | |")
                         row.append(np.zeros_like(img))
@@ -247,13 +263,13 @@ def main() -> None:
                     sheet_rows.append(row)
     set_threads(1, default_threads)
     if not args.no_pattern:
-        lines += pattern_section(args.runs)
+        lines += pattern_section(args.runs, on_gpu)
     Path(args.out).write_text("\n".join(lines) + "\n")
     if args.sheet and sheet_rows:
         contact_sheet(sheet_rows, ["masked"] + names, args.sheet)
 
 
-def pattern_section(runs: int) -> list[str]:
+def pattern_section(runs: int, warm: bool = False) -> list[str]:
     lines = [
         "",
         "| texture | tile (h, w) | found period | method | time 1 thread (s) | PSNR | SSIM | texture |",
@@ -266,7 +282,7 @@ def pattern_section(runs: int) -> list[str]:
             period = estimate_period(torch.from_numpy(img), torch.from_numpy(~m))
             found = "none" if period is None else f"{period.first} {period.second}"
             for method in ("pattern", "patch"):
-                t, out = timed(lambda: ours(method)(img, m), runs)  # noqa: B023
+                t, out = timed(lambda: ours(method)(img, m), runs, warm)  # noqa: B023
                 p, s, tex = metrics(img, out, m)
                 lines.append(
                     f"| {name} {size} | {tile} | {found} | {method} | {t:.3f} | "

@@ -321,8 +321,8 @@ def run_inpaint(args: argparse.Namespace) -> Path:
 
 def _plan(args: argparse.Namespace, width: int, height: int) -> canvas.CanvasPlan:
     margins = (args.left, args.top, args.right, args.bottom)
-    if args.width or args.height:
-        if not (args.width and args.height):
+    if args.width is not None or args.height is not None:
+        if args.width is None or args.height is None:
             raise UncropError("--width and --height go together; give both.")
         if any(margins):
             raise UncropError("give either --width/--height or per-side margins, not both.")

@@ -109,14 +109,21 @@ def plan_margins(
         if not math.isfinite(value) or value < 0:
             raise UncropError(f"{side}: expected a margin >= 0, got {value}.")
     if unit == "%":
-        px = {
-            s: round(v / 100.0 * (width if s in ("left", "right") else height))
-            for s, v in margins.items()
+        exact = {
+            s: v / 100.0 * (width if s in ("left", "right") else height) for s, v in margins.items()
         }
     elif unit == "px":
-        px = {s: int(round(v)) for s, v in margins.items()}
+        exact = dict(margins)
     else:
         raise UncropError(f"unit: expected 'px' or '%', got '{unit}'.")
+    for side, value in exact.items():
+        if value > MAX_SIDE:
+            of = f" of {width if side in ('left', 'right') else height} px" if unit == "%" else ""
+            raise UncropError(
+                f"{side}: {margins[side]:g} {unit}{of} is more than a canvas side may have "
+                f"({MAX_SIDE} px)."
+            )
+    px = {s: int(round(v)) for s, v in exact.items()}
 
     def distribute(a: int, b: int, size: int) -> tuple[int, int]:
         extra = _round_up(size + a + b, multiple_of) - (size + a + b)

@@ -50,6 +50,11 @@ def test_inpaint_command_exact_outside_mask(tmp_path):
     [
         (["outpaint", "IMG", "--width", "100", "-o", "x.png"], "--width and --height go together"),
         (["outpaint", "IMG", "-o", "x.png"], "say how to grow the canvas"),
+        (["outpaint", "IMG", "--width", "0", "-o", "x.png"], "--width and --height go together"),
+        (
+            ["outpaint", "IMG", "--width", "0", "--height", "8", "-o", "x.png"],
+            "target size: 0x8 is outside 1..16384",
+        ),
         (
             ["outpaint", "IMG", "--width", "10", "--height", "10", "--left", "5", "-o", "x.png"],
             "not both",

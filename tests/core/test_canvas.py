@@ -67,6 +67,12 @@ def test_bad_geometry_errors():
             canvas.plan_margins(10, 10, top=bad)
     with pytest.raises(UncropError, match="unit"):
         canvas.plan_margins(10, 10, left=1, unit="cm")
+    # a margin past the largest canvas is refused by name before rounding to an int
+    # (1e308 % of 10 px is inf: round() raised OverflowError)
+    with pytest.raises(UncropError, match=r"left: 1e\+308 % of 10 px is more than a canvas"):
+        canvas.plan_margins(10, 10, left=1e308, unit="%")
+    with pytest.raises(UncropError, match="bottom: 20000 px is more than a canvas side"):
+        canvas.plan_margins(10, 10, bottom=20000)
     with pytest.raises(UncropError, match="fit: expected one of pad, crop, stretch"):
         canvas.plan_target(10, 10, 20, 20, fit="zoom")
     with pytest.raises(UncropError, match="anchor"):

@@ -304,6 +304,7 @@ def _save(args: argparse.Namespace, image: torch.Tensor, metadata=None) -> Path:
 def run_inpaint(args: argparse.Namespace) -> Path:
     device = models.default_device(args.device)
     image = _load_input(args)
+    imageio.output_format(args.output, "--output", (image.shape[2], image.shape[1]))
     mask = _load_mask(args.mask, args.channel, args.invert)
     image, mask = image.to(device), mask.to(device)
     mask = refine_mask(mask, grow_px=args.grow, feather_px=args.feather)
@@ -342,6 +343,7 @@ def run_outpaint(args: argparse.Namespace) -> Path:
     device = models.default_device(args.device)
     image = _load_input(args)
     plan = _plan(args, image.shape[2], image.shape[1])
+    imageio.output_format(args.output, "--output", (plan.canvas_w, plan.canvas_h))
     if getattr(args, "model", None):
         result = _diffusion(args, device, lambda m, s, cap, bar: sampling.outpaint(
             m, image.to(device), plan, s, overlap=16, captioner=cap, progress=bar)[0])  # fmt: skip

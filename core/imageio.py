@@ -137,8 +137,15 @@ LOSSLESS_FORMATS = ("PNG", "WEBP", "TIFF", "BMP")
 ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")
 
 
-def output_format(path: str | os.PathLike, name: str = "output") -> str:
-    """The Pillow format ``path``'s extension names; raises if it cannot be written there.
+# Sides past which a format cannot store an image (WebP's header holds 14 bits).
+FORMAT_MAX_SIDE = {"WEBP": 16383, "JPEG": 65535}
+
+
+def output_format(
+    path: str | os.PathLike, name: str = "output", size: tuple[int, int] | None = None
+) -> str:
+    """The Pillow format ``path``'s extension names; raises if it cannot be written there,
+    or cannot hold an image of ``size`` (width, height) when given.
 
     Checked before any work is done, so a typo costs nothing.
     """
@@ -156,6 +163,12 @@ def output_format(path: str | os.PathLike, name: str = "output") -> str:
             if not parent.is_dir():
                 raise UncropError(f"{name}: '{parent}' is a file, so '{p}' cannot be written.")
             break
+    limit = FORMAT_MAX_SIDE.get(fmt)
+    if size is not None and limit is not None and max(size) > limit:
+        raise UncropError(
+            f"{name}: {fmt} holds at most {limit} px per side, and this image is "
+            f"{size[0]}x{size[1]}; write .png or .tif instead."
+        )
     return fmt
 
 
@@ -182,7 +195,7 @@ def save_image(
     pixels; an alpha channel is dropped, with a warning, where the format has none.
     ``metadata`` goes into PNG text chunks (ignored for other formats).
     """
-    fmt = output_format(path, name)
+    fmt = output_format(path, name, (int(image.shape[2]), int(image.shape[1])))
     values = image[0].detach().float().cpu().clamp(0, 1)
     grey = values.shape[-1] == 1 or (
         values.shape[-1] == 3 and bool((values == values[..., :1]).all())

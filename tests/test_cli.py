@@ -61,6 +61,10 @@ def test_inpaint_command_exact_outside_mask(tmp_path):
         ),
         (["outpaint", "missing.png", "--left", "8", "-o", "x.png"], "file not found"),
         (
+            ["outpaint", "IMG", "--left", "15784", "-o", "x.webp"],
+            "--output: WEBP holds at most 16383 px per side, and this image is 16384x",
+        ),
+        (
             [
                 "inpaint",
                 "IMG",
@@ -79,7 +83,7 @@ def test_inpaint_command_exact_outside_mask(tmp_path):
 )
 def test_bad_input_exits_2_with_a_message(args, message, capsys, tmp_path):
     args = [str(cli.SAMPLE_IMAGE) if a == "IMG" else a for a in args]
-    args = [str(tmp_path / a) if a == "x.png" else a for a in args]
+    args = [str(tmp_path / a) if a in ("x.png", "x.webp") else a for a in args]
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("uncrop: error:") and message in err

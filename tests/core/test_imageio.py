@@ -144,6 +144,17 @@ def test_output_paths_are_checked_before_any_work(tmp_path):
     assert imageio.output_format(tmp_path / "new" / "x.JPG") == "JPEG"
 
 
+def test_a_format_too_small_for_the_image_is_refused_before_any_work(tmp_path):
+    # WebP stores sides up to 16383 px; Pillow's own error came only after the fill
+    assert imageio.output_format(tmp_path / "x.webp", "--output", (16383, 8)) == "WEBP"
+    with pytest.raises(UncropError, match="--output: WEBP holds at most 16383 px .* 8x16384"):
+        imageio.output_format(tmp_path / "x.webp", "--output", (8, 16384))
+    with pytest.raises(UncropError, match="output: WEBP holds at most 16383"):
+        imageio.save_image(torch.zeros(1, 16384, 1, 3), tmp_path / "x.webp")
+    assert not (tmp_path / "x.webp").exists()
+    assert imageio.output_format(tmp_path / "x.png", "--output", (16384, 16384)) == "PNG"
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A loopback HTTP server with a PNG, a text page, a big PNG and a redirect."""

@@ -367,6 +367,31 @@ def test_unknown_method_names_the_choices(astronaut: torch.Tensor) -> None:
         fill(_crop(astronaut, 32), torch.ones(1, 32, 32), "telea")
 
 
+def test_nearest_known_is_exact_and_jump_flooding_agrees(astronaut: torch.Tensor) -> None:
+    # The CPU takes SciPy's exact transform, a GPU jump flooding: the same distances.
+    from scipy.ndimage import distance_transform_edt
+
+    from uncrop.core.fill import _jump_flood
+
+    gen = torch.Generator().manual_seed(0)
+    hole = torch.rand(2, 70, 90, generator=gen) < 0.97  # scattered known pixels
+    hole[1] = astronaut[0, :70, :90, 0] > 0.3  # a photo's shapes
+    hole[1, :, 30:60] = True
+    for name, near in (("exact", nearest_known(hole)), ("jump flood", _jump_flood(hole))):
+        assert near.shape == (2, 70, 90, 2) and near.dtype == torch.long
+        ny, nx = near[..., 0], near[..., 1]
+        assert not hole[torch.arange(2).view(2, 1, 1), ny, nx].any(), name
+        yy, xx = torch.meshgrid(torch.arange(70), torch.arange(90), indexing="ij")
+        dist = ((ny - yy) ** 2 + (nx - xx) ** 2).float().sqrt()
+        for i in range(2):
+            truth = torch.from_numpy(distance_transform_edt(hole[i].numpy())).float()
+            assert torch.allclose(dist[i], truth, atol=1e-4), name
+    nowhere = torch.ones(1, 4, 6, dtype=torch.bool)  # no known pixel: each keeps its own place
+    for near in (nearest_known(nowhere), _jump_flood(nowhere)):
+        assert torch.equal(near[0, ..., 0], torch.arange(4).view(4, 1).expand(4, 6))
+        assert torch.equal(near[0, ..., 1], torch.arange(6).view(1, 6).expand(4, 6))
+
+
 def test_nearest_known_and_parse_color() -> None:
     hole = torch.ones(1, 5, 5, dtype=torch.bool)
     hole[0, 2, 2] = False

@@ -143,27 +143,44 @@ def _reflect_index(i: torch.Tensor, n: int) -> torch.Tensor:
     return torch.where(i >= n, period - i, i)
 
 
+MIRROR_BOUNCES = 16  # reflections a pixel may take before it falls back to its edge colour
+
+
 def fill_mirror(image: torch.Tensor, hole: torch.Tensor, **_: object) -> torch.Tensor:
     """Reflect the known image across the nearest border of the hole.
 
     An unknown pixel ``p`` whose nearest known pixel is ``q`` takes the colour at
-    ``2q - p`` (mirrored again at the frame edge); if that lands in the hole too,
-    it takes ``q``'s colour. On an outpaint canvas this is reflection padding.
+    ``t = 2q - p`` (mirrored again at the frame edge). Where ``t`` lies in the hole
+    too (a band wider than the image beside it), ``t`` is reflected the same way
+    across its own nearest known pixel, up to :data:`MIRROR_BOUNCES` times; a pixel
+    still in the hole then takes ``q``'s colour. On an outpaint canvas this is
+    reflection padding, repeated as far as the band goes (numpy's ``reflect``
+    padding, while no reflection crosses the frame's edge).
     """
-    b, h, w, _c = image.shape
+    _b, h, w, _c = image.shape  # one image: fill() calls each method per batch item
     ys, xs = _bbox(hole, 1)
     crop = hole[:, ys, xs].contiguous()
-    near = nearest_known(crop)
-    qy, qx = near[..., 0] + ys.start, near[..., 1] + xs.start
-    py = torch.arange(ys.start, ys.stop, device=image.device).view(1, -1, 1)
-    px = torch.arange(xs.start, xs.stop, device=image.device).view(1, 1, -1)
-    ty = _reflect_index(2 * qy - py, h)
-    tx = _reflect_index(2 * qx - px, w)
-    bad = torch.gather(hole.reshape(b, -1), 1, (ty * w + tx).reshape(b, -1)).reshape(ty.shape)
-    ty = torch.where(bad, qy, ty)
-    tx = torch.where(bad, qx, tx)
+    near = nearest_known(crop)[0]  # [ch, cw, 2], crop coordinates
+    cw = xs.stop - xs.start
+    near_y = near[..., 0].flatten() + ys.start  # frame coordinates, by crop index
+    near_x = near[..., 1].flatten() + xs.start
+    at = torch.nonzero(crop[0].flatten()).squeeze(1)  # the hole's pixels, by crop index
+    py, px = at // cw + ys.start, at % cw + xs.start
+    qy, qx = near_y[at], near_x[at]
+    ty, tx = py.clone(), px.clone()
+    pending = torch.arange(at.numel(), device=image.device)  # those whose t is in the hole
+    for _ in range(MIRROR_BOUNCES):
+        ny = _reflect_index(2 * near_y[at] - ty[pending], h)
+        nx = _reflect_index(2 * near_x[at] - tx[pending], w)
+        ty[pending], tx[pending] = ny, nx
+        again = hole[0, ny, nx]
+        pending, ny, nx = pending[again], ny[again], nx[again]
+        if pending.numel() == 0:
+            break
+        at = (ny - ys.start) * cw + (nx - xs.start)  # a t in the hole lies in the crop
+    ty[pending], tx[pending] = qy[pending], qx[pending]  # still in the hole: the edge
     out = image.clone()
-    out[:, ys, xs] = torch.where(crop.unsqueeze(-1), _gather(image, ty, tx), image[:, ys, xs])
+    out[0, py, px] = image[0, ty, tx]
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pytest
 import torch
 
@@ -44,6 +45,30 @@ def _assert_known_kept(out: torch.Tensor, image: torch.Tensor, mask: torch.Tenso
 
 def test_methods_table_has_the_issue_methods() -> None:
     assert {"smooth", "patch", "pattern", "mirror", "edge"} <= set(FILL_METHODS)
+
+
+@pytest.mark.parametrize(
+    "canvas, box",
+    [
+        ((30, 100), (0, 40, 30, 20)),  # side bands twice the image's width
+        ((40, 100), (10, 45, 20, 10)),  # five reflections each way, and the corners
+        ((48, 60), (14, 20, 20, 12)),
+    ],
+)
+def test_mirror_is_reflection_padding_however_wide_the_band(
+    canvas: tuple[int, int], box: tuple[int, int, int, int], device: torch.device
+) -> None:
+    # A band wider than the image used to take the edge colour past the first
+    # reflection (streaks); each pixel now bounces on as numpy's reflect padding does.
+    (hh, ww), (top, left, h, w) = canvas, box
+    src = torch.rand(h, w, 3, generator=torch.Generator().manual_seed(1))
+    image = torch.zeros(1, hh, ww, 3)
+    image[0, top : top + h, left : left + w] = src
+    mask = torch.ones(1, hh, ww)
+    mask[0, top : top + h, left : left + w] = 0
+    out = fill(image.to(device), mask.to(device), "mirror")
+    pads = ((top, hh - top - h), (left, ww - left - w), (0, 0))
+    assert np.array_equal(out[0].cpu().numpy(), np.pad(src.numpy(), pads, mode="reflect"))
 
 
 @pytest.mark.parametrize("method", ALL)

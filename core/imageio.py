@@ -31,12 +31,19 @@ URL_MAX_BYTES = 50 * 1024 * 1024
 def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
     try:
         img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        raw = " ".join(str(tile.args) for tile in img.tile)  # the file's own sample layout
         img.load()
     except FileNotFoundError:
         raise UncropError(f"{name}: file not found: {source}") from None
     except (OSError, Image.DecompressionBombError) as exc:
         where = "the downloaded data" if isinstance(source, bytes) else str(source)
         raise UncropError(f"{name}: {where} is not a readable image ({exc}).") from None
+    if ";16" in raw and not img.mode.startswith("I"):
+        log.warning(
+            "%s: the file has 16 bits per colour channel, which Pillow reads as 8, so pixels "
+            "outside the mask come back rounded to 1/255 (16 bits are kept for grey files).",
+            name,
+        )
     return ImageOps.exif_transpose(img) or img
 
 

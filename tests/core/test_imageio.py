@@ -39,6 +39,41 @@ def test_16bit_grayscale_keeps_precision(tmp_path):
     assert image[0, 0, 1, 0].item() == pytest.approx(1007 / 65535, abs=1e-7)
 
 
+def _png16_rgb(arr: np.ndarray) -> bytes:
+    """A 16-bit RGB PNG written by hand (Pillow cannot write one)."""
+    import struct
+    import zlib
+
+    h, w, _ = arr.shape
+    rows = b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + (chunk(b"IEND", b""))
+    )
+
+
+def test_16bit_colour_is_read_with_8_bits_and_says_so(tmp_path, caplog):
+    # Pillow reads 16-bit colour as 8 bits: the precision lost is reported, not hidden
+    arr = (np.arange(60).reshape(4, 5, 3) * 1000 + 7).astype(np.uint16)
+    with caplog.at_level("WARNING"):
+        image, _ = imageio.load_image(_png16_rgb(arr), name="--image")
+    assert "--image: the file has 16 bits per colour channel" in caplog.text
+    assert torch.allclose(image[0], torch.from_numpy(arr / 65535.0).float(), atol=1 / 255)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        imageio.load_image(save(tmp_path / "g16.png", arr[..., 0]))
+        imageio.load_image(save(tmp_path / "rgb8.png", (arr // 257).astype(np.uint8)))
+    assert "16 bits" not in caplog.text
+
+
 @pytest.mark.parametrize(
     "channel,expected", [("luminance", 0.299), ("red", 1.0), ("green", 0.0), ("blue", 0.0)]
 )

@@ -68,7 +68,8 @@ def nearest_known(hole: torch.Tensor) -> torch.Tensor:
 def _jump_flood(hole: torch.Tensor) -> torch.Tensor:
     """:func:`nearest_known` by jump flooding (Rong & Tan 2006): log2(size) passes,
     each looking 8 ways at a halving distance, plus one pass at distance 1 to fix
-    the rare misses. Dense passes, no sparse indexing: many small GPU kernels."""
+    the rare misses. Each pass is dense (``torch.where``, no boolean indexing), so
+    it never waits on the GPU to count pixels."""
     b, h, w = hole.shape
     dev = hole.device
     yy = torch.arange(h, device=dev, dtype=torch.int32).view(1, h, 1).expand(b, h, w)
@@ -165,8 +166,8 @@ def fill_mirror(image: torch.Tensor, hole: torch.Tensor, **_: object) -> torch.T
     near_y = near[..., 0].flatten() + ys.start  # frame coordinates, by crop index
     near_x = near[..., 1].flatten() + xs.start
     at = torch.nonzero(crop[0].flatten()).squeeze(1)  # the hole's pixels, by crop index
+    start = at  # each pixel's own place, for the edge colour if it never leaves the hole
     py, px = at // cw + ys.start, at % cw + xs.start
-    qy, qx = near_y[at], near_x[at]
     ty, tx = py.clone(), px.clone()
     pending = torch.arange(at.numel(), device=image.device)  # those whose t is in the hole
     for _ in range(MIRROR_BOUNCES):
@@ -178,7 +179,8 @@ def fill_mirror(image: torch.Tensor, hole: torch.Tensor, **_: object) -> torch.T
         if pending.numel() == 0:
             break
         at = (ny - ys.start) * cw + (nx - xs.start)  # a t in the hole lies in the crop
-    ty[pending], tx[pending] = qy[pending], qx[pending]  # still in the hole: the edge
+    edge = start[pending]  # still in the hole: the nearest known pixel's colour
+    ty[pending], tx[pending] = near_y[edge], near_x[edge]
     out = image.clone()
     out[0, py, px] = image[0, ty, tx]
     return out

@@ -472,6 +472,14 @@ class InpaintModel:
     controlnet_path: str | None = None
     vae_tiling: bool = False
     extra: dict = field(default_factory=dict)  # host bookkeeping (e.g. ComfyUI's ModelPatcher)
+    # The checkpoint's own scheduler settings, kept apart from the pipeline's scheduler,
+    # which each run replaces: every run builds its scheduler from these, so no option
+    # (Karras sigmas, say) carries over from one run to the next.
+    scheduler_config: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.scheduler_config:
+            self.scheduler_config = dict(self.pipe.scheduler.config)
 
     @property
     def vae_scale_factor(self) -> int:

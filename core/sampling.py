@@ -252,9 +252,10 @@ def resolve_prompts(
 
 
 def make_scheduler(model: InpaintModel, name: str):
+    """Scheduler ``name`` over the checkpoint's own settings (never the last run's)."""
     diffusers = diffusers_module()
     cls_name, options = SCHEDULERS[name]
-    return getattr(diffusers, cls_name).from_config(model.pipe.scheduler.config, **options)
+    return getattr(diffusers, cls_name).from_config(model.scheduler_config, **options)
 
 
 class _StepReporter:

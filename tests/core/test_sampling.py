@@ -118,6 +118,18 @@ def test_same_seed_same_pixels_other_seed_other_pixels(sd_inpaint, photo):
     assert not torch.equal(a, c)
 
 
+@pytest.mark.parametrize("scheduler", ["euler", "dpmpp_2m", "unipc"])
+def test_a_scheduler_is_the_same_whatever_ran_before(sd_inpaint, photo, scheduler):
+    """Every run builds its scheduler from the checkpoint's settings, not the last run's
+    (a Karras run used to leave its sigmas to the next plain one)."""
+    mask, s = _hole(), SamplerSettings(scheduler=scheduler, seed=3, **FAST)
+    a = sampling.inpaint(sd_inpaint, photo, mask, s).image
+    karras = SamplerSettings(scheduler="dpmpp_2m_karras", seed=3, **FAST)
+    sampling.inpaint(sd_inpaint, photo, mask, karras)
+    assert not sampling.make_scheduler(sd_inpaint, scheduler).config.get("use_karras_sigmas")
+    assert torch.equal(sampling.inpaint(sd_inpaint, photo, mask, s).image, a)
+
+
 def test_each_device_in_its_own_dtype_repeats_seeds_and_keeps_unmasked_pixels(tree, photo, device):
     """What a user's machine runs: the model in the device's dtype (bfloat16 or float16
     on a GPU, float32 on the CPU), the image on the same device."""

@@ -97,9 +97,13 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UncropError(f"model: {path} is missing; the model folder is incomplete.")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise UncropError(f"model: cannot read {path}: {exc}") from None
+    if not isinstance(data, dict):
+        what = path.stem.replace("_", " ")
+        raise UncropError(f"model: {path} is not a diffusers {what} (a JSON object).")
+    return data
 
 
 def _check_component(folder: Path, name: str, library: str) -> None:
@@ -129,10 +133,26 @@ def _check_component(folder: Path, name: str, library: str) -> None:
     raise UncropError(f"model: {sub / weights} is missing (component '{name}' has no weights).")
 
 
+def _check_in_channels(name: str, in_channels) -> int:
+    """The UNet's input channels: 4 (an ordinary model, which inpaints by re-noising) or
+    9 (an inpainting model, which also sees the mask and the masked image)."""
+    if in_channels not in (4, 9):
+        kind = {5: " (a depth model)", 8: " (an InstructPix2Pix model)"}.get(in_channels, "")
+        raise UncropError(
+            f"model: {name}'s UNet takes {in_channels} input channels{kind}; Uncrop samples "
+            "ordinary models (4 channels) and inpainting models (9)."
+        )
+    return int(in_channels)
+
+
+def _fp16_only(component: Path) -> bool:
+    """Whether a component folder holds its weights only as ``*.fp16.safetensors``."""
+    names = [f.name for f in component.glob("*.safetensors")]
+    return bool(names) and all(".fp16." in name for name in names)
+
+
 def _inspect_folder(folder: Path) -> ModelInfo:
     index = _read_json(folder / "model_index.json")
-    if not isinstance(index, dict):
-        raise UncropError(f"model: {folder / 'model_index.json'} is not a diffusers model index.")
     components = {
         k: v for k, v in index.items()
         if not k.startswith("_") and isinstance(v, list) and len(v) == 2 and v[0]
@@ -153,7 +173,7 @@ def _inspect_folder(folder: Path) -> ModelInfo:
             continue
         _check_component(folder, name, library)
     unet = _read_json(folder / "unet" / "config.json")
-    in_channels = int(unet.get("in_channels", 4))
+    in_channels = _check_in_channels(folder.name, unet.get("in_channels", 4))
     if "text_encoder_2" in components:
         base = "sdxl"
     else:
@@ -237,7 +257,7 @@ def _inspect_file(path: Path) -> tuple[ModelInfo, dict[str, tuple[int, ...]]]:
         raise UncropError(f"model: {path.name} has no UNet weights ({_UNET}*){ema}.")
     if "first_stage_model.encoder.conv_in.weight" not in shapes:
         raise UncropError(f"model: {path.name} has no VAE weights (first_stage_model.*).")
-    in_channels = shapes[_UNET + "input_blocks.0.0.weight"][1]
+    in_channels = _check_in_channels(path.name, shapes[_UNET + "input_blocks.0.0.weight"][1])
     family = ("sdxl" if base == "sdxl" else "sd") + ("-inpaint" if in_channels == 9 else "")
     prediction, notes = "epsilon", ()
     if base == "sd2" and in_channels == 4:  # SD 2.x inpainting models all predict noise
@@ -562,11 +582,17 @@ def _load_pipeline(info: ModelInfo, dtype: torch.dtype, tokenizer_dir) -> Any:
     else:
         common.update(image_encoder=None)
     if info.form == "diffusers":
-        # Weights saved only as the fp16 variant, as `--include "*.fp16.*"` downloads give.
-        names = [f.name for f in (Path(info.path) / "unet").glob("*.safetensors")]
-        fp16_only = bool(names) and all(".fp16" in name for name in names)
-        variant = "fp16" if fp16_only else None
-        return cls.from_pretrained(info.path, local_files_only=True, variant=variant, **common)
+        folder = Path(info.path)
+        # Any part saved only as the fp16 variant (as `--include "*.fp16.*"` downloads
+        # give) asks for that variant; parts without it load their plain files.
+        fp16 = any(_fp16_only(sub) for sub in folder.iterdir() if sub.is_dir())
+        return cls.from_pretrained(
+            info.path,
+            local_files_only=True,
+            use_safetensors=True,  # a pickle beside the safetensors is never read
+            variant="fp16" if fp16 else None,
+            **common,
+        )
     _, shapes = _inspect_file(Path(info.path))
     tokenizer = find_clip_tokenizer(tokenizer_dir)
     with tempfile.TemporaryDirectory(prefix="uncrop-config-") as tmp:
@@ -630,7 +656,13 @@ def load_controlnet(path: str | os.PathLike, dtype: torch.dtype, unet_config: di
                     f"made for the same family): its {key} is {own.get(key)}, the UNet's "
                     f"{unet.get(key)}."
                 )
-        return ControlNetModel.from_pretrained(str(p), torch_dtype=dtype, local_files_only=True)
+        return ControlNetModel.from_pretrained(
+            str(p),
+            torch_dtype=dtype,
+            local_files_only=True,
+            use_safetensors=True,
+            variant="fp16" if _fp16_only(p) else None,
+        )
     _refuse_pickle(p)
     if p.suffix.lower() != ".safetensors":
         raise UncropError(f"controlnet: expected a .safetensors file or a folder, got {p.name}.")
@@ -699,7 +731,7 @@ def load_model(
         cn = load_controlnet(controlnet, dtype, pipe.unet.config) if controlnet else None
     except UncropError:
         raise
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except Exception as exc:  # diffusers, transformers and safetensors each raise their own
         raise UncropError(f"model: could not load {info.path}: {exc}") from exc
     pipe.set_progress_bar_config(disable=True)
     model = InpaintModel(

@@ -229,6 +229,60 @@ def test_fp16_variant_folder_and_missing_image_parts_load(tree, tmp_path):
     assert all(torch.equal(want[k], got[k]) for k in want)
 
 
+def test_a_pickle_beside_fp16_safetensors_is_never_read(tree, tmp_path):
+    # One part (the VAE) saved only as the fp16 variant, with a pickle of other weights
+    # beside it: the safetensors load, the pickle is never opened.
+    folder = tmp_path / "mixed"
+    shutil.copytree(tree["sd-inpaint"], folder)
+    vae = folder / "vae" / "diffusion_pytorch_model.safetensors"
+    vae.rename(vae.with_name("diffusion_pytorch_model.fp16.safetensors"))
+    want = models.load_model(tree["sd-inpaint"]).pipe.vae.state_dict()
+    torch.save({k: torch.zeros_like(v) for k, v in want.items()}, vae.with_suffix(".bin"))
+    models.clear_cache()
+    got = models.load_model(folder).pipe.vae.state_dict()
+    assert all(torch.equal(want[k], got[k]) for k in want)
+    # The same for a ControlNet folder saved only as the fp16 variant.
+    cn = tmp_path / "cn-fp16"
+    shutil.copytree(tree["controlnet"], cn)
+    for path in list(cn.glob("*.safetensors")):
+        path.rename(path.with_name(path.name.replace(".safetensors", ".fp16.safetensors")))
+    unet_config = tree["pipes"]["sd"].unet.config
+    want = models.load_controlnet(tree["controlnet"], torch.float32, unet_config).state_dict()
+    got = models.load_controlnet(cn, torch.float32, unet_config).state_dict()
+    assert all(torch.equal(want[k], got[k]) for k in want)
+
+
+def test_unets_that_take_other_inputs_are_refused_before_loading(tree, tmp_path):
+    # 5 channels (a depth model) or 8 (InstructPix2Pix) failed only once sampling began.
+    folder = tmp_path / "depth"
+    shutil.copytree(tree["sd"], folder)
+    config = folder / "unet" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "in_channels": 5}))
+    with pytest.raises(UncropError, match=r"depth's UNet takes 5 input channels \(a depth model\)"):
+        models.inspect_model(folder)
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(tree["sd.safetensors"]))
+    key = "model.diffusion_model.input_blocks.0.0.weight"
+    weights[key] = torch.cat([weights[key], weights[key]], 1)  # 8 channels
+    save_file(weights, str(tmp_path / "ip2p.safetensors"))
+    with pytest.raises(UncropError, match=r"ip2p.safetensors's UNet takes 8 .*InstructPix2Pix"):
+        models.inspect_model(tmp_path / "ip2p.safetensors")
+
+
+def test_damaged_parts_are_named_not_raised_from_deep_inside(tree, tmp_path):
+    folder = tmp_path / "damaged"
+    shutil.copytree(tree["sd-inpaint"], folder)
+    weights = folder / "text_encoder" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # a cut-off download
+    models.clear_cache()
+    with pytest.raises(UncropError, match=r"model: could not load .*damaged"):
+        models.load_model(folder)
+    (folder / "unet" / "config.json").write_text("[1, 2]")
+    with pytest.raises(UncropError, match=r"unet.config\.json is not a diffusers config"):
+        models.inspect_model(folder)
+
+
 def test_checkpoints_without_unet_weights_and_odd_indexes_are_refused(tree, tmp_path):
     from safetensors.torch import load_file, save_file
 

@@ -255,9 +255,10 @@ def _model_free_only(args: argparse.Namespace) -> None:
 
 
 def _diffusion(args, device, job):
-    """Load ``--model`` and run ``job(model, settings, captioner, progress)`` with the CLI's
-    settings (checked first: a model can take a minute to load); the captioner
-    (``--captioner``) writes the prompt when none is given."""
+    """Load ``--model`` and run ``job(model, settings, captioner=, prepare_model=, progress=)``
+    with the CLI's settings (checked first: a model can take a minute to load); the
+    captioner (``--captioner``) writes the prompt when none is given. The model goes to
+    ``device`` only once the captioner is done and released, so the two never share it."""
     settings = sampling.SamplerSettings(
         prompt=args.prompt,
         negative_prompt=args.negative_prompt,
@@ -275,13 +276,21 @@ def _diffusion(args, device, job):
         args.model,
         controlnet=args.controlnet,
         dtype=models.pick_dtype(device, args.dtype),
-    ).to(device)
+    )
     print(f"model: {model.describe()}", file=sys.stderr)
     captioner = None
     if getattr(args, "captioner", None) and not args.prompt.strip():
         captioner = _captioner(args.captioner, device)
+
+    def prepare_model() -> None:
+        if captioner is not None:
+            captioner.release()
+        model.to(device)
+
     with TqdmProgress("sampling") as bar:
-        result = job(model, settings, captioner, bar)
+        result = job(
+            model, settings, captioner=captioner, prepare_model=prepare_model, progress=bar
+        )
     if captioner is not None:
         print(f"prompt (captioned): {sampling.prompt_summary(result.prompts)}", file=sys.stderr)
     return result
@@ -309,8 +318,9 @@ def run_inpaint(args: argparse.Namespace) -> Path:
     image, mask = image.to(device), mask.to(device)
     mask = refine_mask(mask, grow_px=args.grow, feather_px=args.feather)
     if getattr(args, "model", None):
-        result = _diffusion(args, device, lambda m, s, cap, bar: sampling.inpaint(
-            m, image, mask, s, captioner=cap, progress=bar))  # fmt: skip
+        result = _diffusion(
+            args, device, lambda m, s, **run: sampling.inpaint(m, image, mask, s, **run)
+        )
         return _save(args, result.image, _prompt_metadata(result.prompts))
     _model_free_only(args)
     with TqdmProgress("inpaint") as bar:
@@ -345,8 +355,13 @@ def run_outpaint(args: argparse.Namespace) -> Path:
     plan = _plan(args, image.shape[2], image.shape[1])
     imageio.output_format(args.output, "--output", (plan.canvas_w, plan.canvas_h))
     if getattr(args, "model", None):
-        result = _diffusion(args, device, lambda m, s, cap, bar: sampling.outpaint(
-            m, image.to(device), plan, s, overlap=16, captioner=cap, progress=bar)[0])  # fmt: skip
+        result = _diffusion(
+            args,
+            device,
+            lambda m, s, **run: sampling.outpaint(m, image.to(device), plan, s, overlap=16, **run)[
+                0
+            ],
+        )
         return _save(args, result.image, _prompt_metadata(result.prompts))
     _model_free_only(args)
     with TqdmProgress("outpaint") as bar:

@@ -77,6 +77,18 @@ def test_outpaint_with_model_samples_with_the_caption(models, tmp_path, monkeypa
         return used[-1]
 
     monkeypatch.setattr(sampling, "resolve_prompts", spy)
+    # The captioner leaves the device before the model goes there: never both at once.
+    from uncrop.core import caption
+    from uncrop.core.models import InpaintModel
+
+    steps = []
+    release, to = caption.Captioner.release, InpaintModel.to
+    monkeypatch.setattr(
+        caption.Captioner, "release", lambda self: (steps.append("release"), release(self))[1]
+    )
+    monkeypatch.setattr(
+        InpaintModel, "to", lambda self, d: (steps.append("model to device"), to(self, d))[1]
+    )
     out = tmp_path / "out.png"
     args = ["outpaint", str(SAMPLES / "coffee.jpg"), "--left", "32", "--model", str(sd)]
     args += ["--steps", "1", "--captioner", str(models / "captioners" / "tiny-git"), "-o", str(out)]
@@ -85,4 +97,5 @@ def test_outpaint_with_model_samples_with_the_caption(models, tmp_path, monkeypa
     prompt = next(ln for ln in err.splitlines() if ln.startswith("prompt (captioned): "))
     caption = prompt.removeprefix("prompt (captioned): ")
     assert used == [[caption]] and caption  # captioned once, on the canvas the model sees
+    assert steps == ["release", "model to device"]
     assert Image.open(out).text[sampling.PROMPT_METADATA_KEY] == caption

@@ -687,13 +687,16 @@ CACHE_SIZE = 1
 
 def file_stamp(path: str | os.PathLike | None) -> tuple:
     """What tells a file's or folder's contents apart, cheaply: the resolved path and
-    each file's path, modification time and size (None: no file)."""
+    each file's path, inode, size, modification and status-change times (None: no file).
+    The change time catches a same-size fine-tune copied over with its date kept
+    (``cp -p``), which the modification time alone misses."""
     if not path:
         return (None,)
     p = Path(path)
     files = [p] if p.is_file() else sorted(p.rglob("*"))
+    stats = ((f, f.stat()) for f in files if f.is_file())
     return (str(p.resolve()),) + tuple(
-        (str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.is_file()
+        (str(f), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) for f, st in stats
     )
 
 

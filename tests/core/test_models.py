@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
+import time
 
 import pytest
 import torch
@@ -227,6 +229,18 @@ def test_fp16_variant_folder_and_missing_image_parts_load(tree, tmp_path):
     want = models.load_model(tree["sd-inpaint"]).pipe.unet.state_dict()
     got = loaded.pipe.unet.state_dict()
     assert all(torch.equal(want[k], got[k]) for k in want)
+
+
+def test_a_file_copied_over_with_its_date_kept_is_a_new_file(tmp_path):
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"a" * 64)
+    before = models.file_stamp(weights)
+    stat = weights.stat()
+    time.sleep(0.01)
+    weights.write_bytes(b"b" * 64)  # a fine-tune of the same size, written in place...
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # ...its date kept (cp -p)
+    assert models.file_stamp(weights) != before
+    assert models.file_stamp(weights) == models.file_stamp(weights)
 
 
 def test_a_pickle_beside_fp16_safetensors_is_never_read(tree, tmp_path):

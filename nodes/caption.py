@@ -161,6 +161,7 @@ class CaptionImage(io.ComfyNode):
                 "image of the batch; the caption is also shown on the node, so the node runs "
                 "even with nothing connected to its output."
             ),
+            hidden=[io.Hidden.unique_id],
             inputs=[
                 CAPTIONER.Input("captioner", tooltip="From Load Captioner."),
                 io.Image.Input("image", tooltip="The image to describe."),
@@ -194,4 +195,5 @@ class CaptionImage(io.ComfyNode):
             progress=host.Progress(),
         )
         text = "\n".join(captions)
+        host.show_text(cls, text)
         return io.NodeOutput(text, ui=ui.PreviewText(text))

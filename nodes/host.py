@@ -106,6 +106,21 @@ class Progress:
         check_interrupted()
 
 
+def show_text(node, text: str) -> None:
+    """Write ``text`` on ``node`` (a running V3 node class with ``io.Hidden.unique_id``)
+    in the editor, as ComfyUI's Get Image Size does. The ``ui`` text a node returns goes
+    to the history (API users read it there), but the editor draws it only for nodes
+    that ship a script of their own."""
+    node_id = getattr(node.hidden, "unique_id", None) if node.hidden is not None else None
+    try:
+        from server import PromptServer
+    except ImportError:
+        return
+    server = getattr(PromptServer, "instance", None)
+    if node_id is not None and server is not None:
+        server.send_progress_text(text, node_id)
+
+
 def input_directory() -> str:
     fp = _folder_paths()
     return fp.get_input_directory() if fp is not None else os.path.abspath("input")

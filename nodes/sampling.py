@@ -189,6 +189,7 @@ def _output(
     pnginfo = getattr(node.hidden, "extra_pnginfo", None) if node.hidden is not None else None
     if isinstance(pnginfo, dict):
         pnginfo[sampling.PROMPT_METADATA_KEY] = text
+    host.show_text(node, text)
     dev = host.intermediate_device()
     return io.NodeOutput(image.to(dev), *(e.to(dev) for e in extra), text, ui=ui.PreviewText(text))
 
@@ -206,6 +207,7 @@ class LoadInpaintModel(io.ComfyNode):
                 "(models/diffusers) or a single .safetensors file (models/checkpoints), offline, and "
                 "says which family it found. Pickle files (.ckpt) are refused."
             ),
+            hidden=[io.Hidden.unique_id],
             inputs=[
                 io.Combo.Input(
                     "model", options=choices, default=choices[0], tooltip="Model to load."
@@ -268,6 +270,7 @@ class LoadInpaintModel(io.ComfyNode):
         )
         info = loaded.describe()
         log.info("Uncrop: %s", info)
+        host.show_text(cls, info)
         return io.NodeOutput(loaded, info, ui=ui.PreviewText(info))
 
 
@@ -283,7 +286,7 @@ class Inpaint(io.ComfyNode):
                 "sampled, at the model's native size, then pasted back: pixels where the mask is 0 "
                 "stay bit-identical and the seam is feathered inside the mask."
             ),
-            hidden=[io.Hidden.extra_pnginfo],
+            hidden=[io.Hidden.extra_pnginfo, io.Hidden.unique_id],
             inputs=[
                 io.Image.Input("image", tooltip="The image to inpaint."),
                 io.Mask.Input("mask", tooltip="1 = area to fill."),
@@ -324,7 +327,7 @@ class Outpaint(io.ComfyNode):
                 "mode and anchor (the Expand Canvas geometry). A large new area is covered by "
                 "overlapping native-size windows that each see real context."
             ),
-            hidden=[io.Hidden.extra_pnginfo],
+            hidden=[io.Hidden.extra_pnginfo, io.Hidden.unique_id],
             inputs=[
                 io.Image.Input("image", tooltip="The image to extend."),
                 *geometry_inputs(),

@@ -535,7 +535,8 @@ def run_prompt(api_prompt: dict, extra_data: dict | None = None) -> dict:
 
     The result is ``{"outputs": {node_id: ui_dict}, "meta": {...}}``; for
     SaveImage, ``outputs[id]["images"]`` lists ``{"filename", "subfolder",
-    "type"}`` relative to the output directory. Raises AssertionError on a
+    "type"}`` relative to the output directory. ``"progress_text"`` maps each node
+    that wrote text on itself in the editor to that text. Raises AssertionError on a
     validation error (any output failing, not only all of them) or on an
     execution error (node id, type, exception and traceback).
     """
@@ -554,7 +555,8 @@ def run_prompt(api_prompt: dict, extra_data: dict | None = None) -> dict:
     logger.info("prompt executed in %.2fs", time.perf_counter() - started)
     if not executor.success:
         raise AssertionError(_format_execution_error(executor.status_messages))
-    return executor.history_result
+    texts = {d["node"]: d["text"] for e, d in server.messages if e == "progress_text"}
+    return {**executor.history_result, "progress_text": texts}
 
 
 def _install_prompt_server(server: FakeServer) -> None:

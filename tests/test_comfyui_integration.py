@@ -111,4 +111,8 @@ def test_workflow_runs_in_comfyui(comfy, path):
             assert (pixels.shape[1], pixels.shape[0]) == EXPECTED_SIZES[path.name]
         if path.name == "outpaint-autocaption.json":
             # The caption written for the empty prompt is saved with the image.
-            assert json.loads(Image.open(file).text["uncrop_prompt"]).endswith("detailed photo")
+            prompt_used = json.loads(Image.open(file).text["uncrop_prompt"])
+            assert prompt_used.endswith("detailed photo")
+            # ...and written on the sampler node in the editor.
+            sampler = next(i for i, n in prompt.items() if n["class_type"] == "UncropOutpaint")
+            assert result["progress_text"][sampler] == prompt_used

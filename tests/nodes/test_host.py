@@ -62,3 +62,22 @@ def test_clip_tokenizer_dir_is_comfyuis_own_copy(monkeypatch, tmp_path):
     assert host.clip_tokenizer_dir() is None  # a ComfyUI without the tokenizer files
     (tmp_path / "comfy" / "sd1_tokenizer").mkdir()
     assert host.clip_tokenizer_dir() == str(tmp_path / "comfy" / "sd1_tokenizer")
+
+
+def test_show_text_writes_on_the_running_node_through_the_prompt_server(monkeypatch):
+    sent = []
+
+    class Server:
+        def send_progress_text(self, text, node_id):
+            sent.append((node_id, text))
+
+    server = types.ModuleType("server")
+    server.PromptServer = types.SimpleNamespace(instance=Server())
+    monkeypatch.setitem(sys.modules, "server", server)
+    node = types.SimpleNamespace(hidden=types.SimpleNamespace(unique_id="12"))
+    host.show_text(node, "a red barn")
+    host.show_text(types.SimpleNamespace(hidden=None), "no node id: nothing to write on")
+    assert sent == [("12", "a red barn")]
+    monkeypatch.setitem(sys.modules, "server", None)  # outside ComfyUI: nothing happens
+    host.show_text(node, "ignored")
+    assert sent == [("12", "a red barn")]

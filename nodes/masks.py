@@ -75,24 +75,29 @@ class LoadMask(io.ComfyNode):
 
     @classmethod
     def fingerprint_inputs(
-        cls, image: str, channel: str, invert: bool, threshold: float, url: str = ""
+        cls, image: str, channel: str, invert: bool, threshold: float, url: str | None = ""
     ) -> str | float:
-        """A hash of the mask's bytes: a changed file or URL content runs again."""
+        """A hash of the mask's bytes: a changed file or URL content runs again.
+
+        A linked ``url`` comes as None (its value is not known yet): ComfyUI runs the node
+        again when what feeds it changes, and the file is hashed in case the URL is empty.
+        """
         try:
-            if url.strip():
+            if url and url.strip():
                 data = _fetch(url.strip())
                 _fetched[url.strip()] = data
             else:
                 folder, filename = host.input_file_path(image)
                 data = imageio.resolve_in_folder(folder, filename, name="image").read_bytes()
         except (ValueError, OSError):  # UncropError is a ValueError
-            return float("nan")  # never equal: execute runs and says what is wrong
+            return "linked url" if url is None else float("nan")  # nan: execute says what is wrong
         return hashlib.sha256(data).hexdigest()
 
     @classmethod
-    def validate_inputs(cls, image: str, url: str | None = None) -> bool | str:
+    def validate_inputs(cls, image: str | None = None, url: str | None = "") -> bool | str:
         # Named inputs only: a **kwargs here would switch off ComfyUI's own range checks.
-        if url is None:  # linked (ComfyUI passes only widget values): known at run time
+        # An input left out of the prompt takes these defaults; a linked one comes as None.
+        if url is None:  # linked: known at run time, and the file may well go unused
             return True
         if url.strip():
             return (
@@ -100,6 +105,8 @@ class LoadMask(io.ComfyNode):
                 if imageio.is_url(url.strip())
                 else f"url: only http(s) URLs are accepted, got '{url}'."
             )
+        if not image:
+            return "image: no mask file chosen; upload one (or put one in the input folder) or give a url."
         folder, filename = host.input_file_path(image)
         try:
             imageio.resolve_in_folder(folder, filename, name="image")

@@ -77,8 +77,23 @@ def test_load_mask_refuses_paths_outside_input(input_dir):
     with pytest.raises(UncropError, match="is outside the folder"):
         run_node(LoadMask, image="../secret.png", channel="alpha")
     assert LoadMask.validate_inputs(image="mask.png", url="") is True
-    # A linked url is not passed: the file may well be unused, so it is not checked.
-    assert LoadMask.validate_inputs(image="missing.png") is True
+    # A linked url comes as None: the file may well be unused, so it is not checked...
+    assert LoadMask.validate_inputs(image="missing.png", url=None) is True
+    # ...but a url left out of the prompt is no url, and neither is an empty image name.
+    assert "missing.png" in LoadMask.validate_inputs(image="missing.png")
+    assert "no mask file chosen" in LoadMask.validate_inputs(image="")
+    assert "no mask file chosen" in LoadMask.validate_inputs(url="")
+
+
+def test_load_mask_with_a_linked_url_keeps_its_fingerprint(input_dir):
+    """ComfyUI fingerprints before links are resolved: a linked url is None. The node
+    must not re-run (and re-run all that follows) on every queue for that."""
+    args = {"image": "mask.png", "channel": "luminance", "invert": False, "threshold": 0.0}
+    first = LoadMask.fingerprint_inputs(**args, url=None)
+    assert first == LoadMask.fingerprint_inputs(**args, url=None)  # not nan, never equal
+    assert first == LoadMask.fingerprint_inputs(**args)  # the file's hash
+    missing = {**args, "image": "gone.png"}
+    assert LoadMask.fingerprint_inputs(**missing, url=None) == "linked url"
     assert "only http(s)" in LoadMask.validate_inputs(image="mask.png", url="file:///etc/passwd")
 
 

@@ -130,5 +130,4 @@ class ExpandCanvas(io.ComfyNode):
             progress=host.Progress(),
             **filling.color_option(fill, color),
         )
-        dev = host.intermediate_device()
-        return io.NodeOutput(out.to(dev), mask.to(dev))
+        return io.NodeOutput(host.node_output(out), host.node_output(mask))

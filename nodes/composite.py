@@ -43,6 +43,4 @@ class Composite(io.ComfyNode):
         device = host.torch_device()
         original, mask, generated = original.to(device), mask.to(device), generated.to(device)
         generated = compositing.color_match(generated, original, mask, color_match)
-        return io.NodeOutput(
-            compositing.composite(original, generated, mask).to(host.intermediate_device())
-        )
+        return io.NodeOutput(host.node_output(compositing.composite(original, generated, mask)))

@@ -96,4 +96,4 @@ class Fill(io.ComfyNode):
             progress=host.Progress(),
             **filling.color_option(method, color),
         )
-        return io.NodeOutput(out.to(host.intermediate_device()))
+        return io.NodeOutput(host.node_output(out))

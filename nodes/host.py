@@ -65,6 +65,12 @@ def intermediate_device() -> torch.device:
     return mm.intermediate_device() if mm is not None else torch.device("cpu")
 
 
+def node_output(t: torch.Tensor) -> torch.Tensor:
+    """An IMAGE or MASK as nodes hand it on: float32 (what ComfyUI's nodes expect, whatever
+    came in) on the intermediate device."""
+    return t.to(intermediate_device(), torch.float32)
+
+
 def offload_device() -> torch.device:
     """Where idle models are parked."""
     mm = _comfy_mm()

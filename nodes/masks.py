@@ -71,7 +71,7 @@ class LoadMask(io.ComfyNode):
             folder, filename = host.input_file_path(image)
             source = imageio.resolve_in_folder(folder, filename, name="image")
         mask = imageio.load_mask(source, channel=channel, invert=invert, threshold=threshold)
-        return io.NodeOutput(mask)
+        return io.NodeOutput(host.node_output(mask))
 
     @classmethod
     def fingerprint_inputs(
@@ -192,4 +192,4 @@ class RefineMask(io.ComfyNode):
             min_speck_area=remove_specks,
             threshold_level=threshold,
         )
-        return io.NodeOutput(out.to(host.intermediate_device()))
+        return io.NodeOutput(host.node_output(out))

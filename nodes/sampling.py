@@ -190,8 +190,8 @@ def _output(
     if isinstance(pnginfo, dict):
         pnginfo[sampling.PROMPT_METADATA_KEY] = text
     host.show_text(node, text)
-    dev = host.intermediate_device()
-    return io.NodeOutput(image.to(dev), *(e.to(dev) for e in extra), text, ui=ui.PreviewText(text))
+    outputs = (host.node_output(t) for t in (image, *extra))
+    return io.NodeOutput(*outputs, text, ui=ui.PreviewText(text))
 
 
 class LoadInpaintModel(io.ComfyNode):

@@ -81,3 +81,28 @@ def test_show_text_writes_on_the_running_node_through_the_prompt_server(monkeypa
     monkeypatch.setitem(sys.modules, "server", None)  # outside ComfyUI: nothing happens
     host.show_text(node, "ignored")
     assert sent == [("12", "a red barn")]
+
+
+def test_pixel_nodes_hand_on_float32_whatever_came_in(coffee):
+    """ComfyUI's nodes expect float32 IMAGE and MASK; a float16 or float64 input (from
+    another pack) must not travel on down the graph."""
+    from conftest import run_node
+
+    from uncrop.nodes.canvas import ExpandCanvas
+    from uncrop.nodes.composite import Composite
+    from uncrop.nodes.fill import Fill
+    from uncrop.nodes.masks import RefineMask
+
+    image = coffee[:, :48, :64]
+    mask = torch.zeros(1, 48, 64)
+    mask[:, 10:30, 20:40] = 1
+    for dtype in (torch.float16, torch.float64):
+        img, m = image.to(dtype), mask.to(dtype)
+        (filled,) = run_node(Fill, image=img, mask=m, method="edge").args
+        canvas, new_area = run_node(ExpandCanvas, image=img, size_mode="per side", left=8).args
+        (pasted,) = run_node(Composite, original=img, generated=filled, mask=m).args
+        (refined,) = run_node(RefineMask, mask=m, grow=2).args
+        for out in (filled, canvas, new_area, pasted, refined):
+            assert out.dtype == torch.float32
+        keep = mask[0] == 0
+        assert torch.equal(filled[0][keep], img[0][keep].float())

@@ -251,6 +251,22 @@ def resolve_prompts(
     return [""] * image.shape[0]
 
 
+def warn_if_cut(model: InpaintModel, prompts: list[str], negative_prompt: str) -> None:
+    """Say which words a prompt loses to the text encoder's length (77 tokens for every
+    SD family), which diffusers otherwise cuts off with only a debug-level note."""
+    tokenizer = model.pipe.tokenizer
+    room = tokenizer.model_max_length - 2  # the start and end tokens
+    texts = [("prompt", p) for p in dict.fromkeys(prompts)] + [("negative_prompt", negative_prompt)]
+    for name, text in texts:
+        ids = tokenizer(text, add_special_tokens=False).input_ids if text else []
+        if len(ids) > room:
+            log.warning(
+                "%s: %d tokens, of which the text encoder reads the first %d; ignored: '%s'. "
+                "Put what matters first, or shorten it.",
+                name, len(ids), room, tokenizer.decode(ids[room:]),
+            )  # fmt: skip
+
+
 def make_scheduler(model: InpaintModel, name: str):
     """Scheduler ``name`` over the checkpoint's own settings (never the last run's)."""
     diffusers = diffusers_module()
@@ -390,6 +406,7 @@ def sample(
         image = grey.expand(*grey.shape[:-1], 3)
     hook = or_null(progress)
     prompts = resolve_prompts(settings.prompt, image, mask, captioner)
+    warn_if_cut(model, prompts, settings.negative_prompt)
     if prepare_model is not None:
         prepare_model()
     plans = [_plan_windows(model, mask[i], settings, tiles) for i in range(image.shape[0])]

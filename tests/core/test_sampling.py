@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 
@@ -116,6 +118,19 @@ def test_same_seed_same_pixels_other_seed_other_pixels(sd_inpaint, photo):
     c = sampling.inpaint(sd_inpaint, photo, mask, SamplerSettings(seed=6, **FAST)).image
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
+
+
+def test_a_prompt_longer_than_the_text_encoder_reads_says_what_is_cut(sd_inpaint, photo, caplog):
+    words = " ".join(["red barn"] * 40) + " at dusk"
+    s = SamplerSettings(prompt=words, negative_prompt="blurry", **FAST)
+    with caplog.at_level(logging.WARNING, logger="uncrop"):
+        sampling.inpaint(sd_inpaint, photo, _hole(), s)
+    cut = [r.getMessage() for r in caplog.records if "the text encoder reads" in r.getMessage()]
+    assert len(cut) == 1 and cut[0].startswith("prompt: ") and "dusk" in cut[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="uncrop"):
+        sampling.inpaint(sd_inpaint, photo, _hole(), SamplerSettings(prompt="red barn", **FAST))
+    assert not any("text encoder" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.parametrize("scheduler", ["euler", "dpmpp_2m", "unipc"])

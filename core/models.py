@@ -257,6 +257,14 @@ def _inspect_file(path: Path) -> tuple[ModelInfo, dict[str, tuple[int, ...]]]:
         raise UncropError(f"model: {path.name} has no UNet weights ({_UNET}*){ema}.")
     if "first_stage_model.encoder.conv_in.weight" not in shapes:
         raise UncropError(f"model: {path.name} has no VAE weights (first_stage_model.*).")
+    clip = "cond_stage_model.transformer."
+    if base == "sd1" and clip + "text_model.embeddings.token_embedding.weight" not in shapes:
+        raise UncropError(
+            f"model: {path.name} keeps its text encoder in an old layout ({clip}embeddings.*, "
+            "without 'text_model.'), which Uncrop does not read. Use the model's diffusers "
+            "folder, or sample it with ComfyUI's own nodes (the outpaint-comfyui-ksampler "
+            "workflow)."
+        )
     in_channels = _check_in_channels(path.name, shapes[_UNET + "input_blocks.0.0.weight"][1])
     family = ("sdxl" if base == "sdxl" else "sd") + ("-inpaint" if in_channels == 9 else "")
     prediction, notes = "epsilon", ()

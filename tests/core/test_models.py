@@ -284,6 +284,16 @@ def test_unets_that_take_other_inputs_are_refused_before_loading(tree, tmp_path)
         models.inspect_model(tmp_path / "ip2p.safetensors")
 
 
+def test_a_text_encoder_in_the_old_layout_is_named(tree, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(tree["sd.safetensors"]))
+    old = {k.replace("transformer.text_model.", "transformer."): v for k, v in weights.items()}
+    save_file(old, str(tmp_path / "old-clip.safetensors"))
+    with pytest.raises(UncropError, match=r"old-clip.safetensors keeps its text encoder in an old"):
+        models.inspect_model(tmp_path / "old-clip.safetensors")
+
+
 def test_damaged_parts_are_named_not_raised_from_deep_inside(tree, tmp_path):
     folder = tmp_path / "damaged"
     shutil.copytree(tree["sd-inpaint"], folder)

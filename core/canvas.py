@@ -154,6 +154,7 @@ def plan_target(
     _check_multiple(multiple_of)
     if fit not in FITS:
         raise UncropError(f"fit: expected one of {', '.join(FITS)}, got '{fit}'.")
+    _check_size(width, height, "image size")
     _check_size(target_w, target_h, "target size")
     cw, ch = _round_up(target_w, multiple_of), _round_up(target_h, multiple_of)
     _check_size(cw, ch, "target size rounded to multiple_of")
@@ -164,6 +165,12 @@ def plan_target(
     # Snap to the canvas on the limiting axis so no 1 px sliver is left to generate.
     sw = cw if abs(width * scale - cw) < 1 else max(1, round(width * scale))
     sh = ch if abs(height * scale - ch) < 1 else max(1, round(height * scale))
+    if max(sw, sh) > MAX_SIDE:  # crop only: the whole image is scaled before it is cut
+        raise UncropError(
+            f"fit: 'crop' would scale the {width}x{height} image to {sw}x{sh} px to cover "
+            f"{cw}x{ch}, more than {MAX_SIDE} px a side; its shape is too far from the "
+            "target's. Use fit 'pad' or 'stretch', or crop the image first."
+        )
     x = round((cw - sw) * fx)
     y = round((ch - sh) * fy)
     return CanvasPlan(width, height, sw, sh, cw, ch, x, y)

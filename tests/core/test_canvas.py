@@ -81,6 +81,16 @@ def test_bad_geometry_errors():
         canvas.plan_target(10, 10, 0, 20)
     with pytest.raises(UncropError, match="multiple_of"):
         canvas.plan_target(10, 10, 20, 20, multiple_of=0)
+    with pytest.raises(UncropError, match="image size: 0x3 is outside"):
+        canvas.plan_target(0, 3, 5, 5)  # was a ZeroDivisionError
+    # 'crop' scales the whole image before cutting: a 1x1000 strip to cover 512x512 would
+    # be 512x512000 px (6 GB), so it is refused by name; 'pad' of the same is fine.
+    with pytest.raises(
+        UncropError, match=r"fit: 'crop' would scale the 1x1000 image to 512x512000"
+    ):
+        canvas.plan_target(1, 1000, 512, 512, fit="crop")
+    assert canvas.plan_target(1, 1000, 512, 512, fit="pad").scaled_h == 512
+    assert canvas.plan_target(100, 1600, 1024, 1024, fit="crop").scaled_h == 16384  # at the limit
 
 
 def test_expand_canvas_places_image_exactly(coffee):

@@ -147,6 +147,18 @@ def _reflect_index(i: torch.Tensor, n: int) -> torch.Tensor:
 MIRROR_BOUNCES = 16  # reflections a pixel may take before it falls back to its edge colour
 
 
+def _known_rectangle(hole: torch.Tensor) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """``((y0, y1), (x0, x1))`` if the known pixels of ``hole [H,W]`` are exactly one
+    rectangle, else None."""
+    known = ~hole
+    rows = torch.nonzero(known.any(1)).flatten()
+    cols = torch.nonzero(known.any(0)).flatten()
+    if rows.numel() == 0:
+        return None
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    return ((y0, y1), (x0, x1)) if bool(known[y0:y1, x0:x1].all()) else None
+
+
 def fill_mirror(image: torch.Tensor, hole: torch.Tensor, **_: object) -> torch.Tensor:
     """Reflect the known image across the nearest border of the hole.
 
@@ -155,10 +167,18 @@ def fill_mirror(image: torch.Tensor, hole: torch.Tensor, **_: object) -> torch.T
     too (a band wider than the image beside it), ``t`` is reflected the same way
     across its own nearest known pixel, up to :data:`MIRROR_BOUNCES` times; a pixel
     still in the hole then takes ``q``'s colour. On an outpaint canvas this is
-    reflection padding, repeated as far as the band goes (numpy's ``reflect``
-    padding, while no reflection crosses the frame's edge).
+    reflection padding, repeated as far as the band goes: where the known pixels
+    are one rectangle (any outpaint canvas), each axis is reflected into it
+    directly, which is exactly numpy's ``reflect`` padding however wide the band.
     """
     _b, h, w, _c = image.shape  # one image: fill() calls each method per batch item
+    rect = _known_rectangle(hole[0])
+    if rect is not None:
+        (y0, y1), (x0, x1) = rect
+        ty = _reflect_index(torch.arange(h, device=image.device) - y0, y1 - y0) + y0
+        tx = _reflect_index(torch.arange(w, device=image.device) - x0, x1 - x0) + x0
+        mirrored = image[0].index_select(0, ty).index_select(1, tx)
+        return torch.where(hole[0].unsqueeze(-1), mirrored, image[0]).unsqueeze(0)
     ys, xs = _bbox(hole, 1)
     crop = hole[:, ys, xs].contiguous()
     near = nearest_known(crop)[0]  # [ch, cw, 2], crop coordinates

@@ -53,6 +53,8 @@ def test_methods_table_has_the_issue_methods() -> None:
         ((30, 100), (0, 40, 30, 20)),  # side bands twice the image's width
         ((40, 100), (10, 45, 20, 10)),  # five reflections each way, and the corners
         ((48, 60), (14, 20, 20, 12)),
+        ((150, 150), (70, 73, 4, 4)),  # 18 reflections each way: more than MIRROR_BOUNCES
+        ((20, 100), (0, 80, 20, 20)),  # reflections that would cross the frame's edge
     ],
 )
 def test_mirror_is_reflection_padding_however_wide_the_band(

@@ -110,9 +110,13 @@ def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
         return mask
     d = min(radius, max(1, int(_DIAMOND_SHARE * radius + _DIAMOND_OFFSET + 0.5)))
     a = radius - d
-    out = _diamond(mask, d)
+    # The passes run on the frame padded by the radius: a pixel's reach may go through
+    # points beyond the frame (on a 1 px high strip the diagonals leave it at once),
+    # and a pass that cropped them would cut the octagon short.
+    r = radius
+    out = _diamond(F.pad(mask, (r, r, r, r)), d)
     out = _line_dilate(out, a, 0, 1)
-    return _line_dilate(out, a, 1, 0)
+    return _line_dilate(out, a, 1, 0)[..., r:-r, r:-r]
 
 
 def _square_any(x: torch.Tensor, radius: int, beyond: bool) -> torch.Tensor:

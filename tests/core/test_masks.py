@@ -35,6 +35,19 @@ def test_grow_reaches_past_border_without_losing_pixels():
     assert int(grown[0].sum()) == 11 and int(grown[:, 0].sum()) == 11
 
 
+@pytest.mark.parametrize("height", [1, 3, 9])
+@pytest.mark.parametrize("radius", [5, 20])
+def test_grow_on_a_thin_strip_is_the_big_frames_grow_cut_to_it(height, radius):
+    """The shape does not depend on the frame: a 1 px high strip reached ±8 of ±20
+    when the diagonal passes cropped what they moved out of the frame."""
+    strip = dot(height, 101, height // 2, 50)
+    big = torch.zeros(1, height + 100, 101)
+    big[:, 50 : 50 + height] = strip
+    grown = masks.grow(strip, radius)
+    assert torch.equal(grown, masks.grow(big, radius)[:, 50 : 50 + height])
+    assert int((grown[0, height // 2] > 0).sum()) == 2 * radius + 1
+
+
 def test_shrink_undoes_grow_on_a_square():
     m = torch.zeros(1, 64, 64)
     m[:, 20:40, 20:40] = 1

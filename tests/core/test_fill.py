@@ -413,6 +413,12 @@ def test_nearest_known_is_exact_and_jump_flooding_agrees(astronaut: torch.Tensor
         for i in range(2):
             truth = torch.from_numpy(distance_transform_edt(hole[i].numpy())).float()
             assert torch.allclose(dist[i], truth, atol=1e-4), name
+    # A layout where one pass at distance 1 after the halving ones took (0, 27) for
+    # (7, 37), 149 px² away, over (6, 25) at 145: the pass at distance 2 finds it.
+    sparse = torch.ones(1, 8, 64, dtype=torch.bool)
+    for y, x in ((0, 27), (0, 56), (1, 1), (6, 25), (7, 4)):
+        sparse[0, y, x] = False
+    assert _jump_flood(sparse)[0, 7, 37].tolist() == [6, 25]
     nowhere = torch.ones(1, 4, 6, dtype=torch.bool)  # no known pixel: each keeps its own place
     for near in (nearest_known(nowhere), _jump_flood(nowhere)):
         assert torch.equal(near[0, ..., 0], torch.arange(4).view(4, 1).expand(4, 6))

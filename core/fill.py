@@ -12,6 +12,8 @@ Fill node, Expand Canvas, the diffusion pre-fill and the CLI choose from;
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 from collections.abc import Callable
 
 import torch
@@ -355,6 +357,7 @@ def fill(
     if method not in FILL_METHODS:
         raise UncropError(f"method: expected one of {', '.join(FILL_METHODS)}, got '{method}'.")
     check_seed(seed)
+    options = _checked_options(options)
     image, mask = match_mask(image, mask)
     if is_empty(mask):
         return image.clone()  # always a new tensor: callers write into the result
@@ -387,6 +390,37 @@ def fill(
             )
         hook.update(i + 1, image.shape[0])
     return out[0] if len(out) == 1 else torch.cat(out)
+
+
+def _checked_options(options: dict[str, object]) -> dict[str, object]:
+    """:func:`fill`'s method options, refused by name when they cannot be right (a
+    float patch size was cut to an int, a NaN tension reached SciPy); a colour may be
+    given as hex text."""
+    out = dict(options)
+    size = out.get("patch_size", 7)
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+        raise UncropError(f"patch_size: expected an odd whole number, got {size!r}.")
+    tension = out.get("tension")
+    if tension is not None and not (
+        isinstance(tension, numbers.Real) and math.isfinite(tension) and tension >= 0
+    ):
+        raise UncropError(
+            f"tension: expected a number >= 0 (or None for the default), got {tension!r}."
+        )
+    color = out.get("color")
+    if isinstance(color, str):
+        out["color"] = parse_color(color)
+    elif color is not None:
+        values = list(color) if isinstance(color, (tuple, list)) else None
+        if (
+            not values
+            or len(values) not in (3, 4)
+            or not all(isinstance(v, numbers.Real) and 0 <= v <= 1 for v in values)
+        ):
+            raise UncropError(
+                f"color: expected RGB values in 0..1 or hex text like #808080, got {color!r}."
+            )
+    return out
 
 
 def parse_color(text: str, name: str = "color") -> tuple[float, float, float]:

@@ -61,6 +61,7 @@ def check_image(image: torch.Tensor, name: str = "image", values: bool = True) -
         raise UncropError(f"{name}: the image is empty, shape {_shape(image)}.")
     if not image.is_floating_point():
         raise UncropError(f"{name}: expected float values in 0..1, got dtype {image.dtype}.")
+    image = image.detach()  # pixels in, pixels out: nothing here is differentiated
     return _finite_in_unit_range(image, name) if values else image
 
 
@@ -78,6 +79,9 @@ def check_mask(mask: torch.Tensor, name: str = "mask") -> torch.Tensor:
         raise UncropError(
             f"{name}: expected a MASK of shape [batch, height, width], got {_shape(mask)}."
         )
+    if mask.is_complex():
+        raise UncropError(f"{name}: expected real values in 0..1, got dtype {mask.dtype}.")
+    mask = mask.detach()
     if not mask.is_floating_point():
         if mask.dtype != torch.bool and bool((mask > 1).any()):  # 0..255, say: not clamped
             raise UncropError(

@@ -451,3 +451,24 @@ def test_smooth_solves_separate_holes_on_their_own_boxes(coffee: torch.Tensor) -
     two = fill(image, right, "smooth", tension=0.01)
     assert torch.allclose(both[0][left[0] > 0], one[0][left[0] > 0], atol=1e-6)
     assert torch.allclose(both[0][right[0] > 0], two[0][right[0] > 0], atol=1e-6)
+
+
+def test_bad_options_are_named_and_a_hex_colour_is_taken() -> None:
+    image, mask = torch.rand(1, 16, 16, 3), _rect_mask(16, 16, 4, 8, 4, 8)
+    for method, options, name in (
+        ("patch", {"patch_size": 7.5}, "patch_size"),  # was cut to 7
+        ("patch", {"patch_size": None}, "patch_size"),  # was a TypeError
+        ("smooth", {"tension": float("nan")}, "tension"),  # was SciPy's "exactly singular"
+        ("smooth", {"tension": -1.0}, "tension"),
+        ("color", {"color": (2.0, -1.0, 0.5)}, "color"),  # was written as is
+        ("color", {"color": "#zz0000"}, "color"),
+    ):
+        with pytest.raises(UncropError, match=f"^{name}: expected"):
+            fill(image, mask, method, **options)
+    red = fill(image, mask, "color", color="#ff0000")[0, 5, 5]
+    assert torch.equal(red, torch.tensor([1.0, 0.0, 0.0]))
+    # A tensor that carries gradients is filled (as data), not refused by NumPy.
+    grad = image.clone().requires_grad_(True)
+    assert torch.equal(fill(grad, mask, "smooth"), fill(image, mask, "smooth"))
+    with pytest.raises(UncropError, match="mask: expected real values"):
+        fill(image, mask.to(torch.complex64), "edge")

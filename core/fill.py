@@ -248,7 +248,9 @@ def fill_noise(image: torch.Tensor, hole: torch.Tensor, seed: int = 0, **_: obje
     mean = (work * known).sum(dim=(1, 2), keepdim=True) / count
     var = (((work - mean) ** 2) * known).sum(dim=(1, 2), keepdim=True) / count
     gen = generator(seed)
-    noise = torch.randn(work.shape, generator=gen, dtype=work.dtype).to(work.device)
+    # Drawn in float32 on the CPU whatever the image: a seed gives the same noise in
+    # every dtype and on every device.
+    noise = torch.randn(work.shape, generator=gen).to(work.device, work.dtype)
     values = (mean + noise * var.sqrt()).clamp(0, 1).to(image.dtype)
     return torch.where(hole.unsqueeze(-1), values, image)
 

@@ -338,6 +338,8 @@ def test_noise_statistics_do_not_overflow_half_precision(astronaut: torch.Tensor
     full = fill(image, mask, "noise", seed=0)[0, 100:140, 100:140]
     assert torch.isfinite(half).all()
     assert (half - full).abs().max() < 0.01  # the same noise, at half precision
+    double = fill(image.double(), mask, "noise", seed=0)[0, 100:140, 100:140].float()
+    assert (double - full).abs().max() < 1e-5  # float64 drew other noise for the seed
 
 
 @pytest.mark.parametrize("method", ALL)

@@ -70,7 +70,13 @@ class LoadMask(io.ComfyNode):
         else:
             folder, filename = host.input_file_path(image)
             source = imageio.resolve_in_folder(folder, filename, name="image")
-        mask = imageio.load_mask(source, channel=channel, invert=invert, threshold=threshold)
+        mask = imageio.load_mask(
+            source,
+            channel=channel,
+            invert=invert,
+            threshold=threshold,
+            name="url" if url and url.strip() else "image",
+        )
         return io.NodeOutput(host.node_output(mask))
 
     @classmethod

@@ -104,3 +104,12 @@ def test_refine_mask_node_runs_pipeline():
     (out,) = run_node(RefineMask, mask=mask, grow=2, feather=0, remove_specks=5).args
     assert out.shape == (2, 32, 32)
     assert out[0, 2, 2] == 0 and out[0, 8, 15] == 1 and out[0, 7, 15] == 0
+
+
+def test_load_mask_errors_name_the_input_that_holds_the_bad_file(input_dir, monkeypatch):
+    (input_dir / "notes.png").write_bytes(b"not an image")
+    with pytest.raises(UncropError, match="^image: "):
+        run_node(LoadMask, image="notes.png", channel="alpha")
+    monkeypatch.setattr(masks_node.imageio, "fetch_url", lambda url, name: b"not an image")
+    with pytest.raises(UncropError, match="^url: "):
+        run_node(LoadMask, image="mask.png", channel="alpha", url="https://example.com/m.png")

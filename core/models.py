@@ -24,9 +24,11 @@ are refused. :func:`inspect_model` only reads headers and configs;
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -145,10 +147,39 @@ def _check_in_channels(name: str, in_channels) -> int:
     return int(in_channels)
 
 
+_FP16_FILE = re.compile(r"\.fp16(-\d+-of-\d+)?\.safetensors$")  # whole or sharded
+
+
 def _fp16_only(component: Path) -> bool:
-    """Whether a component folder holds its weights only as ``*.fp16.safetensors``."""
+    """Whether a component folder holds its weights only as the fp16 variant
+    (``*.fp16.safetensors``, or its shards ``*.fp16-00001-of-00002.safetensors``)."""
     names = [f.name for f in component.glob("*.safetensors")]
-    return bool(names) and all(".fp16." in name for name in names)
+    return bool(names) and all(_FP16_FILE.search(name) for name in names)
+
+
+def _fp16_only_parts(folder: Path, dtype: torch.dtype) -> dict[str, Any]:
+    """The weighted parts of a diffusers folder saved only as the fp16 variant (as
+    ``--include "*.fp16.*"`` downloads give), loaded, by name. Each is loaded on its
+    own: asking the whole pipeline for the variant would also take the fp16 copy of a
+    part that has full-precision files."""
+    index = _read_json(folder / "model_index.json")
+    parts = {}
+    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        entry = index.get(name)
+        if not (isinstance(entry, list) and len(entry) == 2 and _fp16_only(folder / name)):
+            continue
+        library, class_name = entry
+        if library not in ("diffusers", "transformers"):  # never import what a file names
+            raise UncropError(
+                f"model: {name} in {folder / 'model_index.json'} is from "
+                f"'{library}'; expected diffusers or transformers."
+            )
+        part_class = getattr(importlib.import_module(library), class_name)
+        part = part_class.from_pretrained(
+            str(folder / name), variant="fp16", use_safetensors=True, local_files_only=True
+        )
+        parts[name] = part.to(dtype)
+    return parts
 
 
 def _inspect_folder(folder: Path) -> ModelInfo:
@@ -590,15 +621,11 @@ def _load_pipeline(info: ModelInfo, dtype: torch.dtype, tokenizer_dir) -> Any:
     else:
         common.update(image_encoder=None)
     if info.form == "diffusers":
-        folder = Path(info.path)
-        # Any part saved only as the fp16 variant (as `--include "*.fp16.*"` downloads
-        # give) asks for that variant; parts without it load their plain files.
-        fp16 = any(_fp16_only(sub) for sub in folder.iterdir() if sub.is_dir())
         return cls.from_pretrained(
             info.path,
             local_files_only=True,
             use_safetensors=True,  # a pickle beside the safetensors is never read
-            variant="fp16" if fp16 else None,
+            **_fp16_only_parts(Path(info.path), dtype),
             **common,
         )
     _, shapes = _inspect_file(Path(info.path))

@@ -243,18 +243,27 @@ def test_a_file_copied_over_with_its_date_kept_is_a_new_file(tmp_path):
     assert models.file_stamp(weights) == models.file_stamp(weights)
 
 
-def test_a_pickle_beside_fp16_safetensors_is_never_read(tree, tmp_path):
-    # One part (the VAE) saved only as the fp16 variant, with a pickle of other weights
-    # beside it: the safetensors load, the pickle is never opened.
+def test_each_part_loads_its_own_safetensors_never_a_pickle(tree, tmp_path):
+    from safetensors.torch import save_file
+
+    # The VAE saved only as the fp16 variant, in shards, with a pickle of other weights
+    # beside it; the UNet with full-precision files and a (zeroed) fp16 copy beside them.
     folder = tmp_path / "mixed"
     shutil.copytree(tree["sd-inpaint"], folder)
-    vae = folder / "vae" / "diffusion_pytorch_model.safetensors"
-    vae.rename(vae.with_name("diffusion_pytorch_model.fp16.safetensors"))
-    want = models.load_model(tree["sd-inpaint"]).pipe.vae.state_dict()
-    torch.save({k: torch.zeros_like(v) for k, v in want.items()}, vae.with_suffix(".bin"))
+    original = models.load_model(tree["sd-inpaint"]).pipe
+    vae = folder / "vae"
+    (vae / "diffusion_pytorch_model.safetensors").unlink()
+    original.vae.save_pretrained(str(vae), variant="fp16", max_shard_size="20KB")
+    assert len(list(vae.glob("*.fp16-*-of-*.safetensors"))) > 1
+    zeros = {k: torch.zeros_like(v) for k, v in original.vae.state_dict().items()}
+    torch.save(zeros, vae / "diffusion_pytorch_model.bin")
+    unet = {k: torch.zeros_like(v) for k, v in original.unet.state_dict().items()}
+    save_file(unet, str(folder / "unet" / "diffusion_pytorch_model.fp16.safetensors"))
     models.clear_cache()
-    got = models.load_model(folder).pipe.vae.state_dict()
-    assert all(torch.equal(want[k], got[k]) for k in want)
+    loaded = models.load_model(folder).pipe
+    for part in ("vae", "unet"):
+        want, got = getattr(original, part).state_dict(), getattr(loaded, part).state_dict()
+        assert all(torch.equal(want[k], got[k]) for k in want), part
     # The same for a ControlNet folder saved only as the fp16 variant.
     cn = tmp_path / "cn-fp16"
     shutil.copytree(tree["controlnet"], cn)

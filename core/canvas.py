@@ -154,7 +154,8 @@ def plan_target(
     _check_multiple(multiple_of)
     if fit not in FITS:
         raise UncropError(f"fit: expected one of {', '.join(FITS)}, got '{fit}'.")
-    _check_size(width, height, "image size")
+    if width < 1 or height < 1:  # any size above: a big panorama may be scaled down
+        raise UncropError(f"image size: {width}x{height} has no pixels.")
     _check_size(target_w, target_h, "target size")
     cw, ch = _round_up(target_w, multiple_of), _round_up(target_h, multiple_of)
     _check_size(cw, ch, "target size rounded to multiple_of")

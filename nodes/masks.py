@@ -81,17 +81,20 @@ class LoadMask(io.ComfyNode):
 
     @classmethod
     def fingerprint_inputs(
-        cls, image: str, channel: str, invert: bool, threshold: float, url: str | None = ""
+        cls, image: str | None, channel: str, invert: bool, threshold: float, url: str | None = ""
     ) -> str | float:
         """A hash of the mask's bytes: a changed file or URL content runs again.
 
-        A linked ``url`` comes as None (its value is not known yet): ComfyUI runs the node
-        again when what feeds it changes, and the file is hashed in case the URL is empty.
+        A linked input comes as None (its value is not known yet): ComfyUI runs the node
+        again when what feeds it changes. With a linked url the file is still hashed, in
+        case the url turns out empty.
         """
         try:
             if url and url.strip():
                 data = _fetch(url.strip())
                 _fetched[url.strip()] = data
+            elif image is None:
+                return "linked image"
             else:
                 folder, filename = host.input_file_path(image)
                 data = imageio.resolve_in_folder(folder, filename, name="image").read_bytes()
@@ -100,10 +103,10 @@ class LoadMask(io.ComfyNode):
         return hashlib.sha256(data).hexdigest()
 
     @classmethod
-    def validate_inputs(cls, image: str | None = None, url: str | None = "") -> bool | str:
+    def validate_inputs(cls, image: str | None = "", url: str | None = "") -> bool | str:
         # Named inputs only: a **kwargs here would switch off ComfyUI's own range checks.
         # An input left out of the prompt takes these defaults; a linked one comes as None.
-        if url is None:  # linked: known at run time, and the file may well go unused
+        if url is None or (image is None and not url.strip()):  # linked: known at run time
             return True
         if url.strip():
             return (

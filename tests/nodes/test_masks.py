@@ -94,6 +94,10 @@ def test_load_mask_with_a_linked_url_keeps_its_fingerprint(input_dir):
     assert first == LoadMask.fingerprint_inputs(**args)  # the file's hash
     missing = {**args, "image": "gone.png"}
     assert LoadMask.fingerprint_inputs(**missing, url=None) == "linked url"
+    # The same for a linked image (its combo turned into an input).
+    linked = {**args, "image": None}
+    assert LoadMask.fingerprint_inputs(**linked) == LoadMask.fingerprint_inputs(**linked)
+    assert LoadMask.validate_inputs(image=None, url="") is True
     assert "only http(s)" in LoadMask.validate_inputs(image="mask.png", url="file:///etc/passwd")
 
 

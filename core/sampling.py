@@ -251,20 +251,21 @@ def resolve_prompts(
     return [""] * image.shape[0]
 
 
-def warn_if_cut(model: InpaintModel, prompts: list[str], negative_prompt: str) -> None:
-    """Say which words a prompt loses to the text encoder's length (77 tokens for every
-    SD family), which diffusers otherwise cuts off with only a debug-level note."""
+def warn_if_cut(model: InpaintModel, negative_prompt: str) -> None:
+    """Say which words the negative prompt loses to the text encoder's length (77
+    tokens for every SD family): diffusers warns when it cuts the prompt, but cuts the
+    negative prompt silently."""
     tokenizer = model.pipe.tokenizer
     room = tokenizer.model_max_length - 2  # the start and end tokens
-    texts = [("prompt", p) for p in dict.fromkeys(prompts)] + [("negative_prompt", negative_prompt)]
-    for name, text in texts:
-        ids = tokenizer(text, add_special_tokens=False).input_ids if text else []
-        if len(ids) > room:
-            log.warning(
-                "%s: %d tokens, of which the text encoder reads the first %d; ignored: '%s'. "
-                "Put what matters first, or shorten it.",
-                name, len(ids), room, tokenizer.decode(ids[room:]),
-            )  # fmt: skip
+    if not negative_prompt:
+        return
+    ids = tokenizer(negative_prompt, add_special_tokens=False, verbose=False).input_ids
+    if len(ids) > room:
+        log.warning(
+            "negative_prompt: %d tokens, of which the text encoder reads the first %d; "
+            "ignored: '%s'. Put what matters first, or shorten it.",
+            len(ids), room, tokenizer.decode(ids[room:]),
+        )  # fmt: skip
 
 
 def make_scheduler(model: InpaintModel, name: str):
@@ -406,7 +407,7 @@ def sample(
         image = grey.expand(*grey.shape[:-1], 3)
     hook = or_null(progress)
     prompts = resolve_prompts(settings.prompt, image, mask, captioner)
-    warn_if_cut(model, prompts, settings.negative_prompt)
+    warn_if_cut(model, settings.negative_prompt)
     if prepare_model is not None:
         prepare_model()
     plans = [_plan_windows(model, mask[i], settings, tiles) for i in range(image.shape[0])]

@@ -120,16 +120,21 @@ def test_same_seed_same_pixels_other_seed_other_pixels(sd_inpaint, photo):
     assert not torch.equal(a, c)
 
 
-def test_a_prompt_longer_than_the_text_encoder_reads_says_what_is_cut(sd_inpaint, photo, caplog):
+def test_a_negative_prompt_longer_than_the_text_encoder_reads_says_what_is_cut(
+    sd_inpaint, photo, caplog
+):
+    # diffusers warns when it cuts the prompt itself, but cut the negative one silently.
     words = " ".join(["red barn"] * 40) + " at dusk"
-    s = SamplerSettings(prompt=words, negative_prompt="blurry", **FAST)
+    s = SamplerSettings(prompt="a field", negative_prompt=words, **FAST)
     with caplog.at_level(logging.WARNING, logger="uncrop"):
         sampling.inpaint(sd_inpaint, photo, _hole(), s)
     cut = [r.getMessage() for r in caplog.records if "the text encoder reads" in r.getMessage()]
-    assert len(cut) == 1 and cut[0].startswith("prompt: ") and "dusk" in cut[0]
+    assert len(cut) == 1 and cut[0].startswith("negative_prompt: ") and "dusk" in cut[0]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="uncrop"):
-        sampling.inpaint(sd_inpaint, photo, _hole(), SamplerSettings(prompt="red barn", **FAST))
+        sampling.inpaint(
+            sd_inpaint, photo, _hole(), SamplerSettings(negative_prompt="blur", **FAST)
+        )
     assert not any("text encoder" in r.getMessage() for r in caplog.records)
 
 

@@ -359,7 +359,7 @@ def fill(
     if method not in FILL_METHODS:
         raise UncropError(f"method: expected one of {', '.join(FILL_METHODS)}, got '{method}'.")
     check_seed(seed)
-    options = _checked_options(options)
+    options = _checked_options(method, options)
     image, mask = match_mask(image, mask)
     if is_empty(mask):
         return image.clone()  # always a new tensor: callers write into the result
@@ -394,28 +394,36 @@ def fill(
     return out[0] if len(out) == 1 else torch.cat(out)
 
 
-def _checked_options(options: dict[str, object]) -> dict[str, object]:
-    """:func:`fill`'s method options, refused by name when they cannot be right (a
-    float patch size was cut to an int, a NaN tension reached SciPy); a colour may be
-    given as hex text."""
+def _checked_options(method: str, options: dict[str, object]) -> dict[str, object]:
+    """The options ``method`` reads, refused by name when they cannot be right (a float
+    patch size was cut to an int, a NaN tension reached SciPy); a colour may be given
+    as hex text. Options the method does not read pass as they came."""
     out = dict(options)
     size = out.get("patch_size", 7)
-    if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+    if method in ("patch", "pattern") and (
+        isinstance(size, bool) or not isinstance(size, numbers.Integral)
+    ):
         raise UncropError(f"patch_size: expected an odd whole number, got {size!r}.")
     tension = out.get("tension")
-    if tension is not None and not (
-        isinstance(tension, numbers.Real) and math.isfinite(tension) and tension >= 0
+    if method == "smooth" and not (
+        tension is None
+        or (
+            isinstance(tension, numbers.Real)
+            and not isinstance(tension, bool)
+            and math.isfinite(tension)
+            and tension >= 0
+        )
     ):
         raise UncropError(
             f"tension: expected a number >= 0 (or None for the default), got {tension!r}."
         )
     color = out.get("color")
-    if isinstance(color, str):
+    if method == "color" and isinstance(color, str):
         out["color"] = parse_color(color)
-    elif color is not None:
-        values = list(color) if isinstance(color, (tuple, list)) else None
+    elif method == "color" and color is not None:
+        values = color.flatten().tolist() if isinstance(color, torch.Tensor) else color
         if (
-            not values
+            not isinstance(values, (tuple, list))
             or len(values) not in (3, 4)
             or not all(isinstance(v, numbers.Real) and 0 <= v <= 1 for v in values)
         ):

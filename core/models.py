@@ -724,7 +724,8 @@ def file_stamp(path: str | os.PathLike | None) -> tuple:
     """What tells a file's or folder's contents apart, cheaply: the resolved path and
     each file's path, inode, size, modification and status-change times (None: no file).
     The change time catches a same-size fine-tune copied over with its date kept
-    (``cp -p``), which the modification time alone misses."""
+    (``cp -p``), which the modification time alone misses (not on Windows, where that
+    field is the creation time)."""
     if not path:
         return (None,)
     p = Path(path)

@@ -462,6 +462,7 @@ def test_bad_options_are_named_and_a_hex_colour_is_taken() -> None:
         ("patch", {"patch_size": None}, "patch_size"),  # was a TypeError
         ("smooth", {"tension": float("nan")}, "tension"),  # was SciPy's "exactly singular"
         ("smooth", {"tension": -1.0}, "tension"),
+        ("smooth", {"tension": True}, "tension"),
         ("color", {"color": (2.0, -1.0, 0.5)}, "color"),  # was written as is
         ("color", {"color": "#zz0000"}, "color"),
     ):
@@ -469,6 +470,9 @@ def test_bad_options_are_named_and_a_hex_colour_is_taken() -> None:
             fill(image, mask, method, **options)
     red = fill(image, mask, "color", color="#ff0000")[0, 5, 5]
     assert torch.equal(red, torch.tensor([1.0, 0.0, 0.0]))
+    # Options a method does not read are not its business.
+    edge = fill(image, mask, "edge")
+    assert torch.equal(fill(image, mask, "edge", patch_size=None, color=torch.ones(3)), edge)
     # A tensor that carries gradients is filled (as data), not refused by NumPy.
     grad = image.clone().requires_grad_(True)
     assert torch.equal(fill(grad, mask, "smooth"), fill(image, mask, "smooth"))

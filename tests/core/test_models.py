@@ -333,3 +333,12 @@ def test_checkpoints_without_unet_weights_and_odd_indexes_are_refused(tree, tmp_
     (folder / "model_index.json").write_text("[1, 2]")
     with pytest.raises(UncropError, match="is not a diffusers model index"):
         models.inspect_model(folder)
+
+
+def test_loading_says_nothing_about_torch_dtype(tree, recwarn):
+    # diffusers 0.40+ notes on every load that torch_dtype is now dtype; older ones take
+    # only torch_dtype, so the pack passes it and keeps the note out of users' logs.
+    models.clear_cache()
+    model = models.load_model(tree["sd-inpaint"], dtype=torch.float32)
+    models.load_controlnet(tree["controlnet"], torch.float32, model.pipe.unet.config)
+    assert not [w for w in recwarn if "torch_dtype" in str(w.message)]

@@ -31,7 +31,8 @@ URL_MAX_BYTES = 50 * 1024 * 1024
 def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
     try:
         img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-        raw = " ".join(str(tile.args) for tile in img.tile)  # the file's own sample layout
+        # The file's own sample layout (a tile's 4th field: a plain tuple before Pillow 11).
+        raw = " ".join(str(tile[3]) for tile in img.tile)
         img.load()
     except FileNotFoundError:
         raise UncropError(f"{name}: file not found: {source}") from None

@@ -601,8 +601,9 @@ def diffusers_module():
         import diffusers
     except ImportError:
         raise UncropError(
-            "model: diffusion sampling needs the 'diffusers' package: pip install "
-            "'uncrop[diffusion]' (in ComfyUI: pip install -r requirements.txt in the pack's folder)."
+            "model: diffusion sampling needs the 'diffusers' package: pip install -r "
+            "requirements.txt in the pack's folder (or pip install -e '.[diffusion]' in a "
+            "checkout of it)."
         ) from None
     return diffusers
 

@@ -251,21 +251,74 @@ def resolve_prompts(
     return [""] * image.shape[0]
 
 
-def warn_if_cut(model: InpaintModel, negative_prompt: str) -> None:
-    """Say which words the negative prompt loses to the text encoder's length (77
-    tokens for every SD family): diffusers warns when it cuts the prompt, but cuts the
-    negative prompt silently."""
-    tokenizer = model.pipe.tokenizer
-    room = tokenizer.model_max_length - 2  # the start and end tokens
-    if not negative_prompt:
-        return
-    ids = tokenizer(negative_prompt, add_special_tokens=False, verbose=False).input_ids
-    if len(ids) > room:
-        log.warning(
-            "negative_prompt: %d tokens, of which the text encoder reads the first %d; "
-            "ignored: '%s'. Put what matters first, or shorten it.",
-            len(ids), room, tokenizer.decode(ids[room:]),
-        )  # fmt: skip
+def _token_pieces(tokenizer, text: str) -> list[list[int]]:
+    """``text``'s tokens in pieces of what one pass of the text encoder reads (75 for
+    every SD family: 77 positions less the start and end tokens); at least one piece."""
+    ids = tokenizer(text, add_special_tokens=False, verbose=False).input_ids if text else []
+    room = tokenizer.model_max_length - 2
+    return [ids[i : i + room] for i in range(0, len(ids), room)] or [[]]
+
+
+def _encode_pieces(tokenizer, encoder, pieces: list[list[int]], hidden: int | None):
+    """Each piece as the pipeline encodes a prompt (start token, tokens, end token, padded),
+    the outputs joined along the sequence: ``([1, 77 k, D], the first piece's output 0)``.
+    ``hidden`` picks a hidden state (SDXL reads the penultimate) over the last output."""
+    room = tokenizer.model_max_length - 2
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    rows = [
+        [tokenizer.bos_token_id, *p, tokenizer.eos_token_id] + [pad] * (room - len(p))
+        for p in pieces
+    ]
+    ids = torch.tensor(rows, device=encoder.device)
+    out = encoder(ids, output_hidden_states=hidden is not None)
+    states = out[0] if hidden is None else out.hidden_states[hidden]
+    return states.reshape(1, -1, states.shape[-1]), out[0][:1]
+
+
+def long_prompt_embeds(model: InpaintModel, prompt: str, negative_prompt: str) -> dict | None:
+    """The pipeline's text inputs as embeddings when the prompt or the negative prompt
+    is longer than the text encoder reads at once, else None (the pipeline encodes them).
+
+    As ComfyUI does, the text is encoded 75 tokens at a time and the pieces are joined
+    along the sequence, so no word is cut off. The shorter of the two is repeated to a
+    length both divide: cross-attention over keys repeated whole gives what the
+    unrepeated ones give. SDXL joins its two encoders' penultimate states, pools the
+    first piece, and keeps zeros for an empty negative prompt where the model asks.
+    """
+    pipe = model.pipe
+    encoders = [(pipe.tokenizer, pipe.text_encoder)]
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        encoders.append((pipe.tokenizer_2, pipe.text_encoder_2))
+    sdxl = len(encoders) == 2
+
+    def count(text: str) -> int:
+        return max(len(_token_pieces(tokenizer, text)) for tokenizer, _ in encoders)
+
+    counts = count(prompt), count(negative_prompt)
+    if max(counts) == 1:
+        return None
+    total = math.lcm(*counts)
+
+    def encode(text: str, pieces_wanted: int) -> tuple[torch.Tensor, torch.Tensor]:
+        states, pooled = [], None
+        for tokenizer, encoder in encoders:
+            pieces = _token_pieces(tokenizer, text)
+            pieces += [[]] * (pieces_wanted - len(pieces))  # the encoders' pieces align
+            embeds, pooled = _encode_pieces(tokenizer, encoder, pieces, -2 if sdxl else None)
+            states.append(embeds)
+        joined = torch.cat(states, dim=-1).repeat(1, total // pieces_wanted, 1)
+        return joined.to(model.dtype), pooled.to(model.dtype)  # pooled: the last encoder's
+
+    with torch.no_grad():
+        embeds, pooled = encode(prompt, counts[0])
+        if sdxl and not negative_prompt and pipe.config.force_zeros_for_empty_prompt:
+            negative, negative_pooled = torch.zeros_like(embeds), torch.zeros_like(pooled)
+        else:
+            negative, negative_pooled = encode(negative_prompt, counts[1])
+    out = {"prompt_embeds": embeds, "negative_prompt_embeds": negative}
+    if sdxl:
+        out.update(pooled_prompt_embeds=pooled, negative_pooled_prompt_embeds=negative_pooled)
+    return out
 
 
 def make_scheduler(model: InpaintModel, name: str):
@@ -351,6 +404,10 @@ def _run_window(
         "output_type": "pt",
         "callback_on_step_end": reporter,
     }
+    embeds = long_prompt_embeds(model, prompt, settings.negative_prompt)
+    if embeds is not None:  # instead of the text, which the pipeline would cut at 75 tokens
+        del kwargs["prompt"], kwargs["negative_prompt"]
+        kwargs.update(embeds)
     if model.controlnet is not None:
         control = kwargs["image"].clone()
         control[(kwargs["mask_image"] > 0.5).expand_as(control)] = -1.0
@@ -407,7 +464,6 @@ def sample(
         image = grey.expand(*grey.shape[:-1], 3)
     hook = or_null(progress)
     prompts = resolve_prompts(settings.prompt, image, mask, captioner)
-    warn_if_cut(model, settings.negative_prompt)
     if prepare_model is not None:
         prepare_model()
     plans = [_plan_windows(model, mask[i], settings, tiles) for i in range(image.shape[0])]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 import torch
 
@@ -120,22 +118,43 @@ def test_same_seed_same_pixels_other_seed_other_pixels(sd_inpaint, photo):
     assert not torch.equal(a, c)
 
 
-def test_a_negative_prompt_longer_than_the_text_encoder_reads_says_what_is_cut(
-    sd_inpaint, photo, caplog
-):
-    # diffusers warns when it cuts the prompt itself, but cut the negative one silently.
-    words = " ".join(["red barn"] * 40) + " at dusk"
-    s = SamplerSettings(prompt="a field", negative_prompt=words, **FAST)
-    with caplog.at_level(logging.WARNING, logger="uncrop"):
-        sampling.inpaint(sd_inpaint, photo, _hole(), s)
-    cut = [r.getMessage() for r in caplog.records if "the text encoder reads" in r.getMessage()]
-    assert len(cut) == 1 and cut[0].startswith("negative_prompt: ") and "dusk" in cut[0]
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="uncrop"):
-        sampling.inpaint(
-            sd_inpaint, photo, _hole(), SamplerSettings(negative_prompt="blur", **FAST)
-        )
-    assert not any("text encoder" in r.getMessage() for r in caplog.records)
+LONG = " ".join(["red barn"] * 40)  # past the 75 tokens one pass of the encoder reads
+
+
+@pytest.mark.parametrize("name", ["sd-inpaint", "sdxl-inpaint"])
+def test_a_long_prompt_is_encoded_in_pieces_as_the_pipeline_encodes_one(tree, name):
+    """Each 75-token piece is encoded as the pipeline encodes a short prompt, and a
+    short text beside a long one is repeated, which leaves cross-attention as it was."""
+    model = _load(tree, name)
+    pipe = model.pipe
+    assert sampling.long_prompt_embeds(model, "a red barn", "blurry") is None  # pipeline's own
+    embeds = sampling.long_prompt_embeds(model, "a red barn", LONG)
+    want = pipe.encode_prompt(
+        prompt="a red barn",
+        device="cpu",
+        num_images_per_prompt=1,
+        do_classifier_free_guidance=False,
+    )
+    pieces = embeds["prompt_embeds"].shape[1] // 77
+    assert pieces >= 2 and embeds["prompt_embeds"].shape[1] == 77 * pieces
+    assert torch.allclose(embeds["prompt_embeds"], want[0].repeat(1, pieces, 1), atol=1e-6)
+    assert embeds["negative_prompt_embeds"].shape == embeds["prompt_embeds"].shape
+    if name.startswith("sdxl"):
+        assert torch.allclose(embeds["pooled_prompt_embeds"], want[2], atol=1e-6)
+        no_negative = sampling.long_prompt_embeds(model, LONG, "")
+        assert not no_negative["negative_prompt_embeds"].any()  # zeros, as the model asks
+
+
+@pytest.mark.parametrize("name", ["sd-inpaint", "sdxl-inpaint"])
+def test_words_past_75_tokens_reach_the_model(tree, photo, name):
+    # The pipeline used to cut them off: both prompts gave the same pixels.
+    model, mask = _load(tree, name), _hole()
+    dusk = sampling.inpaint(model, photo, mask, SamplerSettings(prompt=LONG + " at dusk", **FAST))
+    noon = sampling.inpaint(model, photo, mask, SamplerSettings(prompt=LONG + " at noon", **FAST))
+    again = sampling.inpaint(model, photo, mask, SamplerSettings(prompt=LONG + " at dusk", **FAST))
+    assert torch.equal(dusk.image, again.image) and not torch.equal(dusk.image, noon.image)
+    keep = mask[0] == 0
+    assert torch.equal(dusk.image[0][keep], photo[0][keep])
 
 
 @pytest.mark.parametrize("scheduler", ["euler", "dpmpp_2m", "unipc"])
@@ -356,6 +375,10 @@ def test_controlnet_inpaint(tree, photo, controlnet):
     b = sampling.inpaint(model, photo, mask, SamplerSettings(controlnet_scale=0.0, **FAST)).image
     assert torch.equal(a[0][mask[0] == 0], photo[0][mask[0] == 0])
     assert not torch.equal(a, b)  # the ControlNet's scale changes the result
+    long = SamplerSettings(prompt=LONG, negative_prompt="blurry", **FAST)  # as embeddings
+    assert torch.equal(
+        sampling.inpaint(model, photo, mask, long).image[0][mask[0] == 0], photo[0][mask[0] == 0]
+    )
 
 
 # --- outpainting ------------------------------------------------------------------------

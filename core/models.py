@@ -177,9 +177,8 @@ def _fp16_only_parts(folder: Path, dtype: torch.dtype) -> dict[str, Any]:
                 f"'{library}'; expected diffusers or transformers."
             )
         part_class = getattr(importlib.import_module(library), class_name)
-        part = part_class.from_pretrained(
-            str(folder / name), variant="fp16", use_safetensors=True, local_files_only=True
-        )
+        fp16 = {"variant": "fp16", "use_safetensors": True}
+        part = part_class.from_pretrained(str(folder / name), local_files_only=True, **fp16)
         parts[name] = part.to(dtype)
     return parts
 
@@ -639,13 +638,9 @@ def _load_pipeline(info: ModelInfo, dtype: torch.dtype, tokenizer_dir) -> Any:
     else:
         common.update(image_encoder=None)
     if info.form == "diffusers":
-        return cls.from_pretrained(
-            info.path,
-            local_files_only=True,
-            use_safetensors=True,  # a pickle beside the safetensors is never read
-            **_fp16_only_parts(Path(info.path), dtype),
-            **common,
-        )
+        common["use_safetensors"] = True  # a pickle beside the safetensors is never read
+        parts = _fp16_only_parts(Path(info.path), dtype)
+        return cls.from_pretrained(info.path, local_files_only=True, **parts, **common)
     _, shapes = _inspect_file(Path(info.path))
     tokenizer = find_clip_tokenizer(tokenizer_dir)
     with tempfile.TemporaryDirectory(prefix="uncrop-config-") as tmp:
@@ -710,13 +705,9 @@ def load_controlnet(path: str | os.PathLike, dtype: torch.dtype, unet_config: di
                     f"made for the same family): its {key} is {own.get(key)}, the UNet's "
                     f"{unet.get(key)}."
                 )
-        return ControlNetModel.from_pretrained(
-            str(p),
-            torch_dtype=dtype,
-            local_files_only=True,
-            use_safetensors=True,
-            variant="fp16" if _fp16_only(p) else None,
-        )
+        variant = "fp16" if _fp16_only(p) else None
+        options = {"torch_dtype": dtype, "use_safetensors": True, "variant": variant}
+        return ControlNetModel.from_pretrained(str(p), local_files_only=True, **options)
     _refuse_pickle(p)
     if p.suffix.lower() != ".safetensors":
         raise UncropError(f"controlnet: expected a .safetensors file or a folder, got {p.name}.")

@@ -24,7 +24,6 @@ are refused. :func:`inspect_model` only reads headers and configs;
 
 from __future__ import annotations
 
-import functools
 import importlib
 import json
 import logging
@@ -604,6 +603,11 @@ def diffusers_module():
             "requirements.txt in the pack's folder (or pip install -e '.[diffusion]' in a "
             "checkout of it)."
         ) from None
+    # diffusers 0.40+ notes on every load that torch_dtype is now dtype; older versions
+    # take only torch_dtype, which the loaders here pass. Only that note is muted.
+    warnings.filterwarnings(
+        "ignore", message=".*`torch_dtype`.*deprecated", category=FutureWarning, module="diffusers"
+    )
     return diffusers
 
 
@@ -614,21 +618,6 @@ def _pipeline_class(base: str):
     return diffusers.StableDiffusionInpaintPipeline
 
 
-def _quiet_torch_dtype(load):
-    """Run ``load`` without diffusers' notice that ``torch_dtype`` is now ``dtype`` (0.40
-    and later, on every load): older versions take only ``torch_dtype``, and not every
-    loader of 0.40-0.41 takes ``dtype``."""
-
-    @functools.wraps(load)
-    def quiet(*args, **kwargs):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
-            return load(*args, **kwargs)
-
-    return quiet
-
-
-@_quiet_torch_dtype
 def _load_pipeline(info: ModelInfo, dtype: torch.dtype, tokenizer_dir) -> Any:
     cls = _pipeline_class(info.base)
     # The image parts only a safety checker or an IP-Adapter reads are never loaded.
@@ -682,7 +671,6 @@ def _controlnet_config(unet_config: dict, shapes: dict[str, tuple[int, ...]]) ->
     return cfg
 
 
-@_quiet_torch_dtype
 def load_controlnet(path: str | os.PathLike, dtype: torch.dtype, unet_config: dict) -> Any:
     """An inpaint ControlNet for a model whose UNet has ``unet_config``: a diffusers folder
     (``config.json`` + safetensors weights) or one ``.safetensors`` file, as ComfyUI keeps

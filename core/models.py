@@ -624,8 +624,8 @@ def _load_pipeline(info: ModelInfo, dtype: torch.dtype, tokenizer_dir) -> Any:
     common: dict[str, Any] = {"torch_dtype": dtype, "feature_extractor": None}
     if info.base != "sdxl":
         common.update(safety_checker=None, requires_safety_checker=False)
-    else:
-        common.update(image_encoder=None)
+    else:  # and no invisible watermark in the pixels, where that package is installed
+        common.update(image_encoder=None, add_watermarker=False)
     if info.form == "diffusers":
         common["use_safetensors"] = True  # a pickle beside the safetensors is never read
         parts = _fp16_only_parts(Path(info.path), dtype)

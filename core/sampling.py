@@ -275,14 +275,20 @@ def _encode_pieces(tokenizer, encoder, pieces: list[list[int]], hidden: int | No
     return states.reshape(1, -1, states.shape[-1]), out[0][:1]
 
 
+# A short text is repeated to a length both texts' piece counts divide, at most this
+# many times the longer's; past that it is padded with empty pieces.
+MAX_REPEAT = 4
+
+
 def long_prompt_embeds(model: InpaintModel, prompt: str, negative_prompt: str) -> dict | None:
     """The pipeline's text inputs as embeddings when the prompt or the negative prompt
     is longer than the text encoder reads at once, else None (the pipeline encodes them).
 
-    As ComfyUI does, the text is encoded 75 tokens at a time and the pieces are joined
-    along the sequence, so no word is cut off. The shorter of the two is repeated to a
-    length both divide: cross-attention over keys repeated whole gives what the
-    unrepeated ones give. SDXL joins its two encoders' penultimate states, pools the
+    As in ComfyUI, the text is encoded 75 tokens at a time and the pieces are joined
+    along the sequence, so no word is cut off (ComfyUI also keeps words whole across
+    pieces; this splits at the 75th token). The shorter of the two is repeated to a
+    length both divide (up to ``MAX_REPEAT`` times the longer's): cross-attention over
+    keys repeated whole gives what the unrepeated ones give. SDXL joins its two encoders' penultimate states, pools the
     first piece, and keeps zeros for an empty negative prompt where the model asks.
     """
     pipe = model.pipe
@@ -298,15 +304,18 @@ def long_prompt_embeds(model: InpaintModel, prompt: str, negative_prompt: str) -
     if max(counts) == 1:
         return None
     total = math.lcm(*counts)
+    if total > MAX_REPEAT * max(counts):  # 27 and 31 pieces: 837 of them
+        total = max(counts)  # the shorter is padded with empty pieces instead
 
-    def encode(text: str, pieces_wanted: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(text: str, pieces: int) -> tuple[torch.Tensor, torch.Tensor]:
+        pieces = pieces if total % pieces == 0 else total
         states, pooled = [], None
         for tokenizer, encoder in encoders:
-            pieces = _token_pieces(tokenizer, text)
-            pieces += [[]] * (pieces_wanted - len(pieces))  # the encoders' pieces align
-            embeds, pooled = _encode_pieces(tokenizer, encoder, pieces, -2 if sdxl else None)
+            ids = _token_pieces(tokenizer, text)
+            ids += [[]] * (pieces - len(ids))  # the encoders' pieces align
+            embeds, pooled = _encode_pieces(tokenizer, encoder, ids, -2 if sdxl else None)
             states.append(embeds)
-        joined = torch.cat(states, dim=-1).repeat(1, total // pieces_wanted, 1)
+        joined = torch.cat(states, dim=-1).repeat(1, total // pieces, 1)
         return joined.to(model.dtype), pooled.to(model.dtype)  # pooled: the last encoder's
 
     with torch.no_grad():
@@ -363,7 +372,12 @@ def _pipeline_for(model: InpaintModel):
         if model.info.base == "sdxl"
         else diffusers.StableDiffusionControlNetInpaintPipeline
     )
-    parts = {k: v for k, v in model.pipe.components.items() if k in cls._get_signature_keys(cls)[0]}
+    modules, settings = cls._get_signature_keys(cls)
+    parts = {k: v for k, v in model.pipe.components.items() if k in modules}
+    # The checkpoint's own settings too (SDXL's force_zeros_for_empty_prompt, say).
+    parts.update({k: model.pipe.config[k] for k in settings if k in model.pipe.config})
+    if "add_watermarker" in settings:  # as the model's own pipeline: no watermark
+        parts["add_watermarker"] = False
     pipe = cls(**parts, controlnet=model.controlnet)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -404,7 +418,10 @@ def _run_window(
         "output_type": "pt",
         "callback_on_step_end": reporter,
     }
-    embeds = long_prompt_embeds(model, prompt, settings.negative_prompt)
+    # At guidance 1 or less the pipeline reads no negative prompt: it must not lengthen
+    # the prompt's embeddings either.
+    negative = settings.negative_prompt if settings.guidance > 1 else ""
+    embeds = long_prompt_embeds(model, prompt, negative)
     if embeds is not None:  # instead of the text, which the pipeline would cut at 75 tokens
         del kwargs["prompt"], kwargs["negative_prompt"]
         kwargs.update(embeds)

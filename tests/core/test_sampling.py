@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -121,7 +123,7 @@ def test_same_seed_same_pixels_other_seed_other_pixels(sd_inpaint, photo):
 LONG = " ".join(["red barn"] * 40)  # past the 75 tokens one pass of the encoder reads
 
 
-@pytest.mark.parametrize("name", ["sd-inpaint", "sdxl-inpaint"])
+@pytest.mark.parametrize("name", ["sd-inpaint", "sd2-inpaint.safetensors", "sdxl-inpaint"])
 def test_a_long_prompt_is_encoded_in_pieces_as_the_pipeline_encodes_one(tree, name):
     """Each 75-token piece is encoded as the pipeline encodes a short prompt, and a
     short text beside a long one is repeated, which leaves cross-attention as it was."""
@@ -143,6 +145,29 @@ def test_a_long_prompt_is_encoded_in_pieces_as_the_pipeline_encodes_one(tree, na
         assert torch.allclose(embeds["pooled_prompt_embeds"], want[2], atol=1e-6)
         no_negative = sampling.long_prompt_embeds(model, LONG, "")
         assert not no_negative["negative_prompt_embeds"].any()  # zeros, as the model asks
+
+
+def test_far_apart_piece_counts_pad_instead_of_repeating_without_end(tree):
+    model = _load(tree, "sd-inpaint")
+    one = sampling.long_prompt_embeds(model, LONG, "a")["prompt_embeds"].shape[1] // 77
+    five, seven = " ".join([LONG] * 5), " ".join([LONG] * 7)
+    counts = [
+        sampling.long_prompt_embeds(model, t, "a")["prompt_embeds"].shape[1] // 77
+        for t in (five, seven)
+    ]
+    assert one >= 2 and math.lcm(*counts) > sampling.MAX_REPEAT * max(counts)
+    embeds = sampling.long_prompt_embeds(model, five, seven)
+    assert embeds["prompt_embeds"].shape == embeds["negative_prompt_embeds"].shape
+    assert embeds["prompt_embeds"].shape[1] == 77 * max(counts)
+
+
+def test_at_guidance_1_a_long_negative_prompt_changes_nothing(tree, photo):
+    # The pipeline reads no negative prompt then; it lengthened the prompt's embeddings.
+    model, mask = _load(tree, "sd-inpaint"), _hole()
+    s = {"steps": 2, "guidance": 1.0, "prompt": "a barn"}
+    short = sampling.inpaint(model, photo, mask, SamplerSettings(negative_prompt="blur", **s))
+    long = sampling.inpaint(model, photo, mask, SamplerSettings(negative_prompt=LONG, **s))
+    assert torch.equal(short.image, long.image)
 
 
 @pytest.mark.parametrize("name", ["sd-inpaint", "sdxl-inpaint"])
@@ -370,6 +395,8 @@ def test_every_family_inpaints_and_keeps_unmasked_pixels(tree, photo, monkeypatc
 def test_controlnet_inpaint(tree, photo, controlnet):
     model = _load(tree, "sd", controlnet=tree[controlnet])
     assert "ControlNet" in model.describe()
+    # The ControlNet pipeline keeps the checkpoint's settings (no safety checker asked for).
+    assert sampling._pipeline_for(model).config.requires_safety_checker is False
     mask = _hole()
     a = sampling.inpaint(model, photo, mask, SamplerSettings(controlnet_scale=1.0, **FAST)).image
     b = sampling.inpaint(model, photo, mask, SamplerSettings(controlnet_scale=0.0, **FAST)).image

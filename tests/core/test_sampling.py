@@ -124,9 +124,10 @@ LONG = " ".join(["red barn"] * 40)  # past the 75 tokens one pass of the encoder
 
 
 @pytest.mark.parametrize("name", ["sd-inpaint", "sd2-inpaint.safetensors", "sdxl-inpaint"])
-def test_a_long_prompt_is_encoded_in_pieces_as_the_pipeline_encodes_one(tree, name):
+def test_a_long_prompt_is_encoded_in_pieces_as_the_pipeline_encodes_one(tree, name, monkeypatch):
     """Each 75-token piece is encoded as the pipeline encodes a short prompt, and a
     short text beside a long one is repeated, which leaves cross-attention as it was."""
+    monkeypatch.setenv(models.TOKENIZER_ENV, str(tree["tokenizer"]))  # for the single file
     model = _load(tree, name)
     pipe = model.pipe
     assert sampling.long_prompt_embeds(model, "a red barn", "blurry") is None  # pipeline's own

@@ -288,8 +288,9 @@ def long_prompt_embeds(model: InpaintModel, prompt: str, negative_prompt: str) -
     along the sequence, so no word is cut off (ComfyUI also keeps words whole across
     pieces; this splits at the 75th token). The shorter of the two is repeated to a
     length both divide (up to ``MAX_REPEAT`` times the longer's): cross-attention over
-    keys repeated whole gives what the unrepeated ones give. SDXL joins its two encoders' penultimate states, pools the
-    first piece, and keeps zeros for an empty negative prompt where the model asks.
+    keys repeated whole gives what the unrepeated ones give. SDXL joins its two
+    encoders' penultimate states, pools the first piece, and keeps zeros for an empty
+    negative prompt where the model asks for them.
     """
     pipe = model.pipe
     encoders = [(pipe.tokenizer, pipe.text_encoder)]

@@ -115,7 +115,10 @@ class LoadMask(io.ComfyNode):
                 else f"url: only http(s) URLs are accepted, got '{url}'."
             )
         if not image:
-            return "image: no mask file chosen; upload one (or put one in the input folder) or give a url."
+            return (
+                "image: no mask file chosen; upload one (or put one in the input folder) "
+                "or give a url."
+            )
         folder, filename = host.input_file_path(image)
         try:
             imageio.resolve_in_folder(folder, filename, name="image")

@@ -251,12 +251,32 @@ def resolve_prompts(
     return [""] * image.shape[0]
 
 
+# A word of more tokens than this may be split across pieces; shorter ones move whole.
+SPLIT_WORDS_OVER = 8
+
+
 def _token_pieces(tokenizer, text: str) -> list[list[int]]:
     """``text``'s tokens in pieces of what one pass of the text encoder reads (75 for
-    every SD family: 77 positions less the start and end tokens); at least one piece."""
-    ids = tokenizer(text, add_special_tokens=False, verbose=False).input_ids if text else []
+    every SD family: 77 positions less the start and end tokens); at least one piece.
+    As in ComfyUI, a word that does not fit in a piece starts the next one, unless it
+    is longer than ``SPLIT_WORDS_OVER`` tokens (CLIP tokenizes words one by one, so
+    this is the text's own tokenization, cut between words)."""
     room = tokenizer.model_max_length - 2
-    return [ids[i : i + room] for i in range(0, len(ids), room)] or [[]]
+    words = [w for w in text.split(" ") if w]
+    pieces: list[list[int]] = [[]]
+    if not words:
+        return pieces
+    for ids in tokenizer(words, add_special_tokens=False, verbose=False).input_ids:
+        while ids:
+            free = room - len(pieces[-1])
+            if len(ids) <= free:
+                pieces[-1] += ids
+                break
+            if len(ids) > SPLIT_WORDS_OVER or not pieces[-1]:
+                pieces[-1] += ids[:free]
+                ids = ids[free:]
+            pieces.append([])
+    return pieces
 
 
 def _encode_pieces(tokenizer, encoder, pieces: list[list[int]], hidden: int | None):
@@ -285,8 +305,7 @@ def long_prompt_embeds(model: InpaintModel, prompt: str, negative_prompt: str) -
     is longer than the text encoder reads at once, else None (the pipeline encodes them).
 
     As in ComfyUI, the text is encoded 75 tokens at a time and the pieces are joined
-    along the sequence, so no word is cut off (ComfyUI also keeps words whole across
-    pieces; this splits at the 75th token). The shorter of the two is repeated to a
+    along the sequence, so no word is cut off. The shorter of the two is repeated to a
     length both divide (up to ``MAX_REPEAT`` times the longer's): cross-attention over
     keys repeated whole gives what the unrepeated ones give. SDXL joins its two
     encoders' penultimate states, pools the first piece, and keeps zeros for an empty

@@ -148,6 +148,19 @@ def test_a_long_prompt_is_encoded_in_pieces_as_the_pipeline_encodes_one(tree, na
         assert not no_negative["negative_prompt_embeds"].any()  # zeros, as the model asks
 
 
+def test_long_text_is_cut_between_words_as_comfyui_cuts_it(sd_inpaint):
+    tokenizer = sd_inpaint.pipe.tokenizer
+    barn = tokenizer("barn", add_special_tokens=False).input_ids  # 4 tokens in the tiny vocab
+    pieces = sampling._token_pieces(tokenizer, " ".join(["barn"] * 30))
+    assert [len(p) for p in pieces] == [72, 48]  # the 19th word starts the second piece
+    assert all(p == barn * (len(p) // 4) for p in pieces)
+    # A word longer than SPLIT_WORDS_OVER tokens is split to fill each piece.
+    long_word = sampling._token_pieces(tokenizer, " ".join(["countryside"] * 30))
+    assert len(tokenizer("countryside", add_special_tokens=False).input_ids) > 8
+    assert [len(p) for p in long_word] == [75, 75, 75, 75]
+    assert sampling._token_pieces(tokenizer, "") == [[]]
+
+
 def test_far_apart_piece_counts_pad_instead_of_repeating_without_end(tree):
     model = _load(tree, "sd-inpaint")
     one = sampling.long_prompt_embeds(model, LONG, "a")["prompt_embeds"].shape[1] // 77

@@ -12,7 +12,6 @@ Fill node, Expand Canvas, the diffusion pre-fill and the CLI choose from;
 from __future__ import annotations
 
 import logging
-import math
 import numbers
 from collections.abc import Callable
 
@@ -21,7 +20,7 @@ import torch
 from .composite import match_channels
 from .errors import UncropError
 from .inputs import at_least_float32, check_seed, generator, is_empty, match_mask
-from .patchmatch import patch_fill
+from .patchmatch import check_patch_size, patch_fill
 from .pattern import estimate_period, extend_pattern
 from .progress import Part, ProgressHook, or_null
 from .smooth import smooth_fill
@@ -230,8 +229,20 @@ def fill_smooth(
 def fill_color(
     image: torch.Tensor, hole: torch.Tensor, color: tuple[float, ...] = (0.5, 0.5, 0.5), **_: object
 ) -> torch.Tensor:
-    """A flat colour (RGB in 0..1; its luminance on a one-channel image, alpha 1)."""
-    rgb = torch.tensor(list(color)[:3], device=image.device, dtype=image.dtype)
+    """A flat colour (RGB in 0..1, or hex text like ``#808080``; its luminance on a
+    one-channel image, alpha 1)."""
+    if isinstance(color, str):
+        color = parse_color(color)
+    values = color.flatten().tolist() if isinstance(color, torch.Tensor) else color
+    if (
+        not isinstance(values, (tuple, list))
+        or len(values) not in (3, 4)
+        or not all(isinstance(v, numbers.Real) and 0 <= v <= 1 for v in values)
+    ):
+        raise UncropError(
+            f"color: expected RGB values in 0..1 or hex text like #808080, got {color!r}."
+        )
+    rgb = torch.tensor(list(values)[:3], device=image.device, dtype=image.dtype)
     flat = match_channels(rgb, image.shape[-1])
     return torch.where(hole.unsqueeze(-1), flat.expand_as(image), image)
 
@@ -277,9 +288,7 @@ def fill_patch(
     copy from here) keeps patches away from, say, the object being removed.
     """
     source = _source(hole, source_mask)
-    out = patch_fill(
-        image[0], hole[0], source, patch_size=int(patch_size), seed=seed, progress=progress
-    )
+    out = patch_fill(image[0], hole[0], source, patch_size, seed=seed, progress=progress)
     return out[None]
 
 
@@ -297,6 +306,7 @@ def fill_pattern(
     Falls back to :func:`fill_patch` when the known area has no clear period, or
     for whatever the lattice cannot reach; the log says which was used.
     """
+    check_patch_size(patch_size)  # read only by the fallback: refused either way
     allowed = ~hole[0]
     if source_mask is not None:
         allowed = allowed & _source(hole, source_mask)
@@ -324,9 +334,7 @@ def fill_pattern(
         )
         # Patches may come from the lattice's copies too, unless the user limited them.
         source = None if source_mask is None else allowed
-        out = patch_fill(
-            out, left, source, patch_size=int(patch_size), seed=seed, progress=progress
-        )
+        out = patch_fill(out, left, source, patch_size, seed=seed, progress=progress)
     return out[None]
 
 
@@ -359,7 +367,6 @@ def fill(
     if method not in FILL_METHODS:
         raise UncropError(f"method: expected one of {', '.join(FILL_METHODS)}, got '{method}'.")
     check_seed(seed)
-    options = _checked_options(method, options)
     image, mask = match_mask(image, mask)
     if is_empty(mask):
         return image.clone()  # always a new tensor: callers write into the result
@@ -392,45 +399,6 @@ def fill(
             )
         hook.update(i + 1, image.shape[0])
     return out[0] if len(out) == 1 else torch.cat(out)
-
-
-def _checked_options(method: str, options: dict[str, object]) -> dict[str, object]:
-    """The options ``method`` reads, refused by name when they cannot be right (a float
-    patch size was cut to an int, a NaN tension reached SciPy); a colour may be given
-    as hex text. Options the method does not read pass as they came."""
-    out = dict(options)
-    size = out.get("patch_size", 7)
-    if method in ("patch", "pattern") and (
-        isinstance(size, bool) or not isinstance(size, numbers.Integral)
-    ):
-        raise UncropError(f"patch_size: expected an odd whole number, got {size!r}.")
-    tension = out.get("tension")
-    if method == "smooth" and not (
-        tension is None
-        or (
-            isinstance(tension, numbers.Real)
-            and not isinstance(tension, bool)
-            and math.isfinite(tension)
-            and tension >= 0
-        )
-    ):
-        raise UncropError(
-            f"tension: expected a number >= 0 (or None for the default), got {tension!r}."
-        )
-    color = out.get("color")
-    if method == "color" and isinstance(color, str):
-        out["color"] = parse_color(color)
-    elif method == "color" and color is not None:
-        values = color.flatten().tolist() if isinstance(color, torch.Tensor) else color
-        if (
-            not isinstance(values, (tuple, list))
-            or len(values) not in (3, 4)
-            or not all(isinstance(v, numbers.Real) and 0 <= v <= 1 for v in values)
-        ):
-            raise UncropError(
-                f"color: expected RGB values in 0..1 or hex text like #808080, got {color!r}."
-            )
-    return out
 
 
 def parse_color(text: str, name: str = "color") -> tuple[float, float, float]:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -469,7 +470,8 @@ MAX_PATCH_SIZE = 31  # a patch's pixels are gathered per candidate: memory grows
 
 def check_patch_size(patch_size: int, name: str = "patch_size") -> None:
     """Patches are odd squares of side 3 to ``MAX_PATCH_SIZE`` (they need a centre pixel)."""
-    if not 3 <= patch_size <= MAX_PATCH_SIZE or patch_size % 2 == 0:
+    whole = isinstance(patch_size, numbers.Integral) and not isinstance(patch_size, bool)
+    if not whole or not 3 <= patch_size <= MAX_PATCH_SIZE or patch_size % 2 == 0:
         raise UncropError(
             f"{name}: expected an odd number from 3 to {MAX_PATCH_SIZE}, got {patch_size}."
         )

@@ -64,6 +64,8 @@ A 4K outpaint went from 21 s to about 1.2 s, single-threaded.
 from __future__ import annotations
 
 import functools
+import math
+import numbers
 from collections.abc import Callable
 
 import numpy as np
@@ -936,6 +938,15 @@ def smooth_fill(
     asked between solver steps whether to stop (it reports no progress: one box can
     be all of the work).
     """
+    if tension is not None and not (
+        isinstance(tension, numbers.Real)
+        and not isinstance(tension, bool)
+        and math.isfinite(tension)
+        and tension >= 0
+    ):
+        raise UncropError(
+            f"tension: expected a number >= 0 (or None for the default), got {tension!r}."
+        )
     if not bool(hole.any()):
         return image
     if bool(hole.all()):

@@ -355,13 +355,11 @@ def run_outpaint(args: argparse.Namespace) -> Path:
     plan = _plan(args, image.shape[2], image.shape[1])
     imageio.output_format(args.output, "--output", (plan.canvas_w, plan.canvas_h))
     if getattr(args, "model", None):
-        result = _diffusion(
-            args,
-            device,
-            lambda m, s, **run: sampling.outpaint(m, image.to(device), plan, s, overlap=16, **run)[
-                0
-            ],
-        )
+
+        def job(model, settings, **run):
+            return sampling.outpaint(model, image.to(device), plan, settings, overlap=16, **run)[0]
+
+        result = _diffusion(args, device, job)
         return _save(args, result.image, _prompt_metadata(result.prompts))
     _model_free_only(args)
     with TqdmProgress("outpaint") as bar:

@@ -317,10 +317,9 @@ def long_prompt_embeds(model: InpaintModel, prompt: str, negative_prompt: str) -
         encoders.append((pipe.tokenizer_2, pipe.text_encoder_2))
     sdxl = len(encoders) == 2
 
-    def count(text: str) -> int:
-        return max(len(_token_pieces(tokenizer, text)) for tokenizer, _ in encoders)
-
-    counts = count(prompt), count(negative_prompt)
+    texts = (prompt, negative_prompt)
+    tokens = {text: [_token_pieces(tokenizer, text) for tokenizer, _ in encoders] for text in texts}
+    counts = [max(map(len, tokens[text])) for text in texts]
     if max(counts) == 1:
         return None
     total = math.lcm(*counts)
@@ -330,9 +329,8 @@ def long_prompt_embeds(model: InpaintModel, prompt: str, negative_prompt: str) -
     def encode(text: str, pieces: int) -> tuple[torch.Tensor, torch.Tensor]:
         pieces = pieces if total % pieces == 0 else total
         states, pooled = [], None
-        for tokenizer, encoder in encoders:
-            ids = _token_pieces(tokenizer, text)
-            ids += [[]] * (pieces - len(ids))  # the encoders' pieces align
+        for (tokenizer, encoder), ids in zip(encoders, tokens[text], strict=True):
+            ids = ids + [[]] * (pieces - len(ids))  # the encoders' pieces align
             embeds, pooled = _encode_pieces(tokenizer, encoder, ids, -2 if sdxl else None)
             states.append(embeds)
         joined = torch.cat(states, dim=-1).repeat(1, total // pieces, 1)

@@ -229,6 +229,32 @@ def test_pattern_recovers_period_of_a_tiling() -> None:
     assert vectors == {(13, 0), (0, 21)}
 
 
+def test_pattern_recovers_a_sheared_lattice_on_an_odd_frame() -> None:
+    """Rows of 12 px tiles, each row shifted 7 px: the shortest period, (12, -7), points
+    left. The frame's padded sizes (157 and 233 px sides) have large prime factors."""
+    gen = torch.Generator().manual_seed(5)
+    tile = torch.rand(12, 20, 3, generator=gen)
+    yy, xx = torch.meshgrid(torch.arange(157), torch.arange(233), indexing="ij")
+    image = tile[yy % 12, (xx + (yy // 12) * 7) % 20]
+    known = torch.ones(157, 233, dtype=torch.bool)
+    known[:, :47] = False
+    known[:, 186:] = False
+    period = estimate_period(image, known)
+    assert period is not None and period.second is not None
+    (ay, ax), (by, bx) = period.first, period.second
+    # Both on the lattice {(12k, d): d = -7k mod 20}, and together spanning it.
+    for dy, dx in (period.first, period.second):
+        assert dy % 12 == 0 and (dx + dy // 12 * 7) % 20 == 0
+    assert abs(ay * bx - ax * by) == 12 * 20
+    assert period.first == (12, -7)
+
+
+@pytest.mark.parametrize("shape", [(1, 40), (40, 1), (2, 2)])
+def test_a_frame_without_lags_has_no_period(shape: tuple[int, int]) -> None:
+    image = torch.rand(*shape, 3, generator=torch.Generator().manual_seed(0))
+    assert estimate_period(image, torch.ones(shape, dtype=torch.bool)) is None
+
+
 def test_pattern_outpaints_a_tiling_exactly(
     caplog: pytest.LogCaptureFixture, device: torch.device
 ) -> None:

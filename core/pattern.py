@@ -89,7 +89,7 @@ def estimate_period(image: torch.Tensor, known: torch.Tensor) -> Period | None:
     near_best = ncc >= best - 0.1 * (1 - MIN_CORRELATION) - 0.05 * best
     first = _shortest(near_best, length)
     fy, fx = int(dy.flatten()[first]), int(dx.flatten()[first])
-    across = (dy * fx - dx * fy).abs().to(torch.float64)
+    across = (dy * fx - dx * fy).abs().to(ncc.dtype)
     # Not parallel to the first vector: the lattice cell must have real area.
     second_ok = usable & (across >= 0.5 * length.sqrt() * (fy * fy + fx * fx) ** 0.5)
     second_ok = second_ok & (ncc >= MIN_CORRELATION)

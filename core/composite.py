@@ -55,11 +55,11 @@ def match_generated(
 
 
 def composite(original: torch.Tensor, generated: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``original * (1 - mask) + generated * mask``, exact where ``mask == 0``."""
+    """``original * (1 - mask) + generated * mask``: exactly the original where ``mask == 0``
+    and exactly the generated image where it is 1."""
     original, generated, mask = match_generated(original, generated, mask)
-    m = mask.unsqueeze(-1)
-    blended = original + (generated - original) * m
-    return torch.where(m > 0, blended, original)
+    # lerp computes from the nearer end, so both ends come back bit for bit.
+    return torch.lerp(original, generated, mask.unsqueeze(-1))
 
 
 # Rec. 709 luminance, for a grey original with a colour generated image.
@@ -115,23 +115,35 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     ).clamp(0, 1)
 
 
-def _match_values(src: torch.Tensor, ref: torch.Tensor, mode: str) -> torch.Tensor:
-    """Map ``src`` values ``[N, C]`` so their per-channel statistics follow ``ref``."""
+def _match_values(src: torch.Tensor, ref: torch.Tensor, mode: str, flat: float) -> torch.Tensor:
+    """Map ``src`` values ``[N, C]`` so their per-channel statistics follow ``ref``.
+
+    ``flat`` is the spread below which a channel counts as flat (about one step a
+    person can see): neither mode stretches rounding noise into speckles or stripes.
+    """
     if mode == "mean_std":
-        s_mean, s_std = src.mean(0), src.std(0, unbiased=False).clamp_min(1e-6)
+        s_mean, s_std = src.mean(0), src.std(0, unbiased=False).clamp_min(flat)
         r_mean, r_std = ref.mean(0), ref.std(0, unbiased=False)
         return (src - s_mean) / s_std * r_std + r_mean
-    # histogram: each source value takes the reference value at the same quantile
+    # histogram: each source value takes the reference value at its quantile. Values
+    # within a hundredth of ``flat`` (rounding noise) count as equal, and equal values
+    # share their mid-rank, so a flat area stays flat (one value: the median).
     out = torch.empty_like(src)
+    n, m = src.shape[0], ref.shape[0]
     for c in range(src.shape[1]):
-        order = torch.argsort(src[:, c])
-        q = torch.linspace(0, 1, src.shape[0], device=src.device, dtype=src.dtype)
+        steps = torch.round(src[:, c] / (flat / 100))
+        _, where, count = torch.unique(steps, return_inverse=True, return_counts=True)
+        below = torch.cumsum(count, 0) - count
+        # The mid-rank quantile q = (below + count / 2) / n sits at q m - 1/2 in the sorted
+        # reference: (num / den) with integers, exact however many pixels (and MPS has
+        # no float64).
+        num, den = (2 * below + count) * m - n, 2 * n
+        lo = torch.div(num, den, rounding_mode="floor")
+        t = ((num - lo * den) / den).to(src.dtype)
+        t = torch.where((lo < 0) | (lo >= m - 1), torch.zeros_like(t), t)
+        lo = lo.clamp(0, m - 1)
         ref_sorted = torch.sort(ref[:, c]).values
-        pos = q * (ref_sorted.numel() - 1)
-        lo = pos.floor().long()
-        hi = pos.ceil().long().clamp_max(ref_sorted.numel() - 1)
-        t = pos - lo
-        out[order, c] = ref_sorted[lo] * (1 - t) + ref_sorted[hi] * t
+        out[:, c] = torch.lerp(ref_sorted[lo], ref_sorted[(lo + 1).clamp_max(m - 1)], t)[where]
     return out
 
 
@@ -168,8 +180,10 @@ def color_match(
         if colour:
             src = rgb_to_lab(gen_i[..., :3][inside[i]])
             ref = rgb_to_lab(ref_i[..., :3][ring[i]])
-            out[i, ..., :3][inside[i]] = lab_to_rgb(_match_values(src, ref, mode)).to(out.dtype)
+            matched = _match_values(src, ref, mode, flat=1.0)  # one Lab unit
+            out[i, ..., :3][inside[i]] = lab_to_rgb(matched).to(out.dtype)
         else:
             src, ref = gen_i[inside[i]], ref_i[ring[i]]
-            out[i][inside[i]] = _match_values(src, ref, mode).clamp(0, 1).to(out.dtype)
+            matched = _match_values(src, ref, mode, flat=0.01)  # one Lab unit of lightness
+            out[i][inside[i]] = matched.clamp(0, 1).to(out.dtype)
     return out

@@ -9,7 +9,8 @@ to an image; every other function in ``core`` can assume the result. Rules:
   a batch of masks; any other difference is refused, naming both shapes.
 - Sizes: a mask of another size but the same aspect ratio is resized to the
   image (bilinear) with a warning; a different aspect ratio is refused.
-- Values are clamped to 0..1; NaN or infinity is refused. A caller that reads
+- Values are clamped to 0..1 (an image's by at most ``IMAGE_SLACK``: one further out
+  is on another scale and refused); NaN or infinity is refused. A caller that reads
   only part of an image (the diffusion sampler's windows) may check the shape
   alone (``values=False``) and check the part it reads: the rest it returns as
   it came, so no pass over a 4K photo is spent on pixels nothing touches.
@@ -35,13 +36,24 @@ def _shape(t: torch.Tensor) -> str:
     return "[" + ", ".join(str(s) for s in t.shape) + "]"
 
 
-def _finite_in_unit_range(t: torch.Tensor, name: str) -> torch.Tensor:
-    """Refuse NaN/inf and clamp to 0..1, in one pass over the data (NaN and inf
-    propagate through min/max, so the extremes alone tell)."""
+# An IMAGE reaching this far past 0..1 is on another scale (0..255, -1..1, linear HDR),
+# not a resampler's overshoot: clamped, it would come out a white or black frame.
+IMAGE_SLACK = 0.5
+
+
+def _finite_in_unit_range(t: torch.Tensor, name: str, slack: float | None = None) -> torch.Tensor:
+    """Refuse NaN/inf, and values more than ``slack`` outside 0..1 when one is given; clamp
+    to 0..1. One pass over the data (NaN and inf propagate through min/max, so the
+    extremes alone tell)."""
     lo, hi = torch.aminmax(t)
     lo, hi = float(lo), float(hi)
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise UncropError(f"{name}: contains NaN or infinite values.")
+    if slack is not None and (lo < -slack or hi > 1 + slack):
+        raise UncropError(
+            f"{name}: values run from {lo:.4g} to {hi:.4g}, but an IMAGE holds floats in 0..1; "
+            "divide a 0..255 image by 255, map a -1..1 one with (x + 1) / 2."
+        )
     return t.clamp(0.0, 1.0) if (lo < 0 or hi > 1) else t
 
 
@@ -62,7 +74,7 @@ def check_image(image: torch.Tensor, name: str = "image", values: bool = True) -
     if not image.is_floating_point():
         raise UncropError(f"{name}: expected float values in 0..1, got dtype {image.dtype}.")
     image = image.detach()  # pixels in, pixels out: nothing here is differentiated
-    return _finite_in_unit_range(image, name) if values else image
+    return _finite_in_unit_range(image, name, IMAGE_SLACK) if values else image
 
 
 def check_mask(mask: torch.Tensor, name: str = "mask") -> torch.Tensor:

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from uncrop.core.composite import color_match, composite, lab_to_rgb, rgb_to_lab
+from uncrop.core.composite import _match_values, color_match, composite, lab_to_rgb, rgb_to_lab
 from uncrop.core.errors import UncropError
-from uncrop.core.masks import feather
+from uncrop.core.masks import dilate, feather
 
 
 def hole_mask(h, w, soft=0.0):
@@ -28,15 +28,36 @@ def test_unmasked_pixels_bit_identical_even_with_soft_mask(astronaut, device):
     assert torch.allclose(out[0][mid[0]], blend, atol=1e-6)
 
 
-def test_composite_exact_even_if_generated_has_garbage_outside():
+def test_composite_exact_even_if_generated_overshoots_outside():
     orig = torch.rand(2, 16, 16, 3)
-    gen = torch.full_like(orig, 1e9)  # out of range: clamped, and never seen outside
-    gen[0, 0, 0] = -5.0
+    gen = torch.full_like(orig, 1.4)  # a resampler's overshoot: clamped, never seen outside
+    gen[0, 0, 0] = -0.3
     mask = hole_mask(16, 16)
     out = composite(orig, gen, mask)
     keep = mask[0] == 0
     assert torch.equal(out[:, keep], orig[:, keep])
     assert torch.equal(out[:, ~keep], torch.ones_like(out[:, ~keep]))
+
+
+@pytest.mark.parametrize("scale", ["0..255", "-1..1"])
+def test_composite_refuses_an_image_on_another_scale(scale):
+    """Clamped, a 0..255 image would come out white and a -1..1 one dark: refused, by name."""
+    orig = torch.rand(1, 16, 16, 3)
+    other = orig * 255 if scale == "0..255" else orig * 2 - 1
+    with pytest.raises(UncropError, match=r"generated: values run from .* divide a 0\.\.255"):
+        composite(orig, other, hole_mask(16, 16))
+    with pytest.raises(UncropError, match=r"original: values run from"):
+        composite(other, orig, hole_mask(16, 16))
+
+
+def test_composite_is_exactly_the_generated_image_where_the_mask_is_1():
+    """8-bit levels k/255 in float32, and bfloat16: orig + (gen - orig) * 1 rounds."""
+    gen_ = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.bfloat16):
+        orig = (torch.randint(0, 256, (1, 32, 32, 3), generator=gen_) / 255).to(dtype)
+        gen = (torch.randint(0, 256, (1, 32, 32, 3), generator=gen_) / 255).to(dtype)
+        out = composite(orig, gen, torch.ones(1, 32, 32))
+        assert torch.equal(out, gen)
 
 
 def test_composite_refuses_non_finite_generated():
@@ -150,3 +171,48 @@ def test_color_match_none_and_bad_mode():
     assert color_match(x, x, torch.ones(1, 8, 8), "none") is x
     with pytest.raises(UncropError, match="color_match"):
         color_match(x, x, torch.ones(1, 8, 8), "lut")
+
+
+def test_histogram_match_keeps_equal_values_equal(astronaut):
+    """A flat area takes one colour (the ring's median, channel by channel in Lab), an
+    8-bit gradient's rows stay uniform, and a 1 px hole takes the median, not the
+    ring's darkest value: ranking ties in raster order striped them."""
+    mask = hole_mask(512, 512)
+    inside, ring = mask[0] > 0, (dilate(mask, 32)[0] > 0) & (mask[0] == 0)
+    flat = color_match(torch.full_like(astronaut, 0.5), astronaut, mask, "histogram")[0][inside]
+    assert torch.equal(flat, flat[:1].expand_as(flat))
+    median = torch.quantile(rgb_to_lab(astronaut[0][ring]), 0.5, dim=0)
+    assert torch.allclose(rgb_to_lab(flat[0]), median, atol=0.05)
+    rows = torch.linspace(0.3, 0.7, 512)[None, :, None, None].expand(1, 512, 512, 3)
+    rows = (rows * 255).round() / 255
+    out = color_match(rows, astronaut, mask, "histogram")[0, 128:384, 128:384]
+    assert torch.equal(out, out[:, :1].expand_as(out))
+    dot = torch.zeros(1, 512, 512)
+    dot[0, 300, 300] = 1
+    ring = (dilate(dot, 32)[0] > 0) & (dot[0] == 0)
+    one = rgb_to_lab(color_match(astronaut, astronaut, dot, "histogram")[0, 300, 300])
+    assert torch.allclose(
+        one, torch.quantile(rgb_to_lab(astronaut[0][ring]), 0.5, dim=0), atol=0.05
+    )
+
+
+def test_histogram_match_past_2_24_reference_values():
+    """Quantile positions in float32 rounded up to the end of a reference of 2**24 + 2
+    values (a dust-spotted 4K scan's ring) and indexed past it."""
+    ref = torch.arange(2**24 + 2, dtype=torch.float32)[:, None]
+    out = _match_values(torch.tensor([[0.0], [1.0]]), ref, "histogram", flat=1.0)
+    assert out[:, 0].tolist() == [2**22, 3 * 2**22 + 1]  # quantiles 1/4 and 3/4
+
+
+def test_mean_std_match_does_not_stretch_rounding_noise():
+    """A grey fill in a colourful ring takes the ring's mean tint, evenly: its a/b spread
+    is float rounding (about 1e-5), which a 1e-6 floor scaled into confetti."""
+    gen = torch.Generator().manual_seed(0)
+    grey = torch.rand(1, 64, 64, 1, generator=gen).expand(1, 64, 64, 3)
+    ref = torch.rand(1, 64, 64, 3, generator=gen)
+    mask = hole_mask(64, 64)
+    out = rgb_to_lab(color_match(grey, ref, mask, "mean_std")[0][mask[0] > 0])
+    assert float(out[:, 1:].std(0).max()) < 0.5
+    ring = (dilate(mask, 32)[0] > 0) & (mask[0] == 0)
+    tint = rgb_to_lab(ref[0][ring])[:, 1:].mean(0)
+    assert torch.allclose(out[:, 1:].mean(0), tint, atol=1.0)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -31,7 +32,7 @@ from .composite import color_match, composite
 from .errors import UncropError
 from .fill import FILL_METHODS, fill
 from .inputs import check_image, check_seed, generator, match_mask
-from .masks import feather
+from .masks import MAX_FEATHER, feather
 from .models import InpaintModel, diffusers_module
 from .progress import CancelOnly, ProgressHook, or_null
 
@@ -200,10 +201,10 @@ class SamplerSettings:
                 f"strength: {self.strength} of {self.steps} steps leaves no denoising step; "
                 "raise steps or strength."
             )
-        if self.guidance < 0:
-            raise UncropError(f"guidance: expected 0 or more, got {self.guidance}.")
-        if self.mask_blur < 0:
-            raise UncropError(f"mask_blur: expected 0 or more px, got {self.mask_blur}.")
+        _check_between("guidance", self.guidance, 0.0, MAX_GUIDANCE)
+        _check_between("mask_blur", self.mask_blur, 0.0, MAX_FEATHER, " px")
+        _check_between("context", self.context, 0.0, MAX_CONTEXT)
+        _check_between("controlnet_scale", self.controlnet_scale, 0.0, MAX_CONTROLNET_SCALE)
         if self.resolution and not 64 <= self.resolution <= 4096:
             raise UncropError(
                 f"resolution: expected 0 (native) or 64..4096, got {self.resolution}."
@@ -213,8 +214,18 @@ class SamplerSettings:
                 f"prefill: expected none or one of {', '.join(FILL_METHODS)}, got '{self.prefill}'."
             )
         check_seed(self.seed)
-        if self.context < 0:
-            raise UncropError(f"context: expected 0 or more, got {self.context}.")
+
+
+# Far past any use (the nodes stop at 30, 4 and 2), and finite: inf or NaN failed only
+# after the model had sampled, or not at all.
+MAX_GUIDANCE = 100.0
+MAX_CONTEXT = 16.0
+MAX_CONTROLNET_SCALE = 10.0
+
+
+def _check_between(name: str, value: float, lo: float, hi: float, unit: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not lo <= value <= hi:
+        raise UncropError(f"{name}: expected {lo:g} to {hi:g}{unit}, got {value}.")
 
 
 @dataclass

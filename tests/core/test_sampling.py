@@ -345,6 +345,12 @@ def test_bad_settings_name_the_setting(sd_inpaint, photo):
         ({"strength": 0}, "strength"),
         ({"strength": 0.01, "steps": 20}, "strength: 0.01 of 20 steps leaves no denoising step"),
         ({"seed": 2**64}, "seed: expected a whole number from 0 to 2"),
+        # inf failed only after sampling (a NaN blur), NaN not at all
+        ({"mask_blur": float("inf")}, "mask_blur: expected 0 to 512 px, got inf"),
+        ({"mask_blur": 1e12}, "mask_blur: expected 0 to 512 px"),
+        ({"guidance": float("nan")}, "guidance: expected 0 to 100, got nan"),
+        ({"context": -0.1}, "context: expected 0 to 16"),
+        ({"controlnet_scale": float("nan")}, "controlnet_scale: expected 0 to 10"),
     ]:
         with pytest.raises(UncropError, match=name):
             sampling.inpaint(sd_inpaint, photo, _hole(), SamplerSettings(**bad))

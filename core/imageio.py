@@ -8,9 +8,11 @@ single colour channel.
 
 from __future__ import annotations
 
+import http.client
 import io
 import logging
 import os
+import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -20,6 +22,7 @@ import torch
 from PIL import Image, ImageOps, PngImagePlugin
 
 from .errors import UncropError
+from .inputs import IMAGE_SLACK
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +33,10 @@ URL_MAX_BYTES = 50 * 1024 * 1024
 
 def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
     try:
-        img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        # From the bytes, a file as a download: opened by path, Pillow maps an
+        # uncompressed TIFF into memory, and its EXIF rotation then scrambles it.
+        data = source if isinstance(source, bytes) else Path(source).read_bytes()
+        img = Image.open(io.BytesIO(data))
         # The file's own sample layout (a tile's 4th field: a plain tuple before Pillow 11).
         raw = " ".join(str(tile[3]) for tile in img.tile)
         img.load()
@@ -39,6 +45,13 @@ def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
     except (OSError, Image.DecompressionBombError) as exc:
         where = "the downloaded data" if isinstance(source, bytes) else str(source)
         raise UncropError(f"{name}: {where} is not a readable image ({exc}).") from None
+    frames = getattr(img, "n_frames", 1)
+    if frames > 1:
+        log.warning(
+            "%s: the file holds %d frames (an animation or pages); only the first is used.",
+            name,
+            frames,
+        )
     if ";16" in raw and not img.mode.startswith("I"):
         log.warning(
             "%s: the file has 16 bits per colour channel, which Pillow reads as 8, so pixels "
@@ -48,17 +61,28 @@ def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
     return ImageOps.exif_transpose(img) or img
 
 
-def _to_float_array(img: Image.Image) -> np.ndarray:
-    """``[H, W, C]`` float32 in 0..1, keeping 16-bit precision where there is any."""
+def _to_float_array(img: Image.Image, name: str) -> np.ndarray:
+    """``[H, W, C]`` float32 in 0..1, keeping 16-bit precision where there is any.
+
+    32-bit grey files are read only where their scale is known: integers within
+    16 bits (how Pillow reads many 16-bit files) and floats within 0..1 (give or
+    take ``IMAGE_SLACK``); others are refused rather than guessed at.
+    """
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         arr = np.asarray(img, dtype=np.float32) / 65535.0
         return arr[..., None]
-    if img.mode == "I":  # 16-bit data in a 32-bit mode (PNG, TIFF), or 32-bit TIFF
+    if img.mode in ("I", "F"):
         arr = np.asarray(img, dtype=np.float32)
-        scale = 65535.0 if arr.max() <= 65535 else float(2**31 - 1)
-        return (arr / scale).clip(0, 1)[..., None]
-    if img.mode == "F":
-        return np.asarray(img, dtype=np.float32).clip(0, 1)[..., None]
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+        if img.mode == "I" and 0 <= lo <= hi <= 65535:
+            return (arr / 65535.0)[..., None]
+        if img.mode == "F" and -IMAGE_SLACK <= lo <= hi <= 1 + IMAGE_SLACK:
+            return arr.clip(0, 1)[..., None]
+        kind = "32-bit integer" if img.mode == "I" else "floating-point"
+        raise UncropError(
+            f"{name}: the file holds {kind} values from {lo:g} to {hi:g}, on no scale Uncrop "
+            "can tell; save it with 8 or 16 bits per channel."
+        )
     if img.mode in ("1", "L"):
         return (np.asarray(img.convert("L"), dtype=np.float32) / 255.0)[..., None]
     if img.mode == "LA":
@@ -82,7 +106,7 @@ def load_image(
     With ``keep_alpha`` an image that has an alpha channel comes back ``[1,H,W,4]``,
     the alpha as its last channel (a file's transparency kept through a fill).
     """
-    arr = _to_float_array(_open(source, name))
+    arr = _to_float_array(_open(source, name), name)
     colour, alpha = _split_alpha(arr)
     if colour.shape[-1] == 1:
         colour = np.repeat(colour, 3, axis=-1)
@@ -115,7 +139,7 @@ def load_mask(
         )
     if not 0.0 <= threshold <= 1.0:
         raise UncropError(f"threshold: expected a value in 0..1, got {threshold}.")
-    arr = _to_float_array(_open(source, name))
+    arr = _to_float_array(_open(source, name), name)
     colour, alpha = _split_alpha(arr)
     if channel == "alpha":
         if alpha is None:
@@ -140,7 +164,17 @@ def load_mask(
     return mask
 
 
-# Formats that keep every pixel as written, and those with an alpha channel.
+# The formats written, by extension; those that keep every pixel as written, and
+# those with an alpha channel.
+OUTPUT_FORMATS = {
+    ".png": "PNG",
+    ".webp": "WEBP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".bmp": "BMP",
+}
 LOSSLESS_FORMATS = ("PNG", "WEBP", "TIFF", "BMP")
 ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")
 
@@ -158,13 +192,10 @@ def output_format(
     Checked before any work is done, so a typo costs nothing.
     """
     p = Path(path)
-    fmt = Image.registered_extensions().get(p.suffix.lower())
-    if fmt is None or fmt not in Image.SAVE:
-        raise UncropError(
-            f"{name}: '{p}' needs an image extension Pillow can write, such as .png, .webp, "
-            ".tif or .jpg."
-        )
-    if p.is_dir():
+    fmt = OUTPUT_FORMATS.get(p.suffix.lower())
+    if fmt is None:
+        raise UncropError(f"{name}: '{p}' needs one of the extensions {', '.join(OUTPUT_FORMATS)}.")
+    if p.is_dir() or str(path).endswith(("/", os.sep)):
         raise UncropError(f"{name}: '{p}' is a folder; give a file name such as {p / 'out.png'}.")
     for parent in p.parents:
         if parent.exists():
@@ -275,12 +306,26 @@ def fetch_url(
     max_bytes: int = URL_MAX_BYTES,
     name: str = "mask_url",
 ) -> bytes:
-    """Download an image over http(s) with a timeout, a size cap and a type check."""
-    parts = urllib.parse.urlsplit(url)
+    """Download an image over http(s) with a size cap, a type check and ``timeout``
+    seconds for the whole download (a server that trickles bytes is cut off too).
+
+    Spaces and non-ASCII letters in the path or query are percent-encoded, as a
+    browser does.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:
+        raise UncropError(f"{name}: '{url}' is not a valid URL ({exc}).") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UncropError(f"{name}: only http:// and https:// URLs are accepted, got '{url}'.")
-    request = urllib.request.Request(url, headers={"User-Agent": "uncrop", "Accept": "image/*"})
+    encoded = parts._replace(
+        path=urllib.parse.quote(parts.path, safe="/%:@!$&'()*+,;="),
+        query=urllib.parse.quote(parts.query, safe="/?%:@!$&'()*+,;="),
+    ).geturl()
+    request = urllib.request.Request(encoded, headers={"User-Agent": "uncrop", "Accept": "image/*"})
     opener = urllib.request.build_opener(_NoSchemeChangeRedirect())
+    deadline = time.monotonic() + timeout
     try:
         with opener.open(request, timeout=timeout) as response:
             content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -291,14 +336,25 @@ def fetch_url(
                 raise UncropError(
                     f"{name}: {url} is {int(length)} bytes, over the {max_bytes}-byte limit."
                 )
-            data = response.read(max_bytes + 1)
+            chunks, size = [], 0
+            while size <= max_bytes:
+                if time.monotonic() > deadline:
+                    raise UncropError(f"{name}: {url} took over {timeout:g} s to download.")
+                chunk = response.read1(1 << 16)  # what one read brings, at most 64 KiB
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            data = b"".join(chunks)
     except UncropError as exc:
         message = str(exc)
         raise UncropError(
             message if message.startswith(f"{name}:") else f"{name}: {message}"
         ) from None
-    except OSError as exc:  # URLError, HTTPError, socket.timeout are all OSErrors
-        raise UncropError(f"{name}: could not download {url}: {exc}.") from None
+    # OSError: URLError, HTTPError, timeouts; HTTPException: a malformed response;
+    # ValueError: a URL http.client refuses (a bad port, say).
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        raise UncropError(f"{name}: could not download {url}: {exc!s}.") from None
     if len(data) > max_bytes:
         raise UncropError(f"{name}: {url} is over the {max_bytes}-byte limit.")
     return data
@@ -315,12 +371,14 @@ class _NoSchemeChangeRedirect(urllib.request.HTTPRedirectHandler):
 
 
 def is_url(text: str) -> bool:
-    return urllib.parse.urlsplit(text).scheme in ("http", "https")
+    """Whether ``text`` is meant as an http(s) URL (:func:`fetch_url` says if it is a bad one)."""
+    return text.strip().lower().startswith(("http://", "https://"))
 
 
 __all__ = [
     "ALPHA_FORMATS",
     "LOSSLESS_FORMATS",
+    "OUTPUT_FORMATS",
     "MASK_CHANNELS",
     "fetch_url",
     "is_url",

@@ -149,7 +149,7 @@ def test_out_of_range_options_are_refused_up_front(tmp_path, capsys, extra, mess
 
 @pytest.mark.parametrize(
     "output,message",
-    [("o.xyz", "extension Pillow can write"), ("d.png", "is a folder"), ("f/o.png", "is a file")],
+    [("o.xyz", "needs one of the extensions"), ("d.png", "is a folder"), ("f/o.png", "is a file")],
 )
 def test_bad_output_paths_are_refused_before_the_work(tmp_path, capsys, output, message):
     (tmp_path / "d.png").mkdir()

@@ -1,5 +1,6 @@
 import http.server
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -37,6 +38,44 @@ def test_16bit_grayscale_keeps_precision(tmp_path):
     arr = np.arange(48, dtype=np.uint16).reshape(6, 8) * 1000 + 7
     image, _ = imageio.load_image(save(tmp_path / "g16.png", arr))
     assert image[0, 0, 1, 0].item() == pytest.approx(1007 / 65535, abs=1e-7)
+
+
+def test_a_rotated_uncompressed_tiff_reads_the_same_from_a_path_as_from_bytes(tmp_path):
+    """Opened by path, Pillow mapped it into memory and its EXIF rotation scrambled it."""
+    arr = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    path = tmp_path / "rotated.tif"
+    Image.fromarray(arr).save(path, tiffinfo={274: 6})  # orientation: rotate 90 cw
+    want = np.rot90(arr, -1) / 255
+    for source in (path, path.read_bytes()):
+        image, _ = imageio.load_image(source)
+        assert np.allclose(image[0, ..., 0].numpy(), want)
+        assert np.allclose(imageio.load_mask(source)[0].numpy(), want)
+
+
+def test_32_bit_grey_files_on_a_known_scale_only(tmp_path):
+    """16-bit data in Pillow's 32-bit integer mode and floats in 0..1 are read; a float
+    file in 0..255 or integers past 16 bits came back white or black without a word."""
+    ramp = np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4)
+    image, _ = imageio.load_image(save(tmp_path / "f.tif", ramp, "F"))
+    assert np.allclose(image[0, ..., 0].numpy(), ramp)
+    sixteen = (ramp * 65535).round().astype(np.int32)
+    image, _ = imageio.load_image(save(tmp_path / "i16.tif", sixteen, "I"))
+    assert np.allclose(image[0, ..., 0].numpy(), sixteen / 65535)
+    for arr, mode, kind in (
+        (ramp * 255, "F", "floating-point values from 0 to 255"),
+        (sixteen * 1000, "I", "32-bit integer values from 0 to 6.5535e"),
+    ):
+        with pytest.raises(UncropError, match=f"image: the file holds {kind}.*8 or 16 bits"):
+            imageio.load_image(save(tmp_path / f"bad{mode}.tif", arr, mode))
+
+
+def test_an_animation_is_read_as_its_first_frame_and_says_so(tmp_path, caplog):
+    frames = [Image.fromarray(np.full((4, 6), v, np.uint8)) for v in (10, 200)]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    image, _ = imageio.load_image(path)
+    assert image.shape == (1, 4, 6, 3) and float(image.max()) == pytest.approx(10 / 255)
+    assert "image: the file holds 2 frames" in caplog.text
 
 
 def _png16_rgb(arr: np.ndarray) -> bytes:
@@ -166,9 +205,13 @@ def test_output_paths_are_checked_before_any_work(tmp_path):
     (tmp_path / "afile").write_text("")
     (tmp_path / "dir.png").mkdir()
     cases = [
-        (tmp_path / "out.xyz", "extension Pillow can write"),
-        (tmp_path / "noextension", "extension Pillow can write"),
+        (tmp_path / "out.xyz", r"needs one of the extensions \.png, \.webp, \.tif"),
+        (tmp_path / "noextension", "needs one of the extensions"),
+        # Pillow writes these, but wrongly (.ico at 32x23) or only after the fill fails
+        (tmp_path / "out.ico", "needs one of the extensions"),
+        (tmp_path / "out.xbm", "needs one of the extensions"),
         (tmp_path / "dir.png", "is a folder"),
+        (f"{tmp_path}/new.png/", "is a folder"),  # a Path would drop the slash
         (tmp_path / "afile" / "x.png", "is a file"),
     ]
     for path, message in cases:
@@ -192,9 +235,11 @@ def test_a_format_too_small_for_the_image_is_refused_before_any_work(tmp_path):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """A loopback HTTP server with a PNG, a text page, a big PNG and a redirect."""
+    """A loopback HTTP server with a PNG (also under a name with a space and an accent),
+    a text page, a big PNG, redirects, a malformed response and a trickle."""
     root = tmp_path_factory.mktemp("www")
     Image.fromarray(np.full((4, 4), 255, np.uint8)).save(root / "mask.png")
+    Image.fromarray(np.full((4, 4), 255, np.uint8)).save(root / "my mask é.png")
     (root / "page.html").write_text("<html></html>")
     (root / "big.png").write_bytes(b"\x89PNG" + b"0" * 5000)
 
@@ -212,12 +257,25 @@ def server(tmp_path_factory):
                 self.send_header("Location", target[self.path])
                 self.end_headers()
                 return
+            if self.path == "/malformed":
+                self.wfile.write(b"not http at all\r\n\r\n")
+                return
+            if self.path == "/trickle":  # a byte every 0.1 s, each read well within a timeout
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.end_headers()
+                for _ in range(40):
+                    self.wfile.write(b"0")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+                return
             super().do_GET()
 
         def log_message(self, *args):
             pass
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -246,3 +304,30 @@ def test_fetch_url_refuses_other_schemes(server):
         imageio.fetch_url(f"{server}/redirect-file")
     with pytest.raises(UncropError, match="refused a redirect to 'ftp://"):
         imageio.fetch_url(f"{server}/redirect-ftp")
+
+
+def test_fetch_url_encodes_spaces_and_accents(server):
+    """As a browser sends them: urllib refused the space and failed on the accent."""
+    assert imageio.load_mask(imageio.fetch_url(f"{server}/my mask é.png")).min() == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://127.0.0.1:abc/m.png", "is not a valid URL"),
+        ("http://[::1", "is not a valid URL"),
+        ("/malformed", "could not download"),
+    ],
+)
+def test_fetch_url_names_bad_urls_and_bad_responses(server, url, message):
+    url = server + url if url.startswith("/") else url
+    with pytest.raises(UncropError, match=f"mask_url: .*{message}"):
+        imageio.fetch_url(url)
+    assert imageio.is_url(url)
+
+
+def test_fetch_url_timeout_covers_the_whole_download(server):
+    start = time.monotonic()
+    with pytest.raises(UncropError, match="took over 0.5 s to download"):
+        imageio.fetch_url(f"{server}/trickle", timeout=0.5)
+    assert time.monotonic() - start < 2.0  # the trickle lasts 4 s

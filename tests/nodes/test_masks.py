@@ -117,3 +117,15 @@ def test_load_mask_errors_name_the_input_that_holds_the_bad_file(input_dir, monk
     monkeypatch.setattr(masks_node.imageio, "fetch_url", lambda url, name: b"not an image")
     with pytest.raises(UncropError, match="^url: "):
         run_node(LoadMask, image="mask.png", channel="alpha", url="https://example.com/m.png")
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:abc/m.png"])
+def test_load_mask_names_a_malformed_url_at_every_stage(input_dir, url):
+    """validate_inputs and fingerprint_inputs raised from urllib on these; now the
+    fingerprint marks the input bad and execute says what is wrong with it."""
+    args = dict(image="mask.png", channel="alpha", invert=False, threshold=0.0)
+    assert LoadMask.validate_inputs(image="mask.png", url=url) is True
+    fingerprint = LoadMask.fingerprint_inputs(**args, url=url)
+    assert fingerprint != fingerprint  # nan: never cached
+    with pytest.raises(UncropError, match="^url: .* is not a valid URL"):
+        run_node(LoadMask, **args, url=url)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from .errors import UncropError
-from .inputs import at_least_float32, check_image, match_mask
+from .inputs import at_least_float32, check_image, hole_of, match_mask
 from .masks import dilate
 
 COLOR_MATCH_MODES = ("none", "mean_std", "histogram")
@@ -169,7 +169,7 @@ def color_match(
     if mode == "none":
         return generated
     reference, generated, mask = match_generated(reference, generated, mask)
-    inside = mask > 0
+    inside = hole_of(mask)
     ring = (dilate(inside.to(mask.dtype), band) > 0) & ~inside
     out = generated.clone()
     colour = generated.shape[-1] >= 3  # RGB(A) in Lab; a grey image by its one channel

@@ -19,7 +19,7 @@ import torch
 
 from .composite import match_channels
 from .errors import UncropError
-from .inputs import at_least_float32, check_seed, generator, is_empty, match_mask
+from .inputs import at_least_float32, check_seed, generator, hole_of, is_empty, match_mask
 from .patchmatch import check_patch_size, patch_fill
 from .pattern import estimate_period, extend_pattern
 from .progress import Part, ProgressHook, or_null
@@ -358,8 +358,8 @@ def fill(
     progress: ProgressHook | None = None,
     **options: object,
 ) -> torch.Tensor:
-    """Fill every pixel where ``mask > 0``; all other pixels are returned unchanged, in a
-    new tensor.
+    """Fill every pixel of the hole (``mask >= HOLE_LEVEL``, 1/255); all other pixels
+    are returned unchanged, in a new tensor.
 
     The result is not blended: use :func:`uncrop.core.composite.composite` to
     feather it into the original along a soft mask.
@@ -371,7 +371,7 @@ def fill(
     if is_empty(mask):
         return image.clone()  # always a new tensor: callers write into the result
     hook = or_null(progress)
-    hole = mask > 0
+    hole = hole_of(mask)
     source_mask = options.pop("source_mask", None)
     if source_mask is not None:
         _, source_mask = match_mask(image, source_mask, mask_name="source_mask", marks_fill=False)

@@ -186,6 +186,17 @@ def at_least_float32(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
+# A mask value under one 8-bit step leaves its pixel known: blended by that weight, a
+# fill moves it by less than a level. Masks from a sigmoid or a wide feather are not
+# exactly 0 anywhere; counted as hole, their tail left nothing known to fill from.
+HOLE_LEVEL = 1 / 255
+
+
+def hole_of(mask: torch.Tensor) -> torch.Tensor:
+    """The pixels of ``mask`` to fill (bool): at least ``HOLE_LEVEL``."""
+    return mask >= HOLE_LEVEL
+
+
 def is_empty(mask: torch.Tensor) -> bool:
     """True when nothing is to be filled."""
-    return not bool((mask > 0).any())
+    return not bool(hole_of(mask).any())

@@ -31,7 +31,7 @@ from . import canvas
 from .composite import color_match, composite
 from .errors import UncropError
 from .fill import FILL_METHODS, fill
-from .inputs import check_image, check_seed, generator, match_mask
+from .inputs import check_image, check_seed, generator, hole_of, match_mask
 from .masks import MAX_FEATHER, feather
 from .models import InpaintModel, diffusers_module
 from .progress import CancelOnly, ProgressHook, or_null
@@ -120,15 +120,16 @@ class SampleWindow:
 
 
 def mask_box(mask: torch.Tensor) -> tuple[int, int, int, int] | None:
-    """Bounding box ``(x0, y0, x1, y1)`` of ``mask > 0`` in a ``[H,W]`` mask, or None.
+    """Bounding box ``(x0, y0, x1, y1)`` of the hole (:func:`hole_of`) in a ``[H,W]``
+    mask, or None.
 
     One pass over the mask finds the rows; the columns are searched in those rows only.
     """
-    ys = torch.nonzero(mask.amax(dim=1) > 0).flatten()
+    ys = torch.nonzero(hole_of(mask.amax(dim=1))).flatten()
     if ys.numel() == 0:
         return None
     y0, y1 = int(ys[0]), int(ys[-1]) + 1
-    xs = torch.nonzero(mask[y0:y1].amax(dim=0) > 0).flatten()
+    xs = torch.nonzero(hole_of(mask[y0:y1].amax(dim=0))).flatten()
     return int(xs[0]), y0, int(xs[-1]) + 1, y1
 
 
@@ -495,7 +496,8 @@ def sample(
     progress: ProgressHook | None = None,
     preview: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> SampleResult:
-    """Inpaint where ``mask > 0``; ``tiles`` allows several windows for big areas.
+    """Inpaint the hole (:func:`hole_of` the mask); ``tiles`` allows several windows for
+    big areas.
 
     ``prepare_model`` is called once the prompts are known, right before the model
     is used: a host moves the model to its GPU there, after any captioner has run,
@@ -527,7 +529,7 @@ def sample(
                 prompts[i], settings, settings.seed + i * 1000, reporter,
             )  # fmt: skip
     if grey is not None:
-        out = composite(grey, out, (mask > 0).to(mask.dtype))
+        out = composite(grey, out, hole_of(mask).to(mask.dtype))
     return SampleResult(out, prompts, plans)
 
 
@@ -596,7 +598,7 @@ def _sample_region(
     order = sorted(windows, key=lambda win: float(remaining[0][win.slices].mean()))
     for k, win in enumerate(order):
         ys, xs = win.slices
-        if not bool((remaining[0][ys, xs] > 0).any()):
+        if not bool(hole_of(remaining[0][ys, xs]).any()):
             reporter.skip_window()
             continue
         out = _run_window(
@@ -605,7 +607,7 @@ def _sample_region(
         if len(windows) == 1:
             current[:, ys, xs, :3] = out
             break
-        weight = edge_ramp(win, w, h, native // 8).to(current) * (remaining[0][ys, xs] > 0)
+        weight = edge_ramp(win, w, h, native // 8).to(current) * hole_of(remaining[0][ys, xs])
         patch = current[:, ys, xs, :3]
         current[:, ys, xs, :3] = patch + (out - patch) * weight[None, :, :, None]
         remaining[0][ys, xs] = torch.where(weight >= 0.999, 0.0, remaining[0][ys, xs])

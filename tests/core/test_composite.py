@@ -216,3 +216,13 @@ def test_mean_std_match_does_not_stretch_rounding_noise():
     ring = (dilate(mask, 32)[0] > 0) & (mask[0] == 0)
     tint = rgb_to_lab(ref[0][ring])[:, 1:].mean(0)
     assert torch.allclose(out[:, 1:].mean(0), tint, atol=1.0)
+
+
+def test_color_match_reads_its_ring_past_a_mask_tail(astronaut):
+    """A sigmoid mask, 1e-6 in the background: the tail is no hole, so the ring is
+    there to match to (counted as hole, nothing was matched)."""
+    mask = hole_mask(512, 512).clamp_min(1e-6)
+    cast = (astronaut * 0.6 + torch.tensor([0.3, 0.1, 0.0])).clamp(0, 1)
+    fixed = color_match(cast, astronaut, mask, "mean_std")
+    assert torch.equal(fixed, color_match(cast, astronaut, hole_mask(512, 512), "mean_std"))
+    assert not torch.equal(fixed, cast)

@@ -10,6 +10,8 @@ import torch
 
 from uncrop.core.errors import UncropError
 from uncrop.core.fill import FILL_METHODS, fill, nearest_known, parse_color
+from uncrop.core.masks import refine_mask
+from uncrop.core.model_free import inpaint
 from uncrop.core.pattern import estimate_period
 
 ALL = list(FILL_METHODS)
@@ -379,6 +381,20 @@ def test_empty_full_and_border_masks(method: str, coffee: torch.Tensor) -> None:
     for mask in (border, corner):
         out = fill(image, mask, method, seed=1)
         _assert_known_kept(out, image, mask)
+
+
+@pytest.mark.parametrize("method", ["smooth", "patch", "edge"])
+def test_a_mask_nowhere_exactly_0_still_has_known_pixels(method: str, coffee: torch.Tensor) -> None:
+    """A segmentation model's sigmoid (1e-6 in the background) or a wide feather: values
+    under one 8-bit step are known pixels, not hole. Counted as hole they left nothing
+    known, and the fill was flat grey."""
+    image = _crop(coffee, 64)
+    hard = _rect_mask(64, 64, 20, 40, 20, 40)
+    tail = hard.clamp_min(1e-6)
+    out = fill(image, tail, method, seed=3)
+    assert torch.equal(out, fill(image, hard, method, seed=3))
+    feathered = inpaint(image, refine_mask(hard, feather_px=200), method, seed=3)
+    assert (feathered[0, 30, 30] - 0.5).abs().max() > 0.05  # not the grey of a full mask
 
 
 def test_rgba_and_grey_channels(astronaut: torch.Tensor) -> None:

@@ -88,6 +88,8 @@ def test_mask_box():
     two[2, 25] = 0.1  # top right, faint
     two[15:17, 3:5] = 1  # bottom left
     assert sampling.mask_box(two) == (3, 2, 26, 17)
+    two += 1e-4  # a sigmoid's tail: under one 8-bit step, not hole
+    assert sampling.mask_box(two) == (3, 2, 26, 17)
 
 
 # --- inpainting -------------------------------------------------------------------------

@@ -193,9 +193,15 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     factor = int(sigma // 4) if sigma >= 8 else 1
     factor = min(factor, max(1, min(h, w) // 8))
     if factor > 1:
-        small = F.avg_pool2d(t, factor, ceil_mode=True, count_include_pad=False)
+        # Whole cells only, the frame reflected to fill the last ones, so each cell's
+        # centre scales back to where it was (stretching a partial last cell over the
+        # frame moved a 120 px feather's edge by 3 px).
+        top, left = (-h) % factor // 2, (-w) % factor // 2
+        pad = (left, (-w) % factor - left, top, (-h) % factor - top)
+        small = F.avg_pool2d(F.pad(t, pad, mode="reflect"), factor)
         small = gaussian_blur(small, sigma / factor)
-        out = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+        out = F.interpolate(small, scale_factor=factor, mode="bilinear", align_corners=False)
+        out = out[..., top : top + h, left : left + w]
     else:
         k = _gaussian_kernel(sigma, t.device, t.dtype)
         out = _convolve_axis(_convolve_axis(t, k, -1), k, -2)
@@ -221,9 +227,10 @@ def _per_item(mask: torch.Tensor, fn, above: float = 0.5) -> torch.Tensor:
 
 
 def fill_holes(mask: torch.Tensor) -> torch.Tensor:
-    """Also mark unmasked regions enclosed entirely by the mask."""
-    filled = _per_item(mask, ndimage.binary_fill_holes)
-    return torch.maximum(mask, filled)
+    """Also mark unmasked regions enclosed entirely by the mask (above 0.5); the rest,
+    a soft edge included, stays as it is."""
+    holes = _per_item(mask, lambda m: ndimage.binary_fill_holes(m) & ~m)
+    return torch.maximum(mask, holes)
 
 
 def label_islands(m: np.ndarray) -> tuple[np.ndarray, int]:
@@ -263,7 +270,7 @@ def refine_mask(
     threshold_level: float = 0.0,
 ) -> torch.Tensor:
     """Clean up a mask in a fixed order: threshold, specks, holes, grow, feather."""
-    if threshold_level < 0 or threshold_level > 1:
+    if not 0 <= threshold_level <= 1:  # NaN too
         raise UncropError(f"threshold: expected a value in 0..1, got {threshold_level}.")
     if not 0 <= feather_px <= MAX_FEATHER:
         raise UncropError(f"feather: expected 0 to {MAX_FEATHER:g} px, got {feather_px}.")

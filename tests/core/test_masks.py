@@ -100,11 +100,20 @@ def test_feather_ramps_and_keeps_range(device):
     assert f.min() >= 0 and f.max() <= 1
 
 
-def test_wide_feather_on_large_mask_is_still_a_ramp():
-    m = torch.zeros(1, 1024, 1024)
-    m[:, :, 512:] = 1
-    f = masks.feather(m, 120)[0, 512]
-    assert f[300] < 0.05 and f[700] > 0.95 and 0.4 < f[511] < 0.6
+@pytest.mark.parametrize(("size", "pixels"), [(1024, 120), (333, 60), (2000, 300)])
+def test_wide_feather_is_centred_on_the_edge(size, pixels):
+    """Wide feathers blur at a smaller scale: a partial last cell stretched over the frame
+    moved the edge (3 px at 1024/120, 11 at 2000/300) and a mirrored mask got another."""
+    from scipy.ndimage import gaussian_filter1d
+
+    m = torch.zeros(1, size, size)
+    m[:, :, size // 2 :] = 1
+    f = masks.feather(m, pixels)[0, size // 2]
+    flipped = masks.feather(m.flip(-1), pixels).flip(-1)[0, size // 2]
+    want = gaussian_filter1d(m[0, 0].double().numpy(), pixels / 3, mode="reflect", truncate=3)
+    assert int((f < 0.5).sum()) == int((want < 0.5).sum())
+    assert (f - flipped).abs().max() < 1e-5
+    assert (f.double() - torch.from_numpy(want)).abs().max() < 0.005
 
 
 def test_fill_holes_fills_enclosed_only(device):
@@ -115,6 +124,12 @@ def test_fill_holes_fills_enclosed_only(device):
     out = masks.fill_holes(m.to(device)).cpu()
     assert out[0, 8:12, 8:12].min() == 1
     assert out[0, 0:3, 0:3].max() == 0
+    soft = torch.zeros(1, 20, 20)
+    soft[:, 5:15, 5:15] = 0.7  # a soft mask with no hole: its values stay (all went to 1)
+    assert torch.equal(masks.fill_holes(soft.to(device)).cpu(), soft)
+    soft[:, 8:12, 8:12] = 0  # with one: only the hole is filled
+    out = masks.fill_holes(soft.to(device)).cpu()
+    assert out[0, 8:12, 8:12].min() == 1 and out[0, 5, 5] == pytest.approx(0.7)
 
 
 def test_remove_specks_drops_small_islands():
@@ -149,6 +164,8 @@ def test_refine_order_threshold_before_grow():
 def test_refine_rejects_bad_values():
     with pytest.raises(UncropError, match="threshold"):
         masks.refine_mask(torch.zeros(1, 4, 4), threshold_level=2)
+    with pytest.raises(UncropError, match="threshold"):  # passed as "off"
+        masks.refine_mask(torch.zeros(1, 4, 4), threshold_level=float("nan"))
     with pytest.raises(UncropError, match="feather"):
         masks.refine_mask(torch.zeros(1, 4, 4), feather_px=-1)
     with pytest.raises(UncropError, match="feather: expected 0 to 512 px"):

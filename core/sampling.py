@@ -134,9 +134,18 @@ def mask_box(mask: torch.Tensor) -> tuple[int, int, int, int] | None:
 
 
 def tile_windows(
-    box: tuple[int, int, int, int], image_w: int, image_h: int, size: int, overlap: int
+    box: tuple[int, int, int, int],
+    image_w: int,
+    image_h: int,
+    size: int,
+    overlap: int,
+    multiple: int = 8,
 ) -> list[SampleWindow]:
-    """Native-size windows at scale 1 covering ``box``, overlapping by ``overlap`` px."""
+    """Native-size windows at scale 1 covering ``box``, overlapping by ``overlap`` px.
+
+    A window side that is not a ``multiple`` (a frame or a ``resolution`` that is not)
+    is sampled at the nearest one, slightly rescaled.
+    """
 
     def starts(lo: int, hi: int, limit: int) -> tuple[list[int], int]:
         span = min(size, limit)
@@ -150,7 +159,8 @@ def tile_windows(
 
     xs, w = starts(box[0], box[2], image_w)
     ys, h = starts(box[1], box[3], image_h)
-    return [SampleWindow(x, y, x + w, y + h, w, h) for y in ys for x in xs]
+    sw, sh = (max(multiple, round(side / multiple) * multiple) for side in (w, h))
+    return [SampleWindow(x, y, x + w, y + h, sw, sh) for y in ys for x in xs]
 
 
 def edge_ramp(window: SampleWindow, image_w: int, image_h: int, width: int) -> torch.Tensor:
@@ -544,7 +554,7 @@ def _plan_windows(
     h, w = mask.shape
     single = SampleWindow.around(box, w, h, native, multiple, settings.context)
     if tiles and max(single.width, single.height) > TILE_ABOVE * native:
-        return tile_windows(box, w, h, native, overlap=native // 4)
+        return tile_windows(box, w, h, native, native // 4, multiple)
     return [single]
 
 

@@ -475,6 +475,22 @@ def test_outpaint_progress_ends_full_when_a_window_has_nothing_left(sd_inpaint, 
     assert done == sorted(done) and hook.updates[-1] == (2 * planned, 2 * planned)
 
 
+@pytest.mark.parametrize(("height", "resolution"), [(60, 64), (96, 100)])
+def test_tiles_are_sampled_at_a_multiple_of_8(sd_inpaint, photo, height, resolution):
+    """A tile as high as a 60 px frame, or a resolution of 100 (the API skips the
+    widget's step of 64), went to the VAE at a side it cannot take, after loading."""
+    image = canvas.resize_image(photo, 97, height)
+    plan = canvas.plan_margins(97, height, left=200, right=200, multiple_of=1)
+    settings = SamplerSettings(resolution=resolution, **FAST)
+    result, mask = sampling.outpaint(sd_inpaint, image, plan, settings)
+    windows = result.windows[0]
+    assert len(windows) > 1
+    assert all(w.sample_w % 8 == 0 and w.sample_h % 8 == 0 for w in windows)
+    assert {w.height for w in windows} == {min(height, resolution)}  # the geometry as before
+    keep = mask[0] == 0
+    assert torch.equal(result.image[0][keep], canvas.expand_canvas(image, plan)[0][0][keep])
+
+
 class _RunsOutOfMemory:
     """Wraps a pipeline so its first ``failures`` calls raise CUDA's out-of-memory error."""
 

@@ -22,7 +22,7 @@ import torch
 
 from .core import canvas, caption, imageio, model_free, models, sampling
 from .core.errors import UncropError
-from .core.fill import FILL_METHODS, parse_color
+from .core.fill import DEFAULT_COLOR, DEFAULT_PATCH_SIZE, FILL_METHODS, parse_color
 from .core.masks import refine_mask
 from .core.patchmatch import check_patch_size
 
@@ -71,16 +71,27 @@ def _add_common(p: argparse.ArgumentParser, default_method: str) -> None:
     )
     p.add_argument(
         "--method",
-        choices=list(FILL_METHODS),
-        default=default_method,
-        help=f"model-free fill method (default: {default_method})",
+        choices=[*FILL_METHODS, "none"],
+        help=(
+            f"model-free fill method (default: {default_method}); with --model, the hole's "
+            f"pre-fill (default: {sampling.SamplerSettings.prefill}, as in the nodes; none: no pre-fill)"
+        ),
     )
+    p.set_defaults(default_method=default_method)
     p.add_argument("--seed", type=int, default=0, help="seed for methods that use randomness")
-    p.add_argument("--color", default="#808080", help="colour for --method color (hex)")
     p.add_argument(
-        "--patch-size", type=int, default=7, help="patch side for --method patch/pattern (odd)"
+        "--color",
+        help=f"colour for --method color (hex; default {DEFAULT_COLOR}; not with --model)",
     )
-    p.add_argument("--source-mask", help="image or URL; white = where --method patch may copy from")
+    p.add_argument(
+        "--patch-size",
+        type=int,
+        help=f"patch side for --method patch/pattern (odd; default {DEFAULT_PATCH_SIZE}; not with --model)",
+    )
+    p.add_argument(
+        "--source-mask",
+        help="image or URL; white = where --method patch may copy from (not with --model)",
+    )
     p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1, mps")
     _add_diffusion(p)
 
@@ -179,13 +190,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _fill_options(args: argparse.Namespace, device: torch.device) -> dict:
-    """The model-free fill's options from the command line."""
-    source = args.source_mask
-    check_patch_size(args.patch_size, "--patch-size")
-    return {
-        "color": parse_color(args.color, "--color"),
-        "patch_size": args.patch_size,
+def _model_free_fill(args: argparse.Namespace, device: torch.device) -> tuple[str, dict]:
+    """The model-free fill's method and options from the command line."""
+    method = args.method or args.default_method
+    if method == "none":
+        raise UncropError(
+            "--method none leaves the hole unfilled: it is a pre-fill choice for --model. "
+            "Without --model, pick a fill method."
+        )
+    source, patch_size = args.source_mask, args.patch_size or DEFAULT_PATCH_SIZE
+    check_patch_size(patch_size, "--patch-size")
+    return method, {
+        "color": parse_color(args.color or DEFAULT_COLOR, "--color"),
+        "patch_size": patch_size,
         "source_mask": (
             _load_mask(source, "luminance", False, "--source-mask").to(device) if source else None
         ),
@@ -254,6 +271,26 @@ def _model_free_only(args: argparse.Namespace) -> None:
         )
 
 
+def _prefill(args: argparse.Namespace) -> str:
+    """The pre-fill of a ``--model`` run: ``--method``, with the nodes' default. The fill
+    options are the nodes' too, so the flags that set them are refused, not ignored."""
+    given = [
+        flag
+        for flag, value in (
+            ("--color", args.color),
+            ("--patch-size", args.patch_size),
+            ("--source-mask", args.source_mask),
+        )
+        if value is not None
+    ]
+    if given:
+        raise UncropError(
+            f"{', '.join(given)}: with --model the pre-fill takes its default options, as in "
+            "the nodes; leave these out (they set the model-free fill)."
+        )
+    return args.method or sampling.SamplerSettings.prefill
+
+
 def _diffusion(args, device, job):
     """Load ``--model`` and run ``job(model, settings, captioner=, prepare_model=, progress=)``
     with the CLI's settings (checked first: a model can take a minute to load); the
@@ -269,7 +306,7 @@ def _diffusion(args, device, job):
         scheduler=args.scheduler,
         mask_blur=args.mask_blur,
         resolution=args.resolution,
-        prefill=args.method,
+        prefill=_prefill(args),
     )
     settings.check()
     model = models.load_model(
@@ -323,10 +360,9 @@ def run_inpaint(args: argparse.Namespace) -> Path:
         )
         return _save(args, result.image, _prompt_metadata(result.prompts))
     _model_free_only(args)
+    method, options = _model_free_fill(args, device)
     with TqdmProgress("inpaint") as bar:
-        out = model_free.inpaint(
-            image, mask, args.method, seed=args.seed, progress=bar, **_fill_options(args, device)
-        )
+        out = model_free.inpaint(image, mask, method, seed=args.seed, progress=bar, **options)
     return _save(args, out)
 
 
@@ -362,18 +398,18 @@ def run_outpaint(args: argparse.Namespace) -> Path:
         result = _diffusion(args, device, job)
         return _save(args, result.image, _prompt_metadata(result.prompts))
     _model_free_only(args)
+    method, options = _model_free_fill(args, device)
     with TqdmProgress("outpaint") as bar:
         out, _mask = model_free.outpaint(
-            image.to(device), plan, args.method, seed=args.seed, progress=bar,
-            **_fill_options(args, device),
-        )  # fmt: skip
+            image.to(device), plan, method, seed=args.seed, progress=bar, **options
+        )
     return _save(args, out)
 
 
 def run_demo(args: argparse.Namespace) -> list[Path]:
     folder = Path(args.output)
     common = {
-        "seed": 0, "color": "#808080", "patch_size": 7, "source_mask": None, "device": args.device
+        "seed": 0, "color": None, "patch_size": None, "source_mask": None, "device": args.device
     }  # fmt: skip
     jobs = [
         ("inpaint", argparse.Namespace(

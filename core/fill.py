@@ -27,6 +27,10 @@ from .smooth import smooth_fill
 
 log = logging.getLogger(__name__)
 
+# The defaults of the nodes' and the command line's fill options.
+DEFAULT_COLOR = "#808080"
+DEFAULT_PATCH_SIZE = 7
+
 FillMethod = Callable[..., torch.Tensor]
 
 
@@ -277,7 +281,7 @@ def fill_patch(
     image: torch.Tensor,
     hole: torch.Tensor,
     seed: int = 0,
-    patch_size: int = 7,
+    patch_size: int = DEFAULT_PATCH_SIZE,
     source_mask: torch.Tensor | None = None,
     progress: ProgressHook | None = None,
     **_: object,
@@ -296,7 +300,7 @@ def fill_pattern(
     image: torch.Tensor,
     hole: torch.Tensor,
     seed: int = 0,
-    patch_size: int = 7,
+    patch_size: int = DEFAULT_PATCH_SIZE,
     source_mask: torch.Tensor | None = None,
     progress: ProgressHook | None = None,
     **_: object,

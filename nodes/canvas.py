@@ -101,7 +101,9 @@ class ExpandCanvas(io.ComfyNode):
                     tooltip="How the new area starts out: context for a model, or the final result.",
                 ),  # fmt: skip
                 io.String.Input(
-                    "color", default="#808080", tooltip="Colour for fill 'color' (hex)."
+                    "color",
+                    default=filling.DEFAULT_COLOR,
+                    tooltip="Colour for fill 'color' (hex).",
                 ),
                 io.Int.Input(
                     "seed",

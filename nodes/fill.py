@@ -45,11 +45,13 @@ class Fill(io.ComfyNode):
                     control_after_generate=False,  # a fill repeats unless asked
                 ),
                 io.String.Input(
-                    "color", default="#808080", tooltip="Colour for method 'color' (hex)."
+                    "color",
+                    default=filling.DEFAULT_COLOR,
+                    tooltip="Colour for method 'color' (hex).",
                 ),
                 io.Int.Input(
                     "patch_size",
-                    default=7,
+                    default=filling.DEFAULT_PATCH_SIZE,
                     min=3,
                     max=patchmatch.MAX_PATCH_SIZE,
                     step=2,
@@ -78,7 +80,7 @@ class Fill(io.ComfyNode):
         method: str,
         seed: int,
         color: str,
-        patch_size: int = 7,
+        patch_size: int = filling.DEFAULT_PATCH_SIZE,
         source_mask=None,
     ) -> io.NodeOutput:
         # model_free.inpaint and fill() check and match image, mask and source_mask.

@@ -119,7 +119,7 @@ def _sampler_inputs() -> list:
         io.Combo.Input(
             "prefill",
             options=["none", *filling.FILL_METHODS],
-            default="edge",
+            default=sampling.SamplerSettings.prefill,
             tooltip="Model-free fill of the hole before sampling (context, and the start for strength < 1).",
         ),
         io.Float.Input(

@@ -57,3 +57,36 @@ def test_a_pickle_model_is_refused_with_exit_code_2(files, capsys):
         "-o", str(files / "o.png"), "--model", str(files / "m.ckpt"),
     ])  # fmt: skip
     assert code == 2 and "pickle" in capsys.readouterr().err
+
+
+def test_the_pre_fill_is_the_nodes_and_model_free_options_are_refused(files, monkeypatch, capsys):
+    """With --model, --method is the pre-fill: the nodes' default (edge), or none; the
+    flags that set the model-free fill were ignored without a word, and are refused
+    before the model loads."""
+    seen = []
+
+    def load_model(*args, **kwargs):
+        raise cli.UncropError("stop here")  # the settings were checked first
+
+    monkeypatch.setattr(cli.models, "load_model", load_model)
+    monkeypatch.setattr(
+        cli.sampling.SamplerSettings, "check", lambda self: seen.append(self.prefill)
+    )
+    base = ["inpaint", str(files / "in.png"), "--mask", str(files / "mask.png"),
+            "-o", str(files / "o.png"), "--model", "m"]  # fmt: skip
+    assert cli.main(base) == 2 and cli.main([*base, "--method", "none"]) == 2
+    assert seen == ["edge", "none"]
+    for flags in (["--color", "#ff0000"], ["--patch-size", "9"], ["--source-mask", "s.png"]):
+        assert cli.main([*base, "--method", "color", *flags]) == 2
+        assert f"{flags[0]}: with --model the pre-fill takes its default options" in (
+            capsys.readouterr().err
+        )
+    assert len(seen) == 2  # refused before the settings, let alone the model
+
+
+def test_method_none_needs_a_model(files, capsys):
+    code = cli.main([
+        "inpaint", str(files / "in.png"), "--mask", str(files / "mask.png"),
+        "-o", str(files / "o.png"), "--method", "none",
+    ])  # fmt: skip
+    assert code == 2 and "--method none leaves the hole unfilled" in capsys.readouterr().err

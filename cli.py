@@ -109,7 +109,7 @@ def _add_diffusion(p: argparse.ArgumentParser) -> None:
     g.add_argument("--negative-prompt", default="", help="what to avoid")
     g.add_argument("--steps", type=int, default=20, help="denoising steps (default: 20)")
     g.add_argument("--guidance", type=float, default=7.0, help="guidance scale (default: 7)")
-    g.add_argument("--strength", type=float, default=1.0, help="denoise strength 0..1")
+    g.add_argument("--strength", type=float, default=1.0, help="denoise strength, above 0 up to 1")
     g.add_argument(
         "--scheduler", choices=list(sampling.SCHEDULERS), default="euler", help="sampler"
     )

@@ -134,9 +134,7 @@ def load_mask(
     ``threshold`` above 0 makes it binary.
     """
     if channel not in MASK_CHANNELS:
-        raise UncropError(
-            f"{name}: channel must be one of {', '.join(MASK_CHANNELS)}, got '{channel}'."
-        )
+        raise UncropError(f"channel: expected one of {', '.join(MASK_CHANNELS)}, got '{channel}'.")
     if not 0.0 <= threshold <= 1.0:
         raise UncropError(f"threshold: expected a value in 0..1, got {threshold}.")
     arr = _to_float_array(_open(source, name), name)

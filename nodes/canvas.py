@@ -7,6 +7,7 @@ from comfy_api.latest import io
 
 from ..core import canvas, model_free
 from ..core import fill as filling
+from ..core.errors import UncropError
 from ..core.inputs import check_image
 from . import host
 
@@ -53,6 +54,10 @@ def plan_canvas(image: torch.Tensor, **geometry) -> canvas.CanvasPlan:
     """The canvas plan that the :func:`geometry_inputs` values describe for this image."""
     h, w = image.shape[1:3]
     g = geometry
+    if g["size_mode"] not in SIZE_MODES:  # a linked or API value skips the combo's check
+        raise UncropError(
+            f"size_mode: expected one of {', '.join(SIZE_MODES)}, got '{g['size_mode']}'."
+        )
     if g["size_mode"] == "per side":
         return canvas.plan_margins(
             w, h, g["left"], g["top"], g["right"], g["bottom"], unit=g["unit"],

@@ -283,8 +283,8 @@ class Inpaint(io.ComfyNode):
             category="Uncrop/diffusion",
             description=(
                 "Fills the masked area with a diffusion model. Only the mask's box plus context is "
-                "sampled, at the model's native size, then pasted back: pixels where the mask is 0 "
-                "stay bit-identical and the seam is feathered inside the mask."
+                "sampled, at the model's native size (or resolution), then pasted back: pixels "
+                "where the mask is 0 stay bit-identical and the seam is feathered inside the mask."
             ),
             hidden=[io.Hidden.extra_pnginfo, io.Hidden.unique_id],
             inputs=[
@@ -325,7 +325,8 @@ class Outpaint(io.ComfyNode):
             description=(
                 "Extends the image with a diffusion model, per side or to a target size with a fit "
                 "mode and anchor (the Expand Canvas geometry). A large new area is covered by "
-                "overlapping native-size windows that each see real context."
+                "overlapping windows of the model's native size (or resolution) that each see "
+                "real context."
             ),
             hidden=[io.Hidden.extra_pnginfo, io.Hidden.unique_id],
             inputs=[

@@ -133,6 +133,8 @@ def test_mask_alpha_is_inverted_like_loadimage(tmp_path):
 
 def test_mask_alpha_without_alpha_is_an_actionable_error(tmp_path):
     path = save(tmp_path / "m.png", np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(UncropError, match="^channel: expected one of alpha, luminance"):
+        imageio.load_mask(path, channel="bogus", name="image")  # not the file's fault
     with pytest.raises(UncropError, match="no alpha channel.*luminance"):
         imageio.load_mask(path, channel="alpha")
 

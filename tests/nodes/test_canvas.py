@@ -53,3 +53,9 @@ def test_colour_is_read_only_for_the_color_fill(coffee):
     assert torch.equal(image[0, 0], coffee[0, 0])
     with pytest.raises(UncropError, match="color"):
         run_node(ExpandCanvas, image=coffee, size_mode="per side", top=8, fill="color", color="")
+
+
+def test_an_unknown_size_mode_is_named(coffee):
+    """A linked or API value skips the combo's check: it ran as a target size."""
+    with pytest.raises(UncropError, match="size_mode: expected one of per side, target size"):
+        run_node(ExpandCanvas, image=coffee, size_mode="per_side", left=8)

@@ -370,7 +370,7 @@ class _NoSchemeChangeRedirect(urllib.request.HTTPRedirectHandler):
 
 def is_url(text: str) -> bool:
     """Whether ``text`` is meant as an http(s) URL (:func:`fetch_url` says if it is a bad one)."""
-    return text.strip().lower().startswith(("http://", "https://"))
+    return text.lower().startswith(("http://", "https://"))
 
 
 __all__ = [

@@ -142,7 +142,7 @@ def match_mask(
                 f"size {w}x{h}; resize or crop the mask to match the image."
             )
         log.warning("Resizing %s from %dx%d to the image size %dx%d.", mask_name, mw, mh, w, h)
-        mask = _resize_mask(mask, h, w, marks_fill)
+        mask = resize_mask(mask, h, w, marks_fill)
     return image, mask.contiguous()
 
 
@@ -166,7 +166,7 @@ def generator(seed: int) -> torch.Generator:
     return torch.Generator(device="cpu").manual_seed(int(seed) % SEED_LIMIT)
 
 
-def _resize_mask(mask: torch.Tensor, h: int, w: int, marks_fill: bool) -> torch.Tensor:
+def resize_mask(mask: torch.Tensor, h: int, w: int, marks_fill: bool = True) -> torch.Tensor:
     """``[B,mh,mw]`` to ``[B,h,w]``: bilinear up, the max (or min) of the covered pixels down."""
     m = mask.unsqueeze(1)
     if not marks_fill:

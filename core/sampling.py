@@ -25,14 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from . import canvas
 from .composite import color_match, composite
 from .errors import UncropError
 from .fill import FILL_METHODS, fill
-from .inputs import check_image, check_seed, generator, hole_of, match_mask
-from .masks import MAX_FEATHER, feather
+from .inputs import check_image, check_seed, generator, hole_of, match_mask, resize_mask
+from .masks import MAX_FEATHER, feather, label_islands
 from .models import InpaintModel, diffusers_module
 from .progress import CancelOnly, ProgressHook, or_null
 
@@ -441,8 +440,9 @@ def _run_window(
     """Sample one window of ``image [1,H,W,C]``; return the result at window size."""
     ys, xs = window.slices
     crop = canvas.resize_image(image[:, ys, xs, :3], window.sample_w, window.sample_h)
-    crop_mask = mask[:, ys, xs].unsqueeze(1)
-    crop_mask = F.interpolate(crop_mask, size=(window.sample_h, window.sample_w), mode="bilinear")
+    # Shrunk by the largest value each pixel covers: averaged, a 2 px scratch in a
+    # big window fell under the pipeline's 0.5 and was not painted at all.
+    crop_mask = resize_mask(mask[:, ys, xs], window.sample_h, window.sample_w).unsqueeze(1)
     device = model.device
     kwargs = {
         "prompt": prompt,
@@ -501,13 +501,15 @@ def sample(
     settings: SamplerSettings,
     *,
     tiles: bool = False,
+    solid: torch.Tensor | None = None,
     captioner=None,
     prepare_model: Callable[[], object] | None = None,
     progress: ProgressHook | None = None,
     preview: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> SampleResult:
     """Inpaint the hole (:func:`hole_of` the mask); ``tiles`` allows several windows for
-    big areas.
+    big areas; ``solid`` ``[B,H,W]`` marks pixels that take all of the generated image
+    (see :func:`seam_weight`).
 
     ``prepare_model`` is called once the prompts are known, right before the model
     is used: a host moves the model to its GPU there, after any captioner has run,
@@ -521,10 +523,13 @@ def sample(
     if grey is not None:  # models paint RGB; the result goes back to grey by luminance
         image = grey.expand(*grey.shape[:-1], 3)
     hook = or_null(progress)
+    plans = [_plan_windows(model, mask[i], settings, tiles) for i in range(image.shape[0])]
+    if not any(plans):  # nothing to paint: no caption, and the model stays where it is
+        out = (grey if grey is not None else image).clone()
+        return SampleResult(out, [settings.prompt] * image.shape[0], plans)
     prompts = resolve_prompts(settings.prompt, image, mask, captioner)
     if prepare_model is not None:
         prepare_model()
-    plans = [_plan_windows(model, mask[i], settings, tiles) for i in range(image.shape[0])]
     reporter = _StepReporter(hook, sum(map(len, plans)), settings, preview)
     pipe = _pipeline_for(model)
     out = image.clone()
@@ -537,6 +542,7 @@ def sample(
                 model, pipe, image[i : i + 1, ys, xs], mask[i : i + 1, ys, xs],
                 [_shift(win, -region.x0, -region.y0) for win in windows],
                 prompts[i], settings, settings.seed + i * 1000, reporter,
+                None if solid is None else solid[i : i + 1, ys, xs],
             )  # fmt: skip
     if grey is not None:
         out = composite(grey, out, hole_of(mask).to(mask.dtype))
@@ -554,6 +560,10 @@ def _plan_windows(
     h, w = mask.shape
     single = SampleWindow.around(box, w, h, native, multiple, settings.context)
     if tiles and max(single.width, single.height) > TILE_ABOVE * native:
+        # The box grown by a quarter window, so the first tiles see real context.
+        grow = native // 4
+        x0, y0, x1, y1 = box
+        box = (max(0, x0 - grow), max(0, y0 - grow), min(w, x1 + grow), min(h, y1 + grow))
         return tile_windows(box, w, h, native, native // 4, multiple)
     return [single]
 
@@ -589,9 +599,11 @@ def _sample_region(
     settings: SamplerSettings,
     seed: int,
     reporter: _StepReporter,
+    solid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Pre-fill, sample each window and composite, all inside one region ``[1,h,w,C]``
-    that holds every masked pixel, so the cost does not grow with the photo."""
+    that holds every masked pixel, so the cost does not grow with the photo;
+    ``solid`` as in :func:`seam_weight`."""
     image = check_image(image)
     if settings.prefill == "none" or not _prefill_is_seen(model, settings):
         current = image.clone()
@@ -605,8 +617,12 @@ def _sample_region(
     remaining = mask.clone()
     h, w = image.shape[1:3]
     native = settings.resolution or model.native_size
-    order = sorted(windows, key=lambda win: float(remaining[0][win.slices].mean()))
-    for k, win in enumerate(order):
+    pending = list(windows)
+    for k in range(len(windows)):
+        # Next, the window with the most already known or painted: the one beside the
+        # photo, then its neighbours, whichever side the new area is on.
+        win = min(pending, key=lambda win: float(remaining[0][win.slices].mean()))
+        pending.remove(win)
         ys, xs = win.slices
         if not bool(hole_of(remaining[0][ys, xs]).any()):
             reporter.skip_window()
@@ -623,8 +639,34 @@ def _sample_region(
         remaining[0][ys, xs] = torch.where(weight >= 0.999, 0.0, remaining[0][ys, xs])
     if settings.color_match != "none":
         current = color_match(current, image, mask, settings.color_match)
-    blend = mask * feather(mask, settings.mask_blur) if settings.mask_blur > 0 else mask
-    return composite(image, current, blend)
+    return composite(image, current, seam_weight(mask, settings.mask_blur, solid))
+
+
+def seam_weight(mask: torch.Tensor, blur: float, solid: torch.Tensor | None = None) -> torch.Tensor:
+    """How much of the generated image each pixel of ``[1,H,W]`` takes: the mask feathered
+    over ``blur`` px inside itself, so pixels where it is 0 take none.
+
+    Each hole component is scaled so that its peak is the mask's own there: ramped from
+    both sides, a hole thinner than the ramp (a scratch, a dot) kept most of what was
+    to be removed. ``solid`` pixels (an outpaint's new area, with nothing under it to
+    blend with) take all of it.
+    """
+    weight = mask
+    if blur > 0:
+        weight = mask * feather(mask, blur)
+        labels_np, count = label_islands(hole_of(mask[0]).cpu().numpy())
+        if count:
+            labels = torch.from_numpy(labels_np).to(mask.device, torch.long).flatten()
+            peaks = [
+                weight.new_zeros(count + 1).scatter_reduce(0, labels, v.flatten(), "amax")
+                for v in (weight, mask)
+            ]
+            scale = peaks[1] / peaks[0].clamp_min(1e-6)
+            scale[0] = 1.0  # off the hole: a tail under 1/255 stays as it is
+            weight = torch.minimum(weight * scale[labels].view_as(mask), mask)
+    if solid is not None:
+        weight = torch.maximum(weight, solid)
+    return weight
 
 
 def inpaint(
@@ -667,8 +709,10 @@ def outpaint(
     placed, mask = canvas.expand_canvas(image, plan, overlap=overlap)
     if not plan.adds_area:
         return SampleResult(placed, [settings.prompt if settings else ""] * image.shape[0]), mask
+    new_area = canvas.outpaint_mask(plan, 0, device=placed.device).to(placed.dtype)
     result = sample(
         model, placed, mask, settings or SamplerSettings(), tiles=True,
-        captioner=captioner, prepare_model=prepare_model, progress=progress, preview=preview,
+        solid=new_area.expand_as(mask), captioner=captioner, prepare_model=prepare_model,
+        progress=progress, preview=preview,
     )  # fmt: skip
     return result, mask

@@ -114,7 +114,10 @@ def _sampler_inputs() -> list:
             min=0.0,
             max=256.0,
             step=0.5,
-            tooltip="Feather of the seam, px, inside the mask; pixels outside it never change.",
+            tooltip=(
+                "Feather of the seam, px, inside the mask (a thinner hole still takes all of "
+                "the generated image at its middle); pixels outside it never change."
+            ),
         ),
         io.Combo.Input(
             "prefill",

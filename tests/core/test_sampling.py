@@ -611,3 +611,93 @@ def test_prompt_summary_lists_each_prompt_once_and_skips_empty_ones():
     # An image of a batch with nothing to paint has no prompt: no dangling separator.
     assert sampling.prompt_summary(["a dog", "", "a dog", "the sea"]) == "a dog | the sea"
     assert sampling.prompt_summary(["", ""]) == ""
+
+
+# --- blending and tiling, with a stand-in for the model's output --------------------------
+
+
+class FakePipe:
+    """Paints every window ``value`` and records what the pipeline was given."""
+
+    def __init__(self, value):
+        self.value, self.calls, self.scheduler = value, [], None
+
+    def __call__(self, **kwargs):
+        self.calls.append(kwargs)
+        return type("Out", (), {"images": torch.full_like(kwargs["image"], self.value)})
+
+
+def _fake(monkeypatch, value):
+    pipe = FakePipe(value)
+    monkeypatch.setattr(sampling, "_pipeline_for", lambda model: pipe)
+    return pipe
+
+
+def test_a_thin_scratch_reaches_the_pipeline_in_a_shrunk_window(sd_inpaint, monkeypatch):
+    """A 400 px window sampled at 64: averaged down, a 2 px scratch fell under the
+    pipeline's 0.5 and was not painted at all."""
+    pipe = _fake(monkeypatch, 1.0)
+    mask = torch.zeros(1, 400, 400)
+    mask[:, 50:350, 201:203] = 1
+    out = sampling.inpaint(sd_inpaint, torch.zeros(1, 400, 400, 3), mask, SamplerSettings(**FAST))
+    assert float(pipe.calls[0]["mask_image"].max()) == 1.0
+    assert pipe.calls[0]["width"] == 64
+    assert float(out.image[0, 200, 201:203].min()) > 0.9
+
+
+def test_mask_blur_fills_thin_holes_whole_and_feathers_big_ones(sd_inpaint, monkeypatch):
+    """Feathered from both sides, a 1 px dot took 9% of the generated image and a 2 px
+    line half: each hole's deepest pixel now takes all of it."""
+    _fake(monkeypatch, 1.0)
+    mask = torch.zeros(1, 96, 128)
+    mask[:, 10, 10] = 1  # a dot
+    mask[:, 20:80, 30:32] = 1  # a 2 px line
+    mask[:, 30:70, 60:110] = 1  # a block
+    settings = SamplerSettings(mask_blur=4, **FAST)
+    out = sampling.inpaint(sd_inpaint, torch.zeros(1, 96, 128, 3), mask, settings).image[0, ..., 0]
+    assert float(out[10, 10]) == pytest.approx(1.0)
+    assert float(out[30:70, 30:32].min()) == pytest.approx(1.0)  # the ends ramp along it
+    assert float(out[50, 85]) == pytest.approx(1.0) and float(out[50, 60]) < 0.8  # its rim ramps
+    assert float(out[mask[0] == 0].max()) == 0.0
+
+
+@pytest.mark.parametrize(("overlap", "blur"), [(0, 4), (16, 16)])
+def test_outpaint_new_area_takes_all_of_the_generated_image(sd_inpaint, monkeypatch, overlap, blur):
+    """The new area has nothing under it: feathered inside the mask, its first columns
+    mixed in the black canvas (35% darker at overlap 0)."""
+    _fake(monkeypatch, 0.8)
+    image = torch.full((1, 64, 96, 3), 0.8)
+    plan = canvas.plan_margins(96, 64, right=40)
+    settings = SamplerSettings(mask_blur=blur, **FAST)
+    result, _ = sampling.outpaint(sd_inpaint, image, plan, settings, overlap=overlap)
+    assert torch.allclose(result.image, torch.full_like(result.image, 0.8), atol=1e-6)
+
+
+@pytest.mark.parametrize("side", ["left", "top"])
+def test_tiles_start_beside_the_photo_with_context(sd_inpaint, monkeypatch, side):
+    """Tiles sit on real context and run outwards from the photo on every side: on the
+    left and top, a tile with nothing known ran first."""
+    seen = []
+
+    def run_window(model, pipe, image, mask, window, *rest):
+        known = float((mask[0][window.slices] == 0).float().mean())
+        seen.append((window.x0 if side == "left" else window.y0, known))
+        return torch.full((1, window.height, window.width, 3), 0.5)
+
+    monkeypatch.setattr(sampling, "_run_window", run_window)
+    plan = canvas.plan_margins(96, 96, **{side: 200})
+    settings = SamplerSettings(resolution=64, **FAST)
+    sampling.outpaint(sd_inpaint, torch.rand(1, 96, 96, 3), plan, settings)
+    starts = [start for start, _ in seen]
+    assert len(seen) > 2 and starts == sorted(starts, reverse=True)
+    assert seen[0][1] >= 0.25  # a quarter window of the photo as context
+
+
+def test_nothing_to_paint_loads_nothing(sd_inpaint, photo):
+    captioner, moved = FakeCaptioner(), []
+    result = sampling.inpaint(
+        sd_inpaint, photo, torch.zeros(1, 96, 128), SamplerSettings(**FAST),
+        captioner=captioner, prepare_model=lambda: moved.append(1),
+    )  # fmt: skip
+    assert torch.equal(result.image, photo)
+    assert captioner.calls == [] and moved == []

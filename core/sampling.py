@@ -202,8 +202,16 @@ class SamplerSettings:
             raise UncropError(
                 f"scheduler: expected one of {', '.join(SCHEDULERS)}, got '{self.scheduler}'."
             )
-        if not 1 <= self.steps <= 1000:
-            raise UncropError(f"steps: expected 1..1000, got {self.steps}.")
+        for name in ("prompt", "negative_prompt"):
+            if not isinstance(getattr(self, name), str):
+                raise UncropError(f"{name}: expected text, got {getattr(self, name)!r}.")
+        steps = self.steps
+        if (
+            isinstance(steps, bool)
+            or not isinstance(steps, numbers.Integral)
+            or not 1 <= steps <= 1000
+        ):
+            raise UncropError(f"steps: expected a whole number from 1 to 1000, got {steps!r}.")
         if not 0.0 < self.strength <= 1.0:
             raise UncropError(f"strength: expected a value in (0, 1], got {self.strength}.")
         if int(self.steps * self.strength) < 1:

@@ -349,6 +349,8 @@ def test_bad_settings_name_the_setting(sd_inpaint, photo):
         ({"seed": 2**64}, "seed: expected a whole number from 0 to 2"),
         # inf failed only after sampling (a NaN blur), NaN not at all
         ({"mask_blur": float("inf")}, "mask_blur: expected 0 to 512 px, got inf"),
+        ({"steps": 2.5}, "steps: expected a whole number from 1 to 1000, got 2.5"),  # diffusers
+        ({"prompt": None}, "prompt: expected text, got None"),
         ({"mask_blur": 1e12}, "mask_blur: expected 0 to 512 px"),
         ({"guidance": float("nan")}, "guidance: expected 0 to 100, got nan"),
         ({"context": -0.1}, "context: expected 0 to 16"),

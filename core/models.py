@@ -220,7 +220,7 @@ def _inspect_folder(folder: Path) -> ModelInfo:
 _UNET = "model.diffusion_model."
 
 
-def _read_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+def _read_shapes(path: Path, name: str = "model") -> dict[str, tuple[int, ...]]:
     from safetensors import safe_open
 
     try:
@@ -228,7 +228,7 @@ def _read_shapes(path: Path) -> dict[str, tuple[int, ...]]:
             return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
     except Exception as exc:  # safetensors raises its own error types
         raise UncropError(
-            f"model: {path.name} is not a readable .safetensors file: {exc}"
+            f"{name}: {path.name} is not a readable .safetensors file: {exc}"
         ) from None
 
 
@@ -622,10 +622,11 @@ def _load_pipeline(info: ModelInfo, dtype: torch.dtype, tokenizer_dir) -> Any:
     cls = _pipeline_class(info.base)
     # The image parts only a safety checker or an IP-Adapter reads are never loaded.
     common: dict[str, Any] = {"torch_dtype": dtype, "feature_extractor": None}
+    common["image_encoder"] = None
     if info.base != "sdxl":
         common.update(safety_checker=None, requires_safety_checker=False)
     else:  # and no invisible watermark in the pixels, where that package is installed
-        common.update(image_encoder=None, add_watermarker=False)
+        common["add_watermarker"] = False
     if info.form == "diffusers":
         common["use_safetensors"] = True  # a pickle beside the safetensors is never read
         parts = _fp16_only_parts(Path(info.path), dtype)
@@ -699,7 +700,7 @@ def load_controlnet(path: str | os.PathLike, dtype: torch.dtype, unet_config: di
     _refuse_pickle(p)
     if p.suffix.lower() != ".safetensors":
         raise UncropError(f"controlnet: expected a .safetensors file or a folder, got {p.name}.")
-    cfg = _controlnet_config(unet_config, _read_shapes(p))
+    cfg = _controlnet_config(unet_config, _read_shapes(p, "controlnet"))
     with tempfile.TemporaryDirectory(prefix="uncrop-config-") as tmp:
         Path(tmp, "config.json").write_text(json.dumps(cfg))
         try:
@@ -711,6 +712,20 @@ def load_controlnet(path: str | os.PathLike, dtype: torch.dtype, unet_config: di
                 f"controlnet: {p.name} does not fit this model's UNet (a ControlNet must be made "
                 f"for the same family): {str(exc)[:300]}"
             ) from exc
+
+
+def _refuse_missing_weights(name: str, path, parts) -> None:
+    """Refuse a model whose weight files lacked some of its parameters: diffusers leaves
+    those on the ``meta`` device, and sampling failed on them deep inside torch."""
+    for part, module in parts:
+        if isinstance(module, torch.nn.Module):
+            missing = [n for n, p in module.named_parameters() if p.device.type == "meta"]
+            if missing:
+                raise UncropError(
+                    f"{name}: the weights of {part} in {path} lack {len(missing)} of its "
+                    f"parameters (first: {missing[0]}); the file is incomplete or made for "
+                    "another model."
+                )
 
 
 _cache: OrderedDict[tuple, InpaintModel] = OrderedDict()
@@ -727,7 +742,10 @@ def file_stamp(path: str | os.PathLike | None) -> tuple:
     if not path:
         return (None,)
     p = Path(path)
-    files = [p] if p.is_file() else sorted(p.rglob("*"))
+    if p.is_file():
+        files = [p]
+    else:  # os.walk follows a linked component folder, as loading does (rglob does not)
+        files = sorted(Path(d, f) for d, _, names in os.walk(p, followlinks=True) for f in names)
     stats = ((f, f.stat()) for f in files if f.is_file())
     return (str(p.resolve()),) + tuple(
         (str(f), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) for f, st in stats
@@ -765,11 +783,20 @@ def load_model(
     log.info("Loading %s", info.describe())
     try:
         pipe = _load_pipeline(info, dtype, tokenizer_dir)
-        cn = load_controlnet(controlnet, dtype, pipe.unet.config) if controlnet else None
     except UncropError:
         raise
     except Exception as exc:  # diffusers, transformers and safetensors each raise their own
         raise UncropError(f"model: could not load {info.path}: {exc}") from exc
+    _refuse_missing_weights("model", info.path, pipe.components.items())
+    cn = None
+    if controlnet:
+        try:
+            cn = load_controlnet(controlnet, dtype, pipe.unet.config)
+        except UncropError:
+            raise
+        except Exception as exc:
+            raise UncropError(f"controlnet: could not load {controlnet}: {exc}") from exc
+        _refuse_missing_weights("controlnet", controlnet, [("controlnet", cn)])
     pipe.set_progress_bar_config(disable=True)
     model = InpaintModel(
         info, pipe, dtype, cn, str(controlnet) if controlnet else None, vae_tiling=vae_tiling

@@ -342,3 +342,60 @@ def test_loading_says_nothing_about_torch_dtype(tree, recwarn):
     model = models.load_model(tree["sd-inpaint"], dtype=torch.float32)
     models.load_controlnet(tree["controlnet"], torch.float32, model.pipe.unet.config)
     assert not [w for w in recwarn if "torch_dtype" in str(w.message)]
+
+
+def test_weights_lacking_parameters_are_named_at_load(tree, tmp_path):
+    """diffusers leaves what a file lacks on the meta device: the load went through and
+    sampling failed deep inside torch."""
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "partial"
+    shutil.copytree(tree["sd-inpaint"], folder)
+    unet = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    weights = load_file(str(unet))
+    save_file({k: v for k, v in weights.items() if not k.startswith("up_blocks.")}, str(unet))
+    models.clear_cache()
+    with pytest.raises(UncropError, match=r"model: the weights of unet in .*partial lack \d+"):
+        models.load_model(folder)
+    cn = tmp_path / "cn"
+    shutil.copytree(tree["controlnet"], cn)
+    file = cn / "diffusion_pytorch_model.safetensors"
+    weights = load_file(str(file))
+    save_file({k: v for k, v in weights.items() if "mid_block" not in k}, str(file))
+    models.clear_cache()
+    with pytest.raises(UncropError, match=r"controlnet: the weights of controlnet in .*cn lack"):
+        models.load_model(tree["sd"], controlnet=cn)
+
+
+def test_controlnet_failures_are_blamed_on_the_controlnet(tree, tmp_path):
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(tree["controlnet.safetensors"].read_bytes()[:-200])
+    models.clear_cache()
+    with pytest.raises(UncropError, match=r"^controlnet: .*cut\.safetensors"):
+        models.load_model(tree["sd"], controlnet=cut)
+
+
+def test_an_image_encoder_listed_in_an_sd_folder_is_not_loaded(tree, tmp_path):
+    """IP-Adapter's image encoder, listed but absent: skipped for SD 1.x as for SDXL."""
+    folder = tmp_path / "with-encoder"
+    shutil.copytree(tree["sd-inpaint"], folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    index["image_encoder"] = ["transformers", "CLIPVisionModelWithProjection"]
+    (folder / "model_index.json").write_text(json.dumps(index))
+    models.clear_cache()
+    assert models.load_model(folder).pipe.image_encoder is None
+
+
+def test_a_linked_component_folder_is_in_the_stamp(tree, tmp_path):
+    """rglob does not enter a linked folder: a rewritten UNet kept its cached model."""
+    folder = tmp_path / "linked"
+    shutil.copytree(tree["sd-inpaint"], folder)
+    shutil.move(folder / "unet", tmp_path / "shared-unet")
+    (folder / "unet").symlink_to(tmp_path / "shared-unet", target_is_directory=True)
+    before = models.file_stamp(folder)
+    weights = tmp_path / "shared-unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes())  # rewritten: new inode or times
+    time.sleep(0.01)
+    os.utime(weights)
+    assert any("diffusion_pytorch_model" in str(entry[0]) for entry in before[1:])
+    assert models.file_stamp(folder) != before

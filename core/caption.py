@@ -208,6 +208,13 @@ def check_model_folder(folder: str | os.PathLike) -> str:
             f"Captioner folder '{path}': config.json has model_type '{family}'; supported "
             f"captioners are {known}, e.g. {EXAMPLES}."
         )
+    label, cls_name = FAMILIES[family]
+    architectures = config.get("architectures") or [cls_name]
+    if cls_name not in architectures:  # a BLIP retrieval or question-answering model, say
+        raise UncropError(
+            f"Captioner folder '{path}' holds a {', '.join(map(str, architectures))}, not a "
+            f"{label} captioning model ({cls_name}), e.g. {EXAMPLES}."
+        )
     has_safetensors = any(n.endswith(".safetensors") for n in names) or (
         "model.safetensors.index.json" in names
     )
@@ -395,7 +402,9 @@ def _load(
     log.info("Loading captioner %s (%s) on %s, %s", folder, family, device, dtype)
     try:
         # Offline, safetensors only, never code from the folder.
-        model = model_cls.from_pretrained(folder, local_files_only=True, **_SAFE_MODEL)
+        model, loading = model_cls.from_pretrained(
+            folder, local_files_only=True, output_loading_info=True, **_SAFE_MODEL
+        )
         auto = transformers.AutoProcessor
         processor = auto.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
     except Exception as exc:  # transformers, safetensors and tokenizers raise many kinds
@@ -404,6 +413,13 @@ def _load(
             f"{type(exc).__name__}: {exc}. The files may be incomplete or corrupt; download "
             f"{EXPECTED_FILES} again."
         ) from exc
+    missing = sorted(loading.get("missing_keys") or [])
+    if missing:  # transformers fills them in at random: a new caption on every load
+        raise UncropError(
+            f"Captioner folder '{folder}': its weights lack {len(missing)} of the "
+            f"{FAMILIES[family][0]} captioner's parameters (first: {missing[0]}); the file is "
+            f"incomplete or from another kind of model. Download {EXPECTED_FILES} again."
+        )
     model = model.eval().to(dtype=dtype)
     model.requires_grad_(False)
     place = placement(model, device) if placement is not None else DevicePlacement(model, device)

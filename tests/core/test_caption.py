@@ -384,3 +384,34 @@ def test_push_pull_fill_takes_the_surrounding_colour():
     image[hole] = torch.tensor([1.0, 0.0, 0.0])
     out = cap.push_pull_fill(image, hole)
     assert torch.allclose(out, torch.tensor([0.2, 0.4, 0.6]).expand_as(out), atol=1e-5)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_folder_without_a_whole_captioner_is_refused(models, tmp_path, family):
+    """A BLIP retrieval model (model_type blip too), or weights without the text decoder:
+    transformers filled the decoder in at random, a new caption on every load."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / family
+    shutil.copytree(models / "captioners" / f"tiny-{family}", folder)
+    config = json.loads((folder / "config.json").read_text())
+    kept = config.get("architectures")
+    config["architectures"] = ["BlipForImageTextRetrieval"]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UncropError, match="holds a BlipForImageTextRetrieval, not a"):
+        cap.check_model_folder(folder)
+    config["architectures"] = kept
+    (folder / "config.json").write_text(json.dumps(config))
+    weights = load_file(str(folder / "model.safetensors"))
+    decoder = "text_decoder." if family == "blip" else "output."
+    save_file(
+        {k: v for k, v in weights.items() if not k.startswith(decoder)},
+        str(folder / "model.safetensors"),
+    )
+    cap.release_captioners()
+    with pytest.raises(UncropError, match=r"its weights lack \d+ of the .* captioner's param"):
+        cap.Captioner(folder, device=torch.device("cpu"), options=FAST).caption(
+            torch.rand(1, 32, 32, 3)
+        )

@@ -309,15 +309,18 @@ def _diffusion(args, device, job):
         prefill=_prefill(args),
     )
     settings.check()
+    if args.controlnet and not Path(args.controlnet).exists():  # before a minute of loading
+        raise UncropError(f"--controlnet: {args.controlnet} does not exist.")
+    wants_caption = getattr(args, "captioner", None) and not args.prompt.strip()
+    if wants_caption:
+        caption.check_model_folder(args.captioner)
     model = models.load_model(
         args.model,
         controlnet=args.controlnet,
         dtype=models.pick_dtype(device, args.dtype),
     )
     print(f"model: {model.describe()}", file=sys.stderr)
-    captioner = None
-    if getattr(args, "captioner", None) and not args.prompt.strip():
-        captioner = _captioner(args.captioner, device)
+    captioner = _captioner(args.captioner, device) if wants_caption else None
 
     def prepare_model() -> None:
         if captioner is not None:

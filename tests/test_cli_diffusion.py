@@ -90,3 +90,15 @@ def test_method_none_needs_a_model(files, capsys):
         "-o", str(files / "o.png"), "--method", "none",
     ])  # fmt: skip
     assert code == 2 and "--method none leaves the hole unfilled" in capsys.readouterr().err
+
+
+def test_controlnet_and_captioner_paths_are_checked_before_the_model_loads(
+    files, monkeypatch, capsys
+):
+    monkeypatch.setattr(cli.models, "load_model", lambda *a, **k: pytest.fail("loaded"))
+    base = ["inpaint", str(files / "in.png"), "--mask", str(files / "mask.png"),
+            "-o", str(files / "o.png"), "--model", "m"]  # fmt: skip
+    assert cli.main([*base, "--controlnet", str(files / "no-cn.safetensors")]) == 2
+    assert "--controlnet: " in capsys.readouterr().err
+    assert cli.main([*base, "--captioner", str(files / "no-captioner")]) == 2
+    assert "Captioner folder" in capsys.readouterr().err

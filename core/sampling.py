@@ -710,8 +710,9 @@ def outpaint(
     """Place the image on the plan's canvas and generate the new area.
 
     Returns the result and the mask that was generated (new area plus the
-    ``overlap`` band). A new area bigger than one native window is covered with
-    overlapping windows, each sampled after its neighbours so it sees them.
+    ``overlap`` band). Where one window around the new area would be over
+    ``TILE_ABOVE`` times the native side, it is covered with overlapping native-size
+    windows, each sampled after its neighbours nearer the photo so it sees them.
     """
     image = check_image(image)
     placed, mask = canvas.expand_canvas(image, plan, overlap=overlap)

@@ -26,7 +26,7 @@ comes back to float precision; known pixels are never written.
 A hole that is one rectangle (a box drawn in an editor, an outpaint band, a big
 block at half size) needs no grids: along each side the operator is a small 1-D
 matrix, so the harmonic start is exact and the thin-plate preconditioner nearly
-so in the basis of their eigenvectors (:class:`_Rectangle`), and CG takes 5-7
+so in the basis of their eigenvectors (:class:`_Rectangle`), and CG takes 6-8
 steps (1536 px centred rectangle: 0.22 s to 0.12; outpaint at 512: 0.28 to 0.08).
 
 Sparse masks (strokes, scratches) fill a box only thinly, so there the same
@@ -58,7 +58,7 @@ upsampled fill. The half-size problem sees the border's colours and slopes
 averaged over 2 px: on smooth content it comes close to the full-size solve (a
 test bounds the gap); off a textured border it continues that border's mean
 rather than its last pixel's slope (bench: the big holes gained 0.3-1.6 dB).
-A 4K outpaint went from 21 s to about 1.2 s, single-threaded.
+A 4K outpaint went from 21 s to about 1.7 s, single-threaded.
 """
 
 from __future__ import annotations
@@ -407,7 +407,7 @@ class _Rectangle:
     E_m⊕E_n``, which is ``M_m⊕M_n + 2 L_m⊗L_n + λ(L_m⊕L_n)``. With ``K = √M`` along
     each side, ``S = K_m⊕K_n`` gives ``S² + λS = M_m⊕M_n + 2 K_m⊗K_n + λS``, which
     differs from ``A`` only where ``K`` and ``L`` do, near the ends: CG preconditioned
-    with its inverse converges in 5-7 steps (a 246 px square: 0.02 s, the
+    with its inverse converges in 6-8 steps (a 246 px square: 0.02 s, the
     multigrid 0.14 s).
     """
 
@@ -491,8 +491,8 @@ def _csr(cols: np.ndarray, vals: np.ndarray, width: int) -> csr_matrix:
 # A thin hole of more pixels than this is solved in overlapping square pieces of
 # THIN_PIECE px. One factorisation costs more per pixel the bigger a meshed hole is
 # (a fence: 6 px wires every 24 px, one thread: 3.0 us a pixel at 256 px, 7.0 at
-# 1024, 15 at 2048, where it took 27 s and 3.7 GB); in pieces the cost per pixel
-# stays flat (2048 px: 9.8 s, 0.3 GB). On scratches and strokes, whose factor
+# 1024, 15 at 2048, where it took 29 s and 3.7 GB); in pieces the cost per pixel
+# stays flat (2048 px: 7.7 s, 0.5 GB). On scratches and strokes, whose factor
 # stays narrow anyway, the pieces cost what the whole does.
 THIN_WHOLE = 250_000
 THIN_PIECE = 256
@@ -861,7 +861,7 @@ COARSE_MARGIN = 64
 # Boxes with more hole pixels than this (and some pixel deeper than THIN_DEPTH) are
 # halved too, however shallow: the grids cost 5-20 us a hole pixel (one thread), so
 # a million is 5-20 s. Wide strokes over 30% of a 4K frame (150-240 px, one box
-# of 1.3M pixels at half size): 71 s to 11 s, 15.69 to 15.93 dB; bench masks up to
+# of 1.3M pixels at half size): 43.5 s to 6.7 s, 15.69 to 15.93 dB; bench masks up to
 # 1536 px never reach it.
 COARSE_PIXELS = 1_000_000
 

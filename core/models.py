@@ -246,6 +246,11 @@ def _base_from_shapes(path: Path, shapes: dict[str, tuple[int, ...]]) -> str:
             f"model: {path.name} is a Flux checkpoint; this version of Uncrop samples SD 1.x, "
             "SD 2.x and SDXL models."
         )
+    if any(k.startswith("conditioner.embedders.0.model.") for k in shapes):
+        raise UncropError(  # the one OpenCLIP encoder, without SDXL's CLIP-L beside it
+            f"model: {path.name} is an SDXL refiner; it only refines a base model's output, "
+            "so Uncrop does not sample with it: use an SDXL base or inpainting checkpoint."
+        )
     if _UNET + "input_blocks.0.0.weight" in shapes:
         raise UncropError(
             f"model: {path.name} holds a UNet but no text encoder; Uncrop needs a full "

@@ -399,3 +399,20 @@ def test_a_linked_component_folder_is_in_the_stamp(tree, tmp_path):
     os.utime(weights)
     assert any("diffusion_pytorch_model" in str(entry[0]) for entry in before[1:])
     assert models.file_stamp(folder) != before
+
+
+def test_an_sdxl_refiner_is_named(tree, tmp_path):
+    """Its one OpenCLIP encoder sits where SDXL keeps its second: it was told it had
+    no text encoder."""
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(tree["sdxl.safetensors"]))
+    first, second = "conditioner.embedders.0.", "conditioner.embedders.1."
+    refiner = {
+        (first + k[len(second) :]) if k.startswith(second) else k: v
+        for k, v in weights.items()
+        if not k.startswith(first)
+    }
+    save_file(refiner, str(tmp_path / "refiner.safetensors"))
+    with pytest.raises(UncropError, match="refiner.safetensors is an SDXL refiner"):
+        models.inspect_model(tmp_path / "refiner.safetensors")

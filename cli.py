@@ -198,10 +198,11 @@ def _model_free_fill(args: argparse.Namespace, device: torch.device) -> tuple[st
             "--method none leaves the hole unfilled: it is a pre-fill choice for --model. "
             "Without --model, pick a fill method."
         )
-    source, patch_size = args.source_mask, args.patch_size or DEFAULT_PATCH_SIZE
+    source = args.source_mask
+    patch_size = DEFAULT_PATCH_SIZE if args.patch_size is None else args.patch_size
     check_patch_size(patch_size, "--patch-size")
     return method, {
-        "color": parse_color(args.color or DEFAULT_COLOR, "--color"),
+        "color": parse_color(DEFAULT_COLOR if args.color is None else args.color, "--color"),
         "patch_size": patch_size,
         "source_mask": (
             _load_mask(source, "luminance", False, "--source-mask").to(device) if source else None
@@ -309,18 +310,17 @@ def _diffusion(args, device, job):
         prefill=_prefill(args),
     )
     settings.check()
-    if args.controlnet and not Path(args.controlnet).exists():  # before a minute of loading
-        raise UncropError(f"--controlnet: {args.controlnet} does not exist.")
+    if args.controlnet:  # before a minute of loading
+        models.check_controlnet_path(args.controlnet)
     wants_caption = getattr(args, "captioner", None) and not args.prompt.strip()
-    if wants_caption:
-        caption.check_model_folder(args.captioner)
+    # Checks the folder now; loads it only when it captions.
+    captioner = _captioner(args.captioner, device) if wants_caption else None
     model = models.load_model(
         args.model,
         controlnet=args.controlnet,
         dtype=models.pick_dtype(device, args.dtype),
     )
     print(f"model: {model.describe()}", file=sys.stderr)
-    captioner = _captioner(args.captioner, device) if wants_caption else None
 
     def prepare_model() -> None:
         if captioner is not None:

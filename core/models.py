@@ -677,15 +677,27 @@ def _controlnet_config(unet_config: dict, shapes: dict[str, tuple[int, ...]]) ->
     return cfg
 
 
+def check_controlnet_path(path: str | os.PathLike) -> Path:
+    """``path`` if it can hold a ControlNet (a folder or a ``.safetensors`` file), else
+    an UncropError saying why; reads no weights."""
+    p = Path(path)
+    if not p.exists():
+        raise UncropError(f"controlnet: {p} does not exist.")
+    if not p.is_dir():
+        _refuse_pickle(p)
+        if p.suffix.lower() != ".safetensors":
+            raise UncropError(
+                f"controlnet: expected a .safetensors file or a folder, got {p.name}."
+            )
+    return p
+
+
 def load_controlnet(path: str | os.PathLike, dtype: torch.dtype, unet_config: dict) -> Any:
     """An inpaint ControlNet for a model whose UNet has ``unet_config``: a diffusers folder
     (``config.json`` + safetensors weights) or one ``.safetensors`` file, as ComfyUI keeps
     them in ``models/controlnet``, in the original or the diffusers layout."""
     ControlNetModel = diffusers_module().ControlNetModel
-
-    p = Path(path)
-    if not p.exists():
-        raise UncropError(f"controlnet: {p} does not exist.")
+    p = check_controlnet_path(path)
     if p.is_dir():
         _check_component(p.parent, p.name, "diffusers")
         own, unet = (
@@ -702,9 +714,6 @@ def load_controlnet(path: str | os.PathLike, dtype: torch.dtype, unet_config: di
         variant = "fp16" if _fp16_only(p) else None
         options = {"torch_dtype": dtype, "use_safetensors": True, "variant": variant}
         return ControlNetModel.from_pretrained(str(p), local_files_only=True, **options)
-    _refuse_pickle(p)
-    if p.suffix.lower() != ".safetensors":
-        raise UncropError(f"controlnet: expected a .safetensors file or a folder, got {p.name}.")
     cfg = _controlnet_config(unet_config, _read_shapes(p, "controlnet"))
     with tempfile.TemporaryDirectory(prefix="uncrop-config-") as tmp:
         Path(tmp, "config.json").write_text(json.dumps(cfg))

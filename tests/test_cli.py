@@ -131,6 +131,9 @@ def test_bad_patch_size_is_refused(tmp_path, capsys):
     "extra,message",
     [
         (["--method", "patch", "--patch-size", "201"], "--patch-size: expected an odd number"),
+        # 0 and "" are values given, not defaults to fill in
+        (["--method", "patch", "--patch-size", "0"], "--patch-size: expected an odd number"),
+        (["--method", "color", "--color", ""], "--color: expected a hex colour"),
         (["--grow", "100000"], "grow: expected -1024 to 1024 px"),
         (["--feather", "1e9"], "feather: expected 0 to 512 px"),
         (["--device", "cuda:99"], "device: cuda:99 is not available here"),

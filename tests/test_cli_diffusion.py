@@ -99,6 +99,10 @@ def test_controlnet_and_captioner_paths_are_checked_before_the_model_loads(
     base = ["inpaint", str(files / "in.png"), "--mask", str(files / "mask.png"),
             "-o", str(files / "o.png"), "--model", "m"]  # fmt: skip
     assert cli.main([*base, "--controlnet", str(files / "no-cn.safetensors")]) == 2
-    assert "--controlnet: " in capsys.readouterr().err
+    assert "controlnet: " in capsys.readouterr().err
+    for name, message in (("cn.ckpt", "pickle"), ("cn.txt", "expected a .safetensors file")):
+        (files / name).write_bytes(b"x")
+        assert cli.main([*base, "--controlnet", str(files / name)]) == 2
+        assert message in capsys.readouterr().err
     assert cli.main([*base, "--captioner", str(files / "no-captioner")]) == 2
     assert "Captioner folder" in capsys.readouterr().err

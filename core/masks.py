@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from .errors import UncropError
+from .inputs import hole_of
 
 # Limits of refine_mask (and the Refine Mask node): wider than any edge needs, and
 # small enough that a typo cannot run for minutes or exhaust memory.
@@ -119,12 +120,16 @@ def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
     return _line_dilate(out, a, 1, 0)[..., r:-r, r:-r]
 
 
+def square_max(x: torch.Tensor, radius: int, beyond: float = 0) -> torch.Tensor:
+    """The largest value in the ``(2r+1)²`` square around each pixel of ``[...,H,W]``,
+    pixels beyond the frame being ``beyond``: two line dilations, log r passes each."""
+    return _line_dilate(_line_dilate(x, radius, 0, 1, beyond), radius, 1, 0, beyond)
+
+
 def _square_any(x: torch.Tensor, radius: int, beyond: bool) -> torch.Tensor:
     """Whether the ``(2r+1)²`` square around each pixel of bool ``[H,W]`` ``x`` holds a
-    True, pixels beyond the frame being ``beyond``: two line dilations on bytes."""
-    out = x.to(torch.uint8)[None]
-    out = _line_dilate(out, radius, 0, 1, int(beyond))
-    return _line_dilate(out, radius, 1, 0, int(beyond))[0] > 0
+    True, pixels beyond the frame being ``beyond`` (on bytes)."""
+    return square_max(x.to(torch.uint8)[None], radius, int(beyond))[0] > 0
 
 
 def dilate_square(mask: torch.Tensor, radius: int) -> torch.Tensor:
@@ -241,8 +246,9 @@ def label_islands(m: np.ndarray) -> tuple[np.ndarray, int]:
 def remove_specks(mask: torch.Tensor, min_area: int) -> torch.Tensor:
     """Drop masked islands smaller than ``min_area`` px (8-connected).
 
-    An island is every pixel above 0 that touches it, so a soft edge stays with
-    its core and counts towards its area.
+    An island is every hole pixel (:func:`~.inputs.hole_of`, at least 1/255) that
+    touches it, so a soft edge stays with its core and counts towards its area, and a
+    sigmoid's faint tail does not join every speck into one.
     """
     if min_area <= 1:
         return mask
@@ -256,7 +262,7 @@ def remove_specks(mask: torch.Tensor, min_area: int) -> torch.Tensor:
         keep[0] = False
         return keep[labels]
 
-    keep = _per_item(mask, keep_large, above=0.0)
+    keep = _per_item(hole_of(mask).to(mask.dtype), keep_large)
     return mask * keep
 
 

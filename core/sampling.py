@@ -31,7 +31,7 @@ from .composite import color_match, composite
 from .errors import UncropError
 from .fill import FILL_METHODS, fill
 from .inputs import check_image, check_seed, generator, hole_of, match_mask, resize_mask
-from .masks import MAX_FEATHER, feather, label_islands
+from .masks import MAX_FEATHER, feather, square_max
 from .models import InpaintModel, diffusers_module
 from .progress import CancelOnly, ProgressHook, or_null
 
@@ -651,27 +651,20 @@ def _sample_region(
 
 
 def seam_weight(mask: torch.Tensor, blur: float, solid: torch.Tensor | None = None) -> torch.Tensor:
-    """How much of the generated image each pixel of ``[1,H,W]`` takes: the mask feathered
+    """How much of the generated image each pixel of ``[B,H,W]`` takes: the mask feathered
     over ``blur`` px inside itself, so pixels where it is 0 take none.
 
-    Each hole component is scaled so that its peak is the mask's own there: ramped from
-    both sides, a hole thinner than the ramp (a scratch, a dot) kept most of what was
-    to be removed. ``solid`` pixels (an outpaint's new area, with nothing under it to
+    The feather is divided by its largest value within ``blur`` px, so the middle of a
+    hole thinner than the ramp (a scratch, a dot, even one joined to a big hole) takes
+    as much as the mask gives it: ramped from both sides, it kept most of what was to
+    be removed. ``solid`` pixels (an outpaint's new area, with nothing under it to
     blend with) take all of it.
     """
     weight = mask
     if blur > 0:
-        weight = mask * feather(mask, blur)
-        labels_np, count = label_islands(hole_of(mask[0]).cpu().numpy())
-        if count:
-            labels = torch.from_numpy(labels_np).to(mask.device, torch.long).flatten()
-            peaks = [
-                weight.new_zeros(count + 1).scatter_reduce(0, labels, v.flatten(), "amax")
-                for v in (weight, mask)
-            ]
-            scale = peaks[1] / peaks[0].clamp_min(1e-6)
-            scale[0] = 1.0  # off the hole: a tail under 1/255 stays as it is
-            weight = torch.minimum(weight * scale[labels].view_as(mask), mask)
+        f = feather(mask, blur)
+        peak = square_max(f, math.ceil(blur)).clamp_min(1e-6)
+        weight = torch.minimum(mask * f / peak, mask)
     if solid is not None:
         weight = torch.maximum(weight, solid)
     return weight

@@ -655,11 +655,13 @@ def test_mask_blur_fills_thin_holes_whole_and_feathers_big_ones(sd_inpaint, monk
     mask[:, 10, 10] = 1  # a dot
     mask[:, 20:80, 30:32] = 1  # a 2 px line
     mask[:, 30:70, 60:110] = 1  # a block
+    mask[:, 48:50, 110:126] = 1  # a 2 px scratch joined to it
     settings = SamplerSettings(mask_blur=4, **FAST)
     out = sampling.inpaint(sd_inpaint, torch.zeros(1, 96, 128, 3), mask, settings).image[0, ..., 0]
     assert float(out[10, 10]) == pytest.approx(1.0)
     assert float(out[30:70, 30:32].min()) == pytest.approx(1.0)  # the ends ramp along it
     assert float(out[50, 85]) == pytest.approx(1.0) and float(out[50, 60]) < 0.8  # its rim ramps
+    assert float(out[48:50, 118:120].min()) == pytest.approx(1.0)  # not held down by the block
     assert float(out[mask[0] == 0].max()) == 0.0
 
 

@@ -304,8 +304,9 @@ def fetch_url(
     max_bytes: int = URL_MAX_BYTES,
     name: str = "mask_url",
 ) -> bytes:
-    """Download an image over http(s) with a size cap, a type check and ``timeout``
-    seconds for the whole download (a server that trickles bytes is cut off too).
+    """Download an image over http(s) with a size cap, a type check and a ``timeout``
+    in seconds: for the whole download (a server that trickles bytes is cut off too),
+    give or take one read, which may wait up to ``timeout`` itself.
 
     Spaces and non-ASCII letters in the path or query are percent-encoded, as a
     browser does.

@@ -172,7 +172,10 @@ def resize_mask(mask: torch.Tensor, h: int, w: int, marks_fill: bool = True) -> 
     if not marks_fill:
         m = 1 - m
     if m.shape[-2] > h or m.shape[-1] > w:
-        m = F.adaptive_max_pool2d(m, (min(h, m.shape[-2]), min(w, m.shape[-1])))
+        size = (min(h, m.shape[-2]), min(w, m.shape[-1]))
+        # MPS pools only sizes that divide evenly (and some wrongly): on the CPU there.
+        on = torch.device("cpu") if m.device.type == "mps" else m.device
+        m = F.adaptive_max_pool2d(m.to(on), size).to(m.device)
     if m.shape[-2:] != (h, w):
         m = F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False)
     if not marks_fill:

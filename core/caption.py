@@ -382,7 +382,8 @@ def release_captioners() -> None:
         loaded.placement.release()
 
 
-_SAFE_MODEL = {"use_safetensors": True, "trust_remote_code": False}
+# Safetensors only, never code from the folder; and which weights the files lacked.
+_SAFE_MODEL = {"use_safetensors": True, "trust_remote_code": False, "output_loading_info": True}
 
 
 def _load(
@@ -401,10 +402,7 @@ def _load(
     model_cls = getattr(transformers, FAMILIES[family][1])
     log.info("Loading captioner %s (%s) on %s, %s", folder, family, device, dtype)
     try:
-        # Offline, safetensors only, never code from the folder.
-        model, loading = model_cls.from_pretrained(
-            folder, local_files_only=True, output_loading_info=True, **_SAFE_MODEL
-        )
+        model, loading = model_cls.from_pretrained(folder, local_files_only=True, **_SAFE_MODEL)
         auto = transformers.AutoProcessor
         processor = auto.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
     except Exception as exc:  # transformers, safetensors and tokenizers raise many kinds

@@ -149,13 +149,14 @@ def match_mask(
 SEED_LIMIT = 2**64  # seeds are 0 .. 2**64 - 1, as in ComfyUI
 
 
+def is_whole(value: object) -> bool:
+    """Whether ``value`` is an integer (Python's or numpy's), and not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def check_seed(seed: int, name: str = "seed") -> int:
     """``seed`` as an int, if it is one from 0 to ``SEED_LIMIT - 1``."""
-    if (
-        isinstance(seed, bool)
-        or not isinstance(seed, numbers.Integral)
-        or not 0 <= seed < SEED_LIMIT
-    ):
+    if not is_whole(seed) or not 0 <= seed < SEED_LIMIT:
         raise UncropError(f"{name}: expected a whole number from 0 to 2**64 - 1, got {seed!r}.")
     return int(seed)
 

@@ -42,13 +42,12 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 
 import torch
 import torch.nn.functional as F
 
 from .errors import UncropError
-from .inputs import at_least_float32, generator
+from .inputs import at_least_float32, generator, is_whole
 from .masks import dilate_square, erode_square
 from .progress import ProgressHook, or_null
 from .smooth import downsample_known, smooth_fill
@@ -470,8 +469,7 @@ MAX_PATCH_SIZE = 31  # a patch's pixels are gathered per candidate: memory grows
 
 def check_patch_size(patch_size: int, name: str = "patch_size") -> None:
     """Patches are odd squares of side 3 to ``MAX_PATCH_SIZE`` (they need a centre pixel)."""
-    whole = isinstance(patch_size, numbers.Integral) and not isinstance(patch_size, bool)
-    if not whole or not 3 <= patch_size <= MAX_PATCH_SIZE or patch_size % 2 == 0:
+    if not is_whole(patch_size) or not 3 <= patch_size <= MAX_PATCH_SIZE or patch_size % 2 == 0:
         raise UncropError(
             f"{name}: expected an odd number from 3 to {MAX_PATCH_SIZE}, got {patch_size}."
         )

@@ -30,7 +30,15 @@ from . import canvas
 from .composite import color_match, composite
 from .errors import UncropError
 from .fill import FILL_METHODS, fill
-from .inputs import check_image, check_seed, generator, hole_of, match_mask, resize_mask
+from .inputs import (
+    check_image,
+    check_seed,
+    generator,
+    hole_of,
+    is_whole,
+    match_mask,
+    resize_mask,
+)
 from .masks import MAX_FEATHER, feather, square_max
 from .models import InpaintModel, diffusers_module
 from .progress import CancelOnly, ProgressHook, or_null
@@ -205,13 +213,8 @@ class SamplerSettings:
         for name in ("prompt", "negative_prompt"):
             if not isinstance(getattr(self, name), str):
                 raise UncropError(f"{name}: expected text, got {getattr(self, name)!r}.")
-        steps = self.steps
-        if (
-            isinstance(steps, bool)
-            or not isinstance(steps, numbers.Integral)
-            or not 1 <= steps <= 1000
-        ):
-            raise UncropError(f"steps: expected a whole number from 1 to 1000, got {steps!r}.")
+        if not is_whole(self.steps) or not 1 <= self.steps <= 1000:
+            raise UncropError(f"steps: expected a whole number from 1 to 1000, got {self.steps!r}.")
         if not 0.0 < self.strength <= 1.0:
             raise UncropError(f"strength: expected a value in (0, 1], got {self.strength}.")
         if int(self.steps * self.strength) < 1:

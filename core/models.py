@@ -158,27 +158,51 @@ def _fp16_only(component: Path) -> bool:
     return bool(names) and all(_FP16_FILE.search(name) for name in names)
 
 
-def _fp16_only_parts(folder: Path, dtype: torch.dtype) -> dict[str, Any]:
-    """The weighted parts of a diffusers folder saved only as the fp16 variant (as
-    ``--include "*.fp16.*"`` downloads give), loaded, by name. Each is loaded on its
-    own: asking the whole pipeline for the variant would also take the fp16 copy of a
-    part that has full-precision files."""
+def _loaded_parts(folder: Path, dtype: torch.dtype) -> dict[str, Any]:
+    """The parts of a diffusers folder loaded here rather than by the pipeline, by name.
+
+    - Each text encoder: transformers fills what its files lack with random weights and
+      only logs it (a new prompt embedding on every load, never an error), so its load
+      report is read and such a file refused.
+    - Each weighted part saved only as the fp16 variant (as ``--include "*.fp16.*"``
+      downloads give), in that variant: asking the whole pipeline for the variant would
+      also take the fp16 copy of a part that has full-precision files.
+    """
     index = _read_json(folder / "model_index.json")
     parts = {}
     for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
         entry = index.get(name)
-        if not (isinstance(entry, list) and len(entry) == 2 and _fp16_only(folder / name)):
+        if not (isinstance(entry, list) and len(entry) == 2):
             continue
         library, class_name = entry
+        fp16 = _fp16_only(folder / name)
+        if not (fp16 or library == "transformers"):
+            continue
         if library not in ("diffusers", "transformers"):  # never import what a file names
             raise UncropError(
                 f"model: {name} in {folder / 'model_index.json'} is from "
                 f"'{library}'; expected diffusers or transformers."
             )
         part_class = getattr(importlib.import_module(library), class_name)
-        fp16 = {"variant": "fp16", "use_safetensors": True}
-        part = part_class.from_pretrained(str(folder / name), local_files_only=True, **fp16)
-        parts[name] = part.to(dtype)
+        options: dict[str, Any] = {"use_safetensors": True}
+        if fp16:
+            options["variant"] = "fp16"
+        if library == "diffusers":  # leaves what a file lacks on the meta device: see load_model
+            part = part_class.from_pretrained(str(folder / name), local_files_only=True, **options)
+            parts[name] = part.to(dtype)
+            continue
+        part, loading = part_class.from_pretrained(  # in its dtype: no float32 copy first
+            str(folder / name), local_files_only=True, output_loading_info=True,
+            torch_dtype=dtype, **options,
+        )  # fmt: skip
+        missing = sorted(loading.get("missing_keys") or [])
+        if missing:
+            raise UncropError(
+                f"model: the weights of {name} in {folder} lack {len(missing)} of its "
+                f"parameters (first: {missing[0]}); the file is incomplete or made for "
+                "another model."
+            )
+        parts[name] = part
     return parts
 
 
@@ -634,7 +658,7 @@ def _load_pipeline(info: ModelInfo, dtype: torch.dtype, tokenizer_dir) -> Any:
         common["add_watermarker"] = False
     if info.form == "diffusers":
         common["use_safetensors"] = True  # a pickle beside the safetensors is never read
-        parts = _fp16_only_parts(Path(info.path), dtype)
+        parts = _loaded_parts(Path(info.path), dtype)
         return cls.from_pretrained(info.path, local_files_only=True, **parts, **common)
     _, shapes = _inspect_file(Path(info.path))
     tokenizer = find_clip_tokenizer(tokenizer_dir)

@@ -367,6 +367,23 @@ def test_weights_lacking_parameters_are_named_at_load(tree, tmp_path):
         models.load_model(tree["sd"], controlnet=cn)
 
 
+def test_a_text_encoder_lacking_weights_is_refused_at_load(tree, tmp_path):
+    """transformers fills what a text encoder's file lacks with random weights and only
+    logs it: the load went through and every load gave another prompt embedding."""
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "partial-text"
+    shutil.copytree(tree["sdxl"], folder)
+    file = folder / "text_encoder_2" / "model.safetensors"
+    weights = load_file(str(file))
+    save_file({k: v for k, v in weights.items() if "layers.0.mlp" not in k}, str(file))
+    models.clear_cache()
+    with pytest.raises(
+        UncropError, match=r"model: the weights of text_encoder_2 in .*partial-text lack 4 "
+    ):
+        models.load_model(folder)
+
+
 def test_controlnet_failures_are_blamed_on_the_controlnet(tree, tmp_path):
     cut = tmp_path / "cut.safetensors"
     cut.write_bytes(tree["controlnet.safetensors"].read_bytes()[:-200])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 
 from comfy_api.latest import io
 
@@ -66,7 +67,7 @@ class LoadMask(io.ComfyNode):
     ) -> io.NodeOutput:
         if url.strip():
             # What fingerprint_inputs just downloaded, else a download now.
-            source = _fetched.pop(url.strip(), None) or _fetch(url.strip())
+            source = _fetched.get(url.strip()) or _fetch(url.strip())
         else:
             folder, filename = host.input_file_path(image)
             source = imageio.resolve_in_folder(folder, filename, name="image")
@@ -92,7 +93,6 @@ class LoadMask(io.ComfyNode):
         try:
             if url and url.strip():
                 data = _fetch(url.strip())
-                _fetched[url.strip()] = data
             elif image is None:
                 return "linked image"
             else:
@@ -127,14 +127,20 @@ class LoadMask(io.ComfyNode):
         return True
 
 
-# The bytes fingerprint_inputs downloaded, by URL, for the execute that follows it
-# (ComfyUI calls both in one thread); execute takes them out.
-_fetched: dict[str, bytes] = {}
+# The bytes fingerprint_inputs downloaded, by URL, for the executes that follow it
+# (ComfyUI calls both in one thread): each node reading a URL downloads it once, to
+# fingerprint it, and not again to run. The latest downloads are kept, up to one
+# download's size limit in all.
+_fetched: OrderedDict[str, bytes] = OrderedDict()
 
 
 def _fetch(url: str) -> bytes:
-    _fetched.clear()  # at most one download held
-    return imageio.fetch_url(url, name="url")
+    data = imageio.fetch_url(url, name="url")
+    _fetched[url] = data
+    _fetched.move_to_end(url)
+    while len(_fetched) > 1 and sum(map(len, _fetched.values())) > imageio.URL_MAX_BYTES:
+        _fetched.popitem(last=False)
+    return data
 
 
 class RefineMask(io.ComfyNode):

@@ -69,6 +69,16 @@ def test_load_mask_url_fingerprints_the_content_and_downloads_once(input_dir, mo
     assert LoadMask.fingerprint_inputs(**args, url=url) != first
     (mask,) = run_node(LoadMask, **args, url=url).args
     assert len(calls) == 3 and float(mask.max()) == 0.0
+    # Two nodes reading one URL: one download each to fingerprint, none to run.
+    other = {**args, "channel": "red"}
+    LoadMask.fingerprint_inputs(**args, url=url), LoadMask.fingerprint_inputs(**other, url=url)
+    run_node(LoadMask, **args, url=url), run_node(LoadMask, **other, url=url)
+    assert len(calls) == 5
+    # The latest downloads are kept, up to one download's size limit in all.
+    monkeypatch.setattr(masks_node.imageio, "URL_MAX_BYTES", 2 * len(served["data"]))
+    for n in range(3):
+        LoadMask.fingerprint_inputs(**args, url=f"{url}?{n}")
+    assert list(masks_node._fetched) == [f"{url}?1", f"{url}?2"]
 
 
 def test_load_mask_refuses_paths_outside_input(input_dir):

@@ -12,10 +12,12 @@ CPU, ``torch.cuda.max_memory_allocated`` on a GPU) is its own. Not a test.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -157,6 +159,7 @@ def main() -> None:
         print(json.dumps(result))
         return
     work = Path(tempfile.mkdtemp(prefix="uncrop-bench-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
     model_dir = _model_dir(work)
     import diffusers
 

@@ -18,13 +18,15 @@ ROOT = Path(__file__).resolve().parent.parent
 # Test helper modules (tiny model builders, the ComfyUI harness) import by name.
 sys.path.insert(0, str(ROOT / "tests"))
 if os.environ.get("COMFYUI_PATH"):
+    import atexit
+    import shutil
     import tempfile
 
     import comfy_harness
 
-    comfy_harness.prepare_comfyui(
-        os.environ["COMFYUI_PATH"], tempfile.mkdtemp(prefix="uncrop-comfy-")
-    )
+    _comfy_work = tempfile.mkdtemp(prefix="uncrop-comfy-")
+    atexit.register(shutil.rmtree, _comfy_work, ignore_errors=True)
+    comfy_harness.prepare_comfyui(os.environ["COMFYUI_PATH"], _comfy_work)
 else:
     sys.path.insert(0, str(ROOT / "tests" / "comfy_stub"))
 

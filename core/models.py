@@ -535,15 +535,25 @@ def default_device(name: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+def _native_bf16() -> bool:
+    """Whether the GPU runs bf16 natively: by default torch also counts the emulation of
+    older cards (a T4, a V100), where bf16 is many times slower than fp16."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # a torch from before that option, which counted native support only
+        return torch.cuda.is_bf16_supported()
+
+
 def pick_dtype(device: torch.device, requested: str = "auto") -> torch.dtype:
-    """fp32 on the CPU; bf16 on GPUs that have it (SDXL's VAE overflows in fp16), else fp16."""
+    """fp32 on the CPU; bf16 on GPUs that run it natively (SDXL's VAE overflows in fp16),
+    else fp16."""
     table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     if requested in table:
         return table[requested]
     if requested != "auto":
         raise UncropError(f"dtype: expected auto, fp16, bf16 or fp32, got '{requested}'.")
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if _native_bf16() else torch.float16
     if device.type == "mps":
         return torch.float16
     return torch.float32

@@ -8,7 +8,7 @@ from comfy_api.latest import io
 from ..core import canvas, model_free
 from ..core import fill as filling
 from ..core.errors import UncropError
-from ..core.inputs import check_image
+from ..core.inputs import SEED_LIMIT, check_image
 from . import host
 
 SIZE_MODES = ("per side", "target size")
@@ -114,7 +114,7 @@ class ExpandCanvas(io.ComfyNode):
                     "seed",
                     default=0,
                     min=0,
-                    max=2**32 - 1,
+                    max=SEED_LIMIT - 1,
                     tooltip="Seed for fills that use randomness (noise, patch).",
                     control_after_generate=False,  # a fill repeats unless asked
                 ),

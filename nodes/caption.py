@@ -127,9 +127,12 @@ class LoadCaptioner(io.ComfyNode):
 
     @classmethod
     def fingerprint_inputs(
-        cls, model: str, region: str, max_length: int, beams: int, template: str, prefix: str
+        cls, model: str | None, region, max_length, beams, template, prefix
     ) -> str:
-        """The files' dates and sizes: replaced weights under the same name load again."""
+        """The files' dates and sizes: replaced weights under the same name load again.
+        A linked name comes as None: the link is in ComfyUI's cache key already."""
+        if model is None:
+            return "linked"
         try:
             return repr(file_stamp(find_captioner(model)))
         except UncropError:

@@ -6,6 +6,7 @@ from comfy_api.latest import io
 
 from ..core import fill as filling
 from ..core import model_free, patchmatch
+from ..core.inputs import SEED_LIMIT
 from . import host
 
 
@@ -40,7 +41,7 @@ class Fill(io.ComfyNode):
                     "seed",
                     default=0,
                     min=0,
-                    max=2**32 - 1,
+                    max=SEED_LIMIT - 1,
                     tooltip="Seed for methods that use randomness.",
                     control_after_generate=False,  # a fill repeats unless asked
                 ),

@@ -46,6 +46,18 @@ def torch_device() -> torch.device:
     return mm.get_torch_device() if mm is not None else models.default_device()
 
 
+def model_dtype(requested: str, device: torch.device) -> torch.dtype:
+    """The dtype a diffusion model loads in on ``device``: ``requested``, and for auto
+    ComfyUI's own choice (its --force-fp16 and --force-fp32 flags, bf16 only on cards
+    that run it natively, fp32 on those whose fp16 is broken), else the engine's."""
+    mm = _comfy_mm()
+    if requested != "auto" or mm is None or device.type == "cpu":
+        return models.pick_dtype(device, requested)
+    if mm.should_use_bf16(device):
+        return torch.bfloat16
+    return torch.float16 if mm.should_use_fp16(device) else torch.float32
+
+
 def clip_tokenizer_dir() -> str | None:
     """ComfyUI's own copy of the CLIP tokenizer files (``comfy/sd1_tokenizer``), if any."""
     try:

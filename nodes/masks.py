@@ -27,7 +27,8 @@ class LoadMask(io.ComfyNode):
             inputs=[
                 io.Combo.Input(
                     "image",
-                    options=host.input_files(),
+                    # "" in an empty folder: a prompt giving only a url still validates
+                    options=host.input_files() or [""],
                     upload=io.UploadType.image,
                     tooltip="Mask image in ComfyUI's input folder; use the upload button to add one.",
                 ),
@@ -90,6 +91,8 @@ class LoadMask(io.ComfyNode):
         again when what feeds it changes. With a linked url the file is still hashed, in
         case the url turns out empty.
         """
+        if url is None:  # unknown until run: execute downloads it then, not from the store
+            _fetched.clear()
         try:
             if url and url.strip():
                 data = _fetch(url.strip())

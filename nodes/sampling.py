@@ -12,7 +12,7 @@ from ..core import fill as filling
 from ..core import models, sampling
 from ..core.composite import COLOR_MATCH_MODES
 from ..core.errors import UncropError
-from ..core.inputs import check_image
+from ..core.inputs import SEED_LIMIT, check_image
 from . import host
 from .canvas import GEOMETRY, geometry_inputs, plan_canvas
 from .caption import CAPTIONER
@@ -81,7 +81,7 @@ def _sampler_inputs() -> list:
             "seed",
             default=0,
             min=0,
-            max=2**32 - 1,
+            max=SEED_LIMIT - 1,
             control_after_generate=True,
             tooltip="Same seed, same settings, same device: same pixels.",
         ),
@@ -253,8 +253,13 @@ class LoadInpaintModel(io.ComfyNode):
         return path, cn
 
     @classmethod
-    def fingerprint_inputs(cls, model: str, controlnet: str, dtype: str, vae_tiling: bool) -> str:
-        """The files' dates and sizes: replaced weights under the same name load again."""
+    def fingerprint_inputs(
+        cls, model: str | None, controlnet: str | None, dtype, vae_tiling
+    ) -> str:
+        """The files' dates and sizes: replaced weights under the same name load again.
+        A linked name comes as None: the link is in ComfyUI's cache key already."""
+        if model is None or controlnet is None:
+            return "linked"
         try:
             path, cn = cls._paths(model, controlnet)
         except UncropError:
@@ -267,7 +272,7 @@ class LoadInpaintModel(io.ComfyNode):
         loaded = models.load_model(
             path,
             controlnet=cn,
-            dtype=models.pick_dtype(host.torch_device(), dtype),
+            dtype=host.model_dtype(dtype, host.torch_device()),
             vae_tiling=vae_tiling,
             tokenizer_dir=host.clip_tokenizer_dir(),
         )

@@ -190,6 +190,19 @@ def test_dtype_choice():
         models.pick_dtype(torch.device("cpu"), "int8")
 
 
+def test_auto_dtype_takes_bf16_only_where_the_gpu_runs_it_natively(monkeypatch):
+    """torch counts emulated bf16 by default: a T4 or V100 got bf16, many times slower."""
+    cards = {"t4": False, "a100": True}
+    for card, native in cards.items():
+
+        def supported(including_emulation=True, native=native):
+            return native or including_emulation
+
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", supported)
+        expected = torch.bfloat16 if native else torch.float16
+        assert models.pick_dtype(torch.device("cuda")) == expected, card
+
+
 def test_default_device_names_and_refusal():
     assert models.default_device("cpu") == torch.device("cpu")
     assert models.default_device().type in ("cpu", "cuda", "mps")

@@ -119,6 +119,11 @@ def test_loader_runs_again_when_its_files_change(in_models):
     first, touched = fingerprints_around_a_touch(weights, fingerprint)
     assert touched != first
     assert fingerprint() == fingerprint()  # nothing changed since: no re-run
+    # A linked name comes as None; the fingerprint is steady (a NaN ran it on every queue).
+    linked = nodes.LoadCaptioner.fingerprint_inputs(
+        model=None, region="whole", max_length=8, beams=1, template="", prefix=""
+    )
+    assert linked == "linked"
 
 
 def test_unknown_captioner_is_named(in_models):

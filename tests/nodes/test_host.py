@@ -106,3 +106,22 @@ def test_pixel_nodes_hand_on_float32_whatever_came_in(coffee):
             assert out.dtype == torch.float32
         keep = mask[0] == 0
         assert torch.equal(filled[0][keep], img[0][keep].float())
+
+
+def test_auto_dtype_inside_comfyui_is_comfyuis_choice(monkeypatch):
+    """ComfyUI's --force-fp16 / --force-fp32 and its per-card table decide "auto" on a GPU;
+    a dtype asked for by name, and the CPU, stay the engine's."""
+    choice = {"bf16": False, "fp16": True}
+    mm = types.SimpleNamespace(
+        should_use_bf16=lambda device: choice["bf16"],
+        should_use_fp16=lambda device: choice["fp16"],
+    )
+    monkeypatch.setattr(host, "_comfy_mm", lambda: mm)
+    gpu = torch.device("cuda")
+    assert host.model_dtype("auto", gpu) == torch.float16
+    choice["fp16"] = False  # a card whose fp16 is broken, or --force-fp32
+    assert host.model_dtype("auto", gpu) == torch.float32
+    choice["bf16"] = True
+    assert host.model_dtype("auto", gpu) == torch.bfloat16
+    assert host.model_dtype("fp16", gpu) == torch.float16
+    assert host.model_dtype("auto", torch.device("cpu")) == torch.float32

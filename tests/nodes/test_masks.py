@@ -79,6 +79,20 @@ def test_load_mask_url_fingerprints_the_content_and_downloads_once(input_dir, mo
     for n in range(3):
         LoadMask.fingerprint_inputs(**args, url=f"{url}?{n}")
     assert list(masks_node._fetched) == [f"{url}?1", f"{url}?2"]
+    # A linked url is not known to the fingerprint: the run downloads it afresh.
+    LoadMask.fingerprint_inputs(**args, url=None)
+    (mask,) = run_node(LoadMask, **args, url=f"{url}?2").args
+    assert calls[-1] == f"{url}?2" and len(calls) == 9
+
+
+def test_load_mask_validates_a_url_alone_in_an_empty_input_folder(tmp_path, monkeypatch):
+    """With no file to list, the combo holds "": a prompt giving only a url still passes
+    ComfyUI's own check that the value is one of the options."""
+    monkeypatch.setattr(host, "input_directory", lambda: str(tmp_path))
+    (image,) = [i for i in LoadMask.define_schema().inputs if i.id == "image"]
+    assert image.options == [""]
+    assert LoadMask.validate_inputs(image="", url="https://example.com/m.png") is True
+    assert "no mask file chosen" in LoadMask.validate_inputs(image="", url="")
 
 
 def test_load_mask_refuses_paths_outside_input(input_dir):

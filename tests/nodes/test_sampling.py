@@ -84,6 +84,8 @@ def test_loader_runs_again_when_its_files_change(in_models):
     assert before != after
     assert fingerprint(controlnet=nodes.NO_CONTROLNET) != before
     assert fingerprint(model="missing") == "missing|tiny-cn-ldm.safetensors"
+    # A linked name comes as None; the fingerprint is steady (a NaN ran it on every queue).
+    assert fingerprint(model=None) == fingerprint(controlnet=None) == "linked"
 
 
 def test_loader_refuses_an_unknown_name(in_models):

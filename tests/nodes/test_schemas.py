@@ -52,13 +52,16 @@ def test_schema_is_complete(node, schema):
         assert inp.tooltip and len(inp.tooltip) > 10, f"{schema.node_id}.{inp.id} needs a tooltip"
         kind = inp.get_io_type()
         if kind in WIDGET_TYPES and not inp.optional:
-            assert inp.default is not None or (kind == "COMBO" and not inp.options), (
+            # a file list (no default) is [""] when its folder is empty
+            assert inp.default is not None or (kind == "COMBO" and inp.options in ([], [""])), (
                 f"{inp.id} default"
             )
         if kind in ("INT", "FLOAT") and inp.default is not None:
             assert inp.min <= inp.default <= inp.max, (
                 f"{schema.node_id}.{inp.id} default out of bounds"
             )
+        if inp.id == "seed":  # ComfyUI's own range, as KSampler's: a pasted seed fits
+            assert (inp.min, inp.max) == (0, 2**64 - 1), f"{schema.node_id}.seed range"
         if kind == "COMBO" and inp.options and inp.default is not None:
             assert inp.default in inp.options, f"{schema.node_id}.{inp.id} default not an option"
     for out in schema.outputs:

@@ -266,13 +266,18 @@ def prompt_summary(prompts: list[str]) -> str:
 
 
 def resolve_prompts(
-    prompt: str, image: torch.Tensor, mask: torch.Tensor | None, captioner
+    prompt: str,
+    image: torch.Tensor,
+    mask: torch.Tensor | None,
+    captioner,
+    progress: ProgressHook | None = None,
 ) -> list[str]:
-    """One prompt per image: the given one, else the captioner's, else empty."""
+    """One prompt per image: the given one, else the captioner's, else empty. The
+    captioner gets ``progress``'s cancel button (captioning a batch takes a while)."""
     if prompt.strip():
         return [prompt] * image.shape[0]
     if captioner is not None:
-        captions = list(captioner.caption(image, mask))
+        captions = list(captioner.caption(image, mask, progress=CancelOnly(progress)))
         if len(captions) != image.shape[0]:
             raise UncropError(
                 f"captioner: returned {len(captions)} captions for {image.shape[0]} images."
@@ -538,7 +543,7 @@ def sample(
     if not any(plans):  # nothing to paint: no caption, and the model stays where it is
         out = (grey if grey is not None else image).clone()
         return SampleResult(out, [settings.prompt] * image.shape[0], plans)
-    prompts = resolve_prompts(settings.prompt, image, mask, captioner)
+    prompts = resolve_prompts(settings.prompt, image, mask, captioner, hook)
     if prepare_model is not None:
         prepare_model()
     reporter = _StepReporter(hook, sum(map(len, plans)), settings, preview)

@@ -212,5 +212,6 @@ class RefineMask(io.ComfyNode):
             fill_holes_=fill_holes,
             min_speck_area=remove_specks,
             threshold_level=threshold,
+            progress=host.Progress(),
         )
         return io.NodeOutput(host.node_output(out))

@@ -72,8 +72,8 @@ def test_outpaint_with_model_samples_with_the_caption(models, tmp_path, monkeypa
     used = []
     original = sampling.resolve_prompts
 
-    def spy(prompt, image, mask, captioner):
-        used.append(original(prompt, image, mask, captioner))
+    def spy(prompt, image, mask, captioner, progress=None):
+        used.append(original(prompt, image, mask, captioner, progress))
         return used[-1]
 
     monkeypatch.setattr(sampling, "resolve_prompts", spy)

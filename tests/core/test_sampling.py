@@ -307,7 +307,8 @@ class FakeCaptioner:
     def __init__(self):
         self.calls = []
 
-    def caption(self, image, mask):
+    def caption(self, image, mask, progress):
+        progress.check_interrupted()
         self.calls.append((tuple(image.shape), None if mask is None else tuple(mask.shape)))
         return [f"a red tree number {i}" for i in range(image.shape[0])]
 
@@ -331,6 +332,23 @@ def test_empty_prompt_uses_the_captioner_and_the_caption_reaches_the_tokenizer(
     assert result.prompts == ["a red tree number 0"]
     assert captioner.calls == [((1, 96, 128, 3), (1, 96, 128))]
     assert any(t == ["a red tree number 0"] or t == "a red tree number 0" for t in texts)
+
+
+def test_cancel_reaches_the_captioner(sd_inpaint, photo):
+    class Cancelled:
+        def update(self, done, total, preview=None):
+            raise AssertionError("the bar moved before the caption")
+
+        def check_interrupted(self):
+            raise InterruptedError
+
+    captioner = FakeCaptioner()
+    settings = SamplerSettings(prompt="", **FAST)
+    with pytest.raises(InterruptedError):
+        sampling.inpaint(
+            sd_inpaint, photo, _hole(), settings, captioner=captioner, progress=Cancelled()
+        )
+    assert captioner.calls == []
 
 
 def test_a_given_prompt_wins_over_the_captioner(sd_inpaint, photo):

@@ -112,7 +112,7 @@ def test_inpaint_node(in_models, photo):
 
 
 class FakeCaptioner:
-    def caption(self, image, mask):
+    def caption(self, image, mask, progress=None):
         return ["a photo of the sea"] * image.shape[0]
 
 

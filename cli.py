@@ -31,6 +31,7 @@ log = logging.getLogger("uncrop")
 SAMPLES = Path(__file__).resolve().parent / "samples"
 SAMPLE_IMAGE = SAMPLES / "coffee.jpg"
 SAMPLE_MASK = SAMPLES / "coffee-mask.png"
+PATCH_METHODS = ("patch", "pattern")  # pattern falls back to patch, with its options
 
 
 class TqdmProgress:
@@ -96,7 +97,22 @@ def _add_common(p: argparse.ArgumentParser, default_method: str) -> None:
     _add_diffusion(p)
 
 
+# The diffusion flags and the SamplerSettings field each sets. None = not given: the
+# settings' own defaults apply, and without --model a given one is refused, not ignored.
+DIFFUSION_FLAGS = {
+    "--prompt": "prompt",
+    "--negative-prompt": "negative_prompt",
+    "--steps": "steps",
+    "--guidance": "guidance",
+    "--strength": "strength",
+    "--scheduler": "scheduler",
+    "--mask-blur": "mask_blur",
+    "--resolution": "resolution",
+}
+
+
 def _add_diffusion(p: argparse.ArgumentParser) -> None:
+    d = sampling.SamplerSettings()
     g = p.add_argument_group("diffusion (with --model; without it the model-free --method runs)")
     g.add_argument(
         "--model",
@@ -105,25 +121,42 @@ def _add_diffusion(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--controlnet", help="inpaint ControlNet: a .safetensors file or a diffusers folder"
     )
-    g.add_argument("--prompt", default="", help="what to paint (empty: --captioner, or none)")
-    g.add_argument("--negative-prompt", default="", help="what to avoid")
-    g.add_argument("--steps", type=int, default=20, help="denoising steps (default: 20)")
-    g.add_argument("--guidance", type=float, default=7.0, help="guidance scale (default: 7)")
-    g.add_argument("--strength", type=float, default=1.0, help="denoise strength, above 0 up to 1")
+    g.add_argument("--prompt", help="what to paint (empty: --captioner, or none)")
+    g.add_argument("--negative-prompt", help="what to avoid")
+    g.add_argument("--steps", type=int, help=f"denoising steps (default: {d.steps})")
+    g.add_argument("--guidance", type=float, help=f"guidance scale (default: {d.guidance:g})")
     g.add_argument(
-        "--scheduler", choices=list(sampling.SCHEDULERS), default="euler", help="sampler"
+        "--strength",
+        type=float,
+        help=f"denoise strength, above 0 up to 1 (default: {d.strength:g})",
     )
-    g.add_argument("--mask-blur", type=float, default=4.0, help="seam feather inside the mask, px")
-    g.add_argument("--resolution", type=int, default=0, help="window side, px (0: native)")
-    g.add_argument("--dtype", default="auto", choices=("auto", "fp16", "bf16", "fp32"))
+    g.add_argument(
+        "--scheduler", choices=list(sampling.SCHEDULERS), help=f"sampler (default: {d.scheduler})"
+    )
+    g.add_argument(
+        "--mask-blur",
+        type=float,
+        help=f"seam feather inside the mask, px (default: {d.mask_blur:g})",
+    )
+    g.add_argument("--resolution", type=int, help="window side, px (default: 0, the native size)")
+    g.add_argument(
+        "--dtype",
+        choices=("auto", "fp16", "bf16", "fp32"),
+        help="weights' precision (default: auto)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="uncrop", description="Inpaint and outpaint images.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
     sub = parser.add_subparsers(dest="command", required=True)
+    # -v after the subcommand too (SUPPRESS: not given there, the one before stays)
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log more detail"
+    )
 
-    p = sub.add_parser("inpaint", help="fill the masked area of an image")
+    p = sub.add_parser("inpaint", parents=[verbose], help="fill the masked area of an image")
     _add_common(p, "smooth")
     p.add_argument("--mask", required=True, help="mask image or http(s) URL; white = area to fill")
     p.add_argument(
@@ -140,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_captioner(p)
 
-    p = sub.add_parser("outpaint", help="extend an image beyond its borders")
+    p = sub.add_parser("outpaint", parents=[verbose], help="extend an image beyond its borders")
     _add_common(p, "pattern")
     p.add_argument("--width", type=int, help="target width (with --height)")
     p.add_argument("--height", type=int, help="target height (with --width)")
@@ -159,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_captioner(p)
 
-    p = sub.add_parser("caption", help="write a prompt describing an image")
+    p = sub.add_parser("caption", parents=[verbose], help="write a prompt describing an image")
     p.add_argument("image", help="the image to describe")
     p.add_argument("--mask", help="mask image or URL; white = hole, which is not described")
     p.add_argument(
@@ -182,7 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix", default=defaults.prefix, help="text the caption must start with")
     p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1, mps")
 
-    p = sub.add_parser("demo", help="inpaint and outpaint the bundled sample photo")
+    p = sub.add_parser(
+        "demo", parents=[verbose], help="inpaint and outpaint the bundled sample photo"
+    )
     p.add_argument(
         "-o", "--output", default="results", help="folder for the results (default: results)"
     )
@@ -198,6 +233,17 @@ def _model_free_fill(args: argparse.Namespace, device: torch.device) -> tuple[st
             "--method none leaves the hole unfilled: it is a pre-fill choice for --model. "
             "Without --model, pick a fill method."
         )
+    uses = {"--color": ("color",), "--patch-size": PATCH_METHODS, "--source-mask": PATCH_METHODS}
+    for flag, value in (
+        ("--color", args.color),
+        ("--patch-size", args.patch_size),
+        ("--source-mask", args.source_mask),
+    ):
+        if value is not None and method not in uses[flag]:
+            raise UncropError(
+                f"{flag}: --method {method} does not use it (it is for --method "
+                f"{' or '.join(uses[flag])}); leave it out or pick that method."
+            )
     source = args.source_mask
     patch_size = DEFAULT_PATCH_SIZE if args.patch_size is None else args.patch_size
     check_patch_size(patch_size, "--patch-size")
@@ -265,10 +311,19 @@ def _prompt_metadata(prompts: list[str]) -> dict[str, str]:
 
 def _model_free_only(args: argparse.Namespace) -> None:
     """Refuse options that only a diffusion run (``--model``) uses."""
+    if getattr(args, "model", None) == "":
+        raise UncropError("--model: empty; give a model folder or .safetensors file.")
     if getattr(args, "captioner", None):
         raise UncropError(
             "--captioner writes the prompt for --model; without --model no prompt is used. "
             "To caption an image, run: uncrop caption IMAGE."
+        )
+    flags = {**DIFFUSION_FLAGS, "--controlnet": "controlnet", "--dtype": "dtype"}
+    given = [flag for flag, dest in flags.items() if getattr(args, dest, None) is not None]
+    if given:
+        raise UncropError(
+            f"{', '.join(given)}: {'these set' if len(given) > 1 else 'this sets'} the "
+            "diffusion run; add --model, or leave them out for a model-free fill."
         )
 
 
@@ -297,28 +352,21 @@ def _diffusion(args, device, job):
     with the CLI's settings (checked first: a model can take a minute to load); the
     captioner (``--captioner``) writes the prompt when none is given. The model goes to
     ``device`` only once the captioner is done and released, so the two never share it."""
-    settings = sampling.SamplerSettings(
-        prompt=args.prompt,
-        negative_prompt=args.negative_prompt,
-        seed=args.seed,
-        steps=args.steps,
-        guidance=args.guidance,
-        strength=args.strength,
-        scheduler=args.scheduler,
-        mask_blur=args.mask_blur,
-        resolution=args.resolution,
-        prefill=_prefill(args),
-    )
+    fields = DIFFUSION_FLAGS.values()  # each flag's dest is its settings field
+    given = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
+    settings = sampling.SamplerSettings(seed=args.seed, prefill=_prefill(args), **given)
     settings.check()
     if args.controlnet:  # before a minute of loading
         models.check_controlnet_path(args.controlnet)
-    wants_caption = getattr(args, "captioner", None) and not args.prompt.strip()
-    # Checks the folder now; loads it only when it captions.
-    captioner = _captioner(args.captioner, device) if wants_caption else None
+    # Checks the folder now (a typo is named even when a prompt leaves it unused); loads
+    # it only when it captions.
+    captioner = _captioner(args.captioner, device) if getattr(args, "captioner", None) else None
+    if settings.prompt.strip():
+        captioner = None
     model = models.load_model(
         args.model,
         controlnet=args.controlnet,
-        dtype=models.pick_dtype(device, args.dtype),
+        dtype=models.pick_dtype(device, args.dtype or "auto"),
     )
     print(f"model: {model.describe()}", file=sys.stderr)
 
@@ -341,7 +389,7 @@ def _load_input(args: argparse.Namespace) -> torch.Tensor:
     Notes on ``args`` whether the input has more than 8 bits, for :func:`_save`."""
     imageio.output_format(args.output, "--output")
     image, _ = imageio.load_image(args.image, keep_alpha=True)
-    args.sixteen_bit = imageio.finer_than_8_bits(image)
+    args.sixteen_bit = imageio.more_than_8_bits(args.image)
     return image
 
 

@@ -251,6 +251,12 @@ def fill_color(
     return torch.where(hole.unsqueeze(-1), flat.expand_as(image), image)
 
 
+def _is_grey(image: torch.Tensor) -> bool:
+    """Whether an RGB(A) image's three colour channels are equal everywhere."""
+    c = image[..., :3]
+    return image.shape[-1] >= 3 and bool((c == c[..., :1]).all())
+
+
 def fill_noise(image: torch.Tensor, hole: torch.Tensor, seed: int = 0, **_: object) -> torch.Tensor:
     """Gaussian noise with the known area's per-image colour mean and spread.
 
@@ -266,6 +272,8 @@ def fill_noise(image: torch.Tensor, hole: torch.Tensor, seed: int = 0, **_: obje
     # Drawn in float32 on the CPU whatever the image: a seed gives the same noise in
     # every dtype and on every device.
     noise = torch.randn(work.shape, generator=gen).to(work.device, work.dtype)
+    if _is_grey(image):  # grey noise for a grey photo (its three channels are equal)
+        noise[..., 1:3] = noise[..., :1]
     values = (mean + noise * var.sqrt()).clamp(0, 1).to(image.dtype)
     return torch.where(hole.unsqueeze(-1), values, image)
 

@@ -12,6 +12,7 @@ import http.client
 import io
 import logging
 import os
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -42,6 +43,12 @@ def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
         img.load()
     except FileNotFoundError:
         raise UncropError(f"{name}: file not found: {source}") from None
+    except Image.UnidentifiedImageError:  # its own message names only a BytesIO object
+        where = "the downloaded data" if isinstance(source, bytes) else str(source)
+        raise UncropError(
+            f"{name}: {where} is not in an image format this can read (PNG, JPEG, WebP, "
+            "TIFF, BMP, GIF)."
+        ) from None
     except (OSError, Image.DecompressionBombError) as exc:
         where = "the downloaded data" if isinstance(source, bytes) else str(source)
         raise UncropError(f"{name}: {where} is not a readable image ({exc}).") from None
@@ -199,6 +206,13 @@ def output_format(
         if parent.exists():
             if not parent.is_dir():
                 raise UncropError(f"{name}: '{parent}' is a file, so '{p}' cannot be written.")
+            try:  # the nearest folder there is: the rest is made in it when saving
+                with tempfile.TemporaryFile(dir=parent):
+                    pass
+            except OSError as exc:
+                raise UncropError(
+                    f"{name}: cannot write in '{parent}' ({exc.strerror or exc})."
+                ) from None
             break
     limit = FORMAT_MAX_SIDE.get(fmt)
     if size is not None and limit is not None and max(size) > limit:
@@ -209,10 +223,15 @@ def output_format(
     return fmt
 
 
-def finer_than_8_bits(image: torch.Tensor) -> bool:
-    """Whether ``image`` holds values between the 1/255 steps (a 16-bit file's)."""
-    scaled = image.detach().float() * 255.0
-    return bool(((scaled - scaled.round()).abs() > 1e-3).any())
+def more_than_8_bits(path: str | os.PathLike) -> bool:
+    """Whether the image file at ``path`` holds more than 8 bits a value (16-bit grey, or
+    32-bit grey of a known scale), from its header: its result is then written with 16
+    bits where the format allows, whatever values the fill gave."""
+    try:
+        with Image.open(path) as img:
+            return img.mode.startswith(("I", "F"))
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return False  # load_image says what is wrong with it
 
 
 def save_image(
@@ -385,6 +404,6 @@ __all__ = [
     "load_mask",
     "output_format",
     "resolve_in_folder",
-    "finer_than_8_bits",
+    "more_than_8_bits",
     "save_image",
 ]

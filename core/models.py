@@ -507,12 +507,15 @@ def write_single_file_config(
 
 
 def default_device(name: str = "auto") -> torch.device:
-    """``auto``: CUDA, else Apple's MPS, else the CPU; any other name as torch spells it,
-    refused when this machine has no such device."""
+    """``auto``: CUDA, else Apple's MPS, else the CPU; ``cpu``, ``cuda``, ``cuda:N`` or
+    ``mps`` as named, refused when this machine has no such device (ROCm builds of torch
+    name their GPUs cuda too)."""
     if name != "auto":
         try:
             device = torch.device(name)
         except RuntimeError:
+            device = None
+        if device is None or device.type not in ("cpu", "cuda", "mps"):
             raise UncropError(
                 f"device: expected auto, cpu, cuda, cuda:N or mps, got '{name}'."
             ) from None

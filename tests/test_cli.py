@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -138,6 +139,20 @@ def test_bad_patch_size_is_refused(tmp_path, capsys):
         (["--feather", "1e9"], "feather: expected 0 to 512 px"),
         (["--device", "cuda:99"], "device: cuda:99 is not available here"),
         (["--model", "no-such-model", "--strength", "0"], "strength: expected a value in (0, 1]"),
+        (["--device", "xpu"], "device: expected auto, cpu, cuda, cuda:N or mps, got 'xpu'"),
+        # a captioner a prompt leaves unused is still checked, before the model loads
+        (["--model", "no-such-model", "--prompt", "a", "--captioner", "nope"], "'nope' does not"),
+        # Given but unused: each was silently ignored.
+        (["--prompt", "a red apple"], "--prompt: this sets the diffusion run; add --model"),
+        (["--steps", "50", "--dtype", "fp16"], "--steps, --dtype: these set the diffusion run"),
+        (["--controlnet", "cn.safetensors"], "--controlnet: this sets the diffusion run"),
+        (["--model", ""], "--model: empty"),
+        (
+            ["--color", "#ff0000"],
+            "--color: --method smooth does not use it (it is for --method color)",
+        ),
+        (["--method", "edge", "--patch-size", "5"], "--patch-size: --method edge does not use it"),
+        (["--source-mask", "m.png"], "it is for --method patch or pattern"),
     ],
 )
 def test_out_of_range_options_are_refused_up_front(tmp_path, capsys, extra, message):
@@ -160,6 +175,21 @@ def test_bad_output_paths_are_refused_before_the_work(tmp_path, capsys, output, 
     args = ["outpaint", str(cli.SAMPLE_IMAGE), "--left", "8", "-o", str(tmp_path / output)]
     assert cli.main(args) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_an_unwritable_output_folder_is_refused_before_the_work(tmp_path, capsys):
+    """Root can write in a read-only folder, so /proc stands in for one: before, the
+    model loaded and sampled, and only the save failed."""
+    args = ["outpaint", str(cli.SAMPLE_IMAGE), "--left", "8", "-o", "/proc/uncrop-test.png"]
+    assert cli.main(args) == 2
+    assert "--output: cannot write in '/proc'" in capsys.readouterr().err
+
+
+def test_verbose_goes_before_or_after_the_subcommand():
+    parser = cli.build_parser()
+    assert parser.parse_args(["-v", "demo"]).verbose and parser.parse_args(["demo", "-v"]).verbose
+    assert not parser.parse_args(["demo"]).verbose
 
 
 def test_rgba_input_keeps_its_alpha_and_webp_keeps_every_pixel(tmp_path):
@@ -200,6 +230,12 @@ def test_16bit_grey_input_keeps_every_pixel_and_colour_warns(tmp_path, caplog):
         result = np.asarray(Image.open(out))
         assert result.dtype == np.uint16 and result.shape == grey.shape
         assert np.array_equal(result[keep], grey[keep])
+    # 8-bit values widened to 16 are still a 16-bit file (the bits came from its values)
+    Image.fromarray(grey // 257 * 257).save(tmp_path / "wide8.png")
+    args = ["inpaint", str(tmp_path / "wide8.png"), "--mask", str(tmp_path / "m.png"),
+            "-o", str(tmp_path / "wide8-out.png")]  # fmt: skip
+    assert cli.main(args) == 0
+    assert np.asarray(Image.open(tmp_path / "wide8-out.png")).dtype == np.uint16
     with caplog.at_level("WARNING"):
         args = ["inpaint", str(tmp_path / "g16.png"), "--mask", str(tmp_path / "m.png"),
                 "-o", str(tmp_path / "out.webp")]  # fmt: skip

@@ -370,6 +370,16 @@ def test_noise_statistics_do_not_overflow_half_precision(astronaut: torch.Tensor
     assert (double - full).abs().max() < 1e-5  # float64 drew other noise for the seed
 
 
+def test_noise_on_a_grey_photo_is_grey(astronaut: torch.Tensor) -> None:
+    image = _crop(astronaut, 64).mean(dim=-1, keepdim=True).expand(1, 64, 64, 3).contiguous()
+    mask = _rect_mask(64, 64, 20, 40, 20, 40)
+    out = fill(image, mask, "noise", seed=0)[0, 20:40, 20:40]
+    assert torch.equal(out[..., 0], out[..., 1]) and torch.equal(out[..., 1], out[..., 2])
+    assert out.std() > 0.05  # noise, not a flat grey
+    colour = fill(_crop(astronaut, 64), mask, "noise", seed=0)[0, 20:40, 20:40]
+    assert not torch.equal(colour[..., 0], colour[..., 1])  # a colour photo's stays colour
+
+
 @pytest.mark.parametrize("method", ALL)
 def test_empty_full_and_border_masks(method: str, coffee: torch.Tensor) -> None:
     image = _crop(coffee, 64)

@@ -301,8 +301,10 @@ def _widget_layout(node_class: type) -> list[tuple[str, int, Any]]:
     Extra slots: an INT named seed/noise_seed (unless control_after_generate
     is explicitly false) or any INT/FLOAT with control_after_generate gets a
     "fixed"/"randomize" control value; a COMBO with control_after_generate gets
-    the control value plus a filter-list value; a COMBO with ``image_upload``
-    (and the other upload kinds) gets an "upload" button value.
+    the control value plus a filter-list value. A COMBO with ``image_upload`` (and the
+    other upload kinds) gets an "upload" button whose value comes last, after every
+    other widget's (the editor adds that input after the node's listed ones: frontend
+    1.35's getOrderedInputSpecs), so it shifts nothing here.
     V3 classes expose the same V1-style dict through ``INPUT_TYPES()``
     (a V3 combo is ``("COMBO", {"options": [...]})``, a V1 one ``([...], {})``).
     The default is what the editor gives a widget that has no saved value
@@ -325,8 +327,6 @@ def _widget_layout(node_class: type) -> list[tuple[str, int, Any]]:
                 extra = 1
             elif control and kind == "COMBO":
                 extra = 2
-            if kind == "COMBO" and any(opts.get(k) for k in _UPLOAD_KEYS):
-                extra += 1
             default = opts.get("default")
             if default is None:
                 options = (

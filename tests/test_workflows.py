@@ -1,8 +1,9 @@
 """Static checks of every workflow in workflows/: node types, widget values, links.
 
-The editor saves widget values as a flat list in input order; an upload combo
-adds one value (the upload button's) and a number with ``control_after_generate``
-adds one (the control mode). Those rules are applied here exactly as the
+The editor saves widget values as a flat list in input order; a number with
+``control_after_generate`` adds one right after it (the control mode), and an upload
+combo adds one at the very end (the upload button's: the editor adds that input after
+the node's listed ones). Those rules are applied here exactly as the
 in-process ComfyUI run would, so a file that passes loads in the editor.
 """
 
@@ -54,7 +55,7 @@ CORE = {
 
 def widget_values(schema, values):
     """Map saved widget values onto widget input ids, skipping the editor's extras."""
-    mapped, k = {}, 0
+    mapped, k, uploads = {}, 0, 0
     for inp in schema.inputs:
         if inp.get_io_type() not in WIDGETS:
             continue
@@ -64,8 +65,9 @@ def widget_values(schema, values):
         control = getattr(inp, "control_after_generate", None)
         if control is None and inp.get_io_type() == "INT":  # the editor adds one to any seed
             control = inp.id in ("seed", "noise_seed")
-        if getattr(inp, "upload", None) is not None or control:
-            k += 1
+        k += bool(control)
+        uploads += getattr(inp, "upload", None) is not None
+    k += uploads
     assert k == len(values), f"{schema.node_id}: {len(values)} widget values, expected {k}"
     return mapped
 

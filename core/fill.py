@@ -251,10 +251,11 @@ def fill_color(
     return torch.where(hole.unsqueeze(-1), flat.expand_as(image), image)
 
 
-def _is_grey(image: torch.Tensor) -> bool:
-    """Whether an RGB(A) image's three colour channels are equal everywhere."""
+def _is_grey(image: torch.Tensor, hole: torch.Tensor) -> bool:
+    """Whether an RGB(A) image's three colour channels are equal on its known pixels
+    (what the hole holds, a coloured object being removed, say, does not count)."""
     c = image[..., :3]
-    return image.shape[-1] >= 3 and bool((c == c[..., :1]).all())
+    return image.shape[-1] >= 3 and bool(((c == c[..., :1]).all(dim=-1) | hole).all())
 
 
 def fill_noise(image: torch.Tensor, hole: torch.Tensor, seed: int = 0, **_: object) -> torch.Tensor:
@@ -272,7 +273,7 @@ def fill_noise(image: torch.Tensor, hole: torch.Tensor, seed: int = 0, **_: obje
     # Drawn in float32 on the CPU whatever the image: a seed gives the same noise in
     # every dtype and on every device.
     noise = torch.randn(work.shape, generator=gen).to(work.device, work.dtype)
-    if _is_grey(image):  # grey noise for a grey photo (its three channels are equal)
+    if _is_grey(image, hole):  # grey noise for a grey photo (its three channels are equal)
         noise[..., 1:3] = noise[..., :1]
     values = (mean + noise * var.sqrt()).clamp(0, 1).to(image.dtype)
     return torch.where(hole.unsqueeze(-1), values, image)

@@ -494,6 +494,9 @@ def patch_fill(
     done, and is asked between the search's passes whether to stop.
     """
     check_patch_size(patch_size)
+    if source is not None and bool((source | hole).all()):
+        source = None  # allows every known pixel: as if none were given (a tiny frame may
+        # have no 3x3 neighbourhood, which a real exclusion needs; see _votable)
     allowed = ~hole if source is None else (source & ~hole)
     if not bool(allowed.any()):
         raise UncropError(

@@ -376,6 +376,9 @@ def test_noise_on_a_grey_photo_is_grey(astronaut: torch.Tensor) -> None:
     out = fill(image, mask, "noise", seed=0)[0, 20:40, 20:40]
     assert torch.equal(out[..., 0], out[..., 1]) and torch.equal(out[..., 1], out[..., 2])
     assert out.std() > 0.05  # noise, not a flat grey
+    image[0, 25:35, 25:35] = torch.tensor([1.0, 0.0, 0.0])  # a red object, to be removed
+    out = fill(image, mask, "noise", seed=0)[0, 20:40, 20:40]
+    assert torch.equal(out[..., 0], out[..., 1]) and torch.equal(out[..., 1], out[..., 2])
     colour = fill(_crop(astronaut, 64), mask, "noise", seed=0)[0, 20:40, 20:40]
     assert not torch.equal(colour[..., 0], colour[..., 1])  # a colour photo's stays colour
 

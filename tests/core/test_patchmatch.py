@@ -144,6 +144,17 @@ def test_an_allowed_area_narrower_than_a_patch_is_copied_from_alone() -> None:
         pm.patch_fill(image, hole, source)
 
 
+def test_a_source_mask_allowing_everything_works_on_a_strip_of_two_rows() -> None:
+    """Votes read the frame's edge beyond it: allowing every pixel of a 2-row image was
+    refused as leaving no 3x3 neighbourhood allowed, though it is giving no source mask."""
+    image = torch.rand(2, 40, 3, generator=torch.Generator().manual_seed(0))
+    hole = torch.zeros(2, 40, dtype=torch.bool)
+    hole[:, 18:22] = True
+    everything = torch.ones(2, 40, dtype=torch.bool)
+    out = pm.patch_fill(image, hole, everything, seed=0)
+    assert torch.equal(out, pm.patch_fill(image, hole, None, seed=0))
+
+
 def test_border_patches_are_more_confident_than_interior_ones() -> None:
     image = torch.rand(40, 40, 3, generator=torch.Generator().manual_seed(0))
     hole = torch.zeros(40, 40, dtype=torch.bool)

@@ -47,7 +47,10 @@ covers (1536 px scratches: a third of the grids' time, the same solution). A
 thin hole of more than ``THIN_WHOLE`` pixels (a fence to remove) is factorised
 in overlapping pieces: along a thin hole a cut's effect dies within a few of the
 hole's depths, so each piece is solved on itself grown by that much and keeps
-its own pixels (2048 px fence: 29 s and 3.7 GB to 7.7 s and 0.5 GB).
+its own pixels (2048 px fence: 29 s and 3.7 GB to 7.7 s and 0.5 GB). Thin holes
+in separate boxes near each other (``THIN_CELL``) are solved as one system, theirs
+side by side: a dust mask of 16384 specks at 1024 px took 9.4 s as one solve each,
+0.7 s so.
 
 Deep holes (some pixel more than ``COARSE_DEPTH`` from known ones: big blocks,
 outpaint bands), and boxes of more than ``COARSE_PIXELS`` hole pixels that are
@@ -1029,11 +1032,10 @@ def _fill(
     ``check`` raises to cancel."""
     out = work.clone(memory_format=torch.contiguous_format)
     deep = _deep(hole, THIN_DEPTH)
+    thin_boxes: dict[tuple, list[tuple[slice, slice]]] = {}  # by tension and cell
     for ys, xs in _boxes(hole, _REACH):
         check()
         box_hole = hole[ys, xs]
-        box = out[ys, xs]  # a view: what is written here lands in `out`
-        bounds = _Bounds(box, box_hole)
         thin = not bool(deep[ys, xs].any())
         lam = tension
         if lam is None:
@@ -1043,8 +1045,11 @@ def _fill(
             elif thin:
                 lam = 0.0
         if thin:
-            box[box_hole] = bounds.clamp(_solve_thin(box, box_hole, lam, check), box_hole)
+            cell = (lam, ys.start // THIN_CELL, xs.start // THIN_CELL)
+            thin_boxes.setdefault(cell, []).append((ys, xs))
             continue
+        box = out[ys, xs]  # a view: what is written here lands in `out`
+        bounds = _Bounds(box, box_hole)
         values = work[ys, xs].movedim(-1, 0).contiguous()
         if int(box_hole.sum()) > COARSE_PIXELS or bool(_deep(box_hole, COARSE_DEPTH).any()):
             # The inside from half size; the rim, within RIM_DEPTH of known pixels,
@@ -1061,4 +1066,30 @@ def _fill(
         else:
             x = _solve_box(values, box_hole, lam, iterations, rtol, check)
         box[box_hole] = bounds.clamp(x.movedim(0, -1)[box_hole], box_hole)
+    for (lam, *_), group in thin_boxes.items():
+        _fill_thin_boxes(out, hole, group, lam, check)
     return out
+
+
+# Thin boxes that start in one cell of this side are solved together (see
+# _fill_thin_boxes); far apart, each alone, so two scratches in the corners of a 4K
+# frame do not cost the frame (0.30 s alone, 0.53 s on the box around both).
+THIN_CELL = 256
+
+
+def _fill_thin_boxes(out, hole, boxes: list[tuple[slice, slice]], tension: float, check) -> None:
+    """Fill the thin holes of ``boxes`` in ``out`` in one solve on the box around them all.
+
+    The boxes' holes are apart by more than the stencil's reach, so the system is theirs
+    side by side, solved as one: the same fill, without a solve's fixed costs for each
+    (a dust mask of 4096 specks at 512 px: 4096 solves, 2.4 s; in one, 0.18 s)."""
+    ys = slice(min(b[0].start for b in boxes), max(b[0].stop for b in boxes))
+    xs = slice(min(b[1].start for b in boxes), max(b[1].stop for b in boxes))
+    part = torch.zeros_like(hole[ys, xs])  # only these boxes' holes: not a deep one between
+    for by, bx in boxes:
+        y0, x0 = by.start - ys.start, bx.start - xs.start
+        part[y0 : y0 + by.stop - by.start, x0 : x0 + bx.stop - bx.start] = hole[by, bx]
+    region = out[ys, xs]  # a view, as each box was
+    check()
+    bounds = _Bounds(region, part)
+    region[part] = bounds.clamp(_solve_thin(region, part, tension, check), part)

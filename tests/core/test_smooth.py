@@ -375,6 +375,30 @@ def test_only_thin_holes_take_the_thin_solve(monkeypatch: pytest.MonkeyPatch) ->
     assert used
 
 
+def test_thin_holes_apart_are_solved_together_as_each_alone(
+    astronaut: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Specks (a dust mask) and a stroke, in their own boxes around a deep hole: one thin
+    solve for them all (4096 specks took 4096, 2.4 s at 512 px), each filled as alone."""
+    image = astronaut[0, 100:228, 100:228].double().contiguous()
+    specks = torch.zeros(128, 128, dtype=torch.bool)
+    specks[4::12, 4::12] = True
+    specks[40:90, 40:90] = False
+    stroke = torch.zeros(128, 128, dtype=torch.bool)
+    stroke[105:107, 20:60] = True  # between rows of specks, 5 px from each
+    deep = torch.zeros(128, 128, dtype=torch.bool)
+    d = sm.THIN_DEPTH + 2
+    deep[64 - d : 64 + d, 64 - d : 64 + d] = True
+    used = _spy_thin(monkeypatch)
+    out = sm.smooth_fill(image, specks | stroke | deep)
+    assert len(used) == 1
+    for alone in (stroke, deep, specks):
+        assert (out[alone] - sm.smooth_fill(image, alone)[alone]).abs().max() < 1e-9
+    one = torch.zeros_like(specks)
+    one[16, 16] = True
+    assert (out[one] - sm.smooth_fill(image, one)[one]).abs().max() < 1e-9
+
+
 def test_thin_and_grid_solves_agree(
     astronaut: torch.Tensor, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -211,7 +211,11 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", action="store_true", help="also time ours with default threads")
     ap.add_argument("--out", default="fill_results.md", help="markdown tables to write")
-    ap.add_argument("--sheet", default="bench/fill_sheet.jpg")
+    ap.add_argument(
+        "--sheet",
+        default=str(Path(__file__).with_name("fill_sheet.jpg")),
+        help="contact sheet to write (default: the one beside this script; '' for none)",
+    )
     ap.add_argument("--device", default="cpu", help="where ours run: cpu or cuda")
     args = ap.parse_args()
     global DEVICE
@@ -219,6 +223,11 @@ def main() -> None:
     on_gpu = DEVICE.type == "cuda"
     default_threads = torch.get_num_threads()
     names = [m for m in args.methods.split(",") if m]
+    tasks = [t for t in args.tasks.split(",") if t]
+    for given, known, what in ((names, METHODS, "--methods"), (tasks, TASKS, "--tasks")):
+        unknown = [x for x in given if x not in known]
+        if unknown:
+            ap.error(f"{what}: unknown {', '.join(unknown)}; choose from {', '.join(known)}")
     gpu = f"; ours on {torch.cuda.get_device_name(DEVICE)}" if on_gpu else ""
     # with --device cuda ours run on the GPU, the peers still on one CPU thread
     time_col = "time: ours GPU, peers 1 thread (s)" if on_gpu else "time 1 thread (s)"
@@ -236,7 +245,7 @@ def main() -> None:
         for name in photos:
             img = photo(name, size)
             masks = make_masks(*img.shape[:2])
-            for task in [t for t in args.tasks.split(",") if t]:
+            for task in tasks:
                 m = masks[task]
                 row = [np.where(m[..., None], 0.5, img)]
                 for method in names:

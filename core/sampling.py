@@ -23,6 +23,7 @@ import math
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -417,6 +418,21 @@ class _StepReporter:
         self.hook.update(self.done, self.total)
 
 
+def _check_controlnet(model: InpaintModel) -> None:
+    """Refuse a ControlNet whose hint encoder shrinks the image by another factor than the
+    model's VAE does (sampling failed deep inside torch on the sizes). Real SD ones match
+    (8x); a file made for another family may not, and loads without complaint."""
+    if model.controlnet is None:
+        return
+    hint = 2 ** (len(model.controlnet.config.conditioning_embedding_out_channels) - 1)
+    if hint != model.vae_scale_factor:
+        raise UncropError(
+            f"controlnet: {Path(model.controlnet_path or '').name} shrinks the image {hint}x "
+            f"and this model's latents are {model.vae_scale_factor}x smaller than its images; "
+            "a ControlNet must be made for the same family as the model."
+        )
+
+
 def _pipeline_for(model: InpaintModel):
     """The plain inpaint pipeline, or a ControlNet inpaint pipeline over the same parts."""
     if model.controlnet is None:
@@ -532,6 +548,7 @@ def sample(
     so loading the captioner cannot push the diffusion model back off the GPU.
     """
     settings.check()
+    _check_controlnet(model)
     # Pixel values are checked where the windows read them (_sample_region); the rest
     # comes back exactly as it came, unclamped, with no pass over it.
     image, mask = match_mask(image, mask, image_values=False)

@@ -433,6 +433,16 @@ def test_every_family_inpaints_and_keeps_unmasked_pixels(tree, photo, monkeypatc
     assert not torch.equal(result.image, photo)
 
 
+def test_a_controlnet_shrinking_by_another_factor_is_refused_by_name(tree, photo):
+    """The original-layout fixture's hint encoder shrinks 8x (as real ones do); the tiny
+    VAE 4x. It loads; sampling failed inside torch on mismatched sizes."""
+    model = _load(tree, "sd", controlnet=tree["controlnet-ldm.safetensors"])
+    with pytest.raises(
+        UncropError, match=r"controlnet: tiny-cn-ldm\.safetensors shrinks the image 8x"
+    ):
+        sampling.inpaint(model, photo, _hole(), SamplerSettings(**FAST))
+
+
 @pytest.mark.parametrize("controlnet", ["controlnet", "controlnet.safetensors"])
 def test_controlnet_inpaint(tree, photo, controlnet):
     model = _load(tree, "sd", controlnet=tree[controlnet])

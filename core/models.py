@@ -96,34 +96,36 @@ def _refuse_pickle(path: Path) -> None:
 # ---------------------------------------------------------------- diffusers folders
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path, who: str = "model") -> dict[str, Any]:
+    """A diffusers JSON file of the ``who`` input (model, controlnet), or an error naming it."""
     if not path.is_file():
-        raise UncropError(f"model: {path} is missing; the model folder is incomplete.")
+        raise UncropError(f"{who}: {path} is missing; the {who} folder is incomplete.")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise UncropError(f"model: cannot read {path}: {exc}") from None
+        raise UncropError(f"{who}: cannot read {path}: {exc}") from None
     if not isinstance(data, dict):
         what = path.stem.replace("_", " ")
-        raise UncropError(f"model: {path} is not a diffusers {what} (a JSON object).")
+        raise UncropError(f"{who}: {path} is not a diffusers {what} (a JSON object).")
     return data
 
 
-def _check_component(folder: Path, name: str, library: str) -> None:
-    """Raise naming the missing file if a component folder cannot be loaded."""
+def _check_component(folder: Path, name: str, library: str, who: str = "model") -> None:
+    """Raise naming the missing file if a component folder of the ``who`` input cannot
+    be loaded."""
     sub = folder / name
     if name.startswith("tokenizer"):
         bpe = all((sub / f).is_file() for f in ("vocab.json", "merges.txt"))
         if not (sub / "tokenizer.json").is_file() and not bpe:
             raise UncropError(
-                f"model: {sub / 'tokenizer.json'} is missing (or vocab.json with merges.txt); "
+                f"{who}: {sub / 'tokenizer.json'} is missing (or vocab.json with merges.txt); "
                 f"component '{name}' cannot be loaded."
             )
         return
     if name == "scheduler":
-        _read_json(sub / "scheduler_config.json")
+        _read_json(sub / "scheduler_config.json", who)
         return
-    _read_json(sub / "config.json")
+    _read_json(sub / "config.json", who)
     files = [p.name for p in sub.iterdir()] if sub.is_dir() else []
     if any(f.endswith(".safetensors") or f.endswith(".safetensors.index.json") for f in files):
         return
@@ -133,7 +135,8 @@ def _check_component(folder: Path, name: str, library: str) -> None:
     weights = (
         "model.safetensors" if library == "transformers" else "diffusion_pytorch_model.safetensors"
     )
-    raise UncropError(f"model: {sub / weights} is missing (component '{name}' has no weights).")
+    owner = f"component '{name}'" if who == "model" else f"the {who}"
+    raise UncropError(f"{who}: {sub / weights} is missing ({owner} has no weights).")
 
 
 def _check_in_channels(name: str, in_channels) -> int:
@@ -736,9 +739,9 @@ def load_controlnet(path: str | os.PathLike, dtype: torch.dtype, unet_config: di
     ControlNetModel = diffusers_module().ControlNetModel
     p = check_controlnet_path(path)
     if p.is_dir():
-        _check_component(p.parent, p.name, "diffusers")
+        _check_component(p.parent, p.name, "diffusers", "controlnet")
         own, unet = (
-            _read_json(p / "config.json"),
+            _read_json(p / "config.json", "controlnet"),
             json.loads(json.dumps(dict(unet_config), default=str)),
         )
         for key in ("cross_attention_dim", "block_out_channels", "addition_embed_type"):
@@ -777,6 +780,18 @@ def _refuse_missing_weights(name: str, path, parts) -> None:
                     f"parameters (first: {missing[0]}); the file is incomplete or made for "
                     "another model."
                 )
+
+
+def _limit_tokenizers(pipe) -> None:
+    """Each tokenizer reads at most what its text encoder has positions for (77). A
+    tokenizer folder of vocab.json and merges.txt alone, with no tokenizer_config.json,
+    has no limit: the pipeline padded prompts to 10^30 tokens and failed inside
+    transformers."""
+    for tokenizer, encoder in (("tokenizer", "text_encoder"), ("tokenizer_2", "text_encoder_2")):
+        tok, enc = getattr(pipe, tokenizer, None), getattr(pipe, encoder, None)
+        positions = getattr(getattr(enc, "config", None), "max_position_embeddings", None)
+        if tok is not None and positions and tok.model_max_length > positions:
+            tok.model_max_length = int(positions)
 
 
 _cache: OrderedDict[tuple, InpaintModel] = OrderedDict()
@@ -839,6 +854,7 @@ def load_model(
     except Exception as exc:  # diffusers, transformers and safetensors each raise their own
         raise UncropError(f"model: could not load {info.path}: {exc}") from exc
     _refuse_missing_weights("model", info.path, pipe.components.items())
+    _limit_tokenizers(pipe)
     cn = None
     if controlnet:
         try:

@@ -454,8 +454,14 @@ def _pipeline_for(model: InpaintModel):
     return pipe
 
 
+# How torch words running out: CUDA and MPS say "out of memory", its CPU allocator
+# "not enough memory" (Windows) or "can't allocate memory" (Linux).
+_OOM_TEXTS = ("out of memory", "not enough memory", "can't allocate memory")
+
+
 def _is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+    text = str(exc).lower()
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or any(t in text for t in _OOM_TEXTS)
 
 
 def _run_window(
@@ -486,7 +492,6 @@ def _run_window(
         "strength": settings.strength,
         "num_inference_steps": settings.steps,
         "guidance_scale": settings.guidance,
-        "generator": generator(seed),
         "output_type": "pt",
         "callback_on_step_end": reporter,
     }
@@ -503,7 +508,12 @@ def _run_window(
         kwargs["control_image"] = control
         kwargs["controlnet_conditioning_scale"] = settings.controlnet_scale
     pipe.scheduler = make_scheduler(model, settings.scheduler)
+    steps_done = reporter.done
     for attempt in range(2):
+        # Each attempt from the seed's first noise and the window's first step: a retry
+        # gives what a run with VAE tiling on from the start gives.
+        kwargs["generator"] = generator(seed)
+        reporter.done = steps_done
         try:
             model.apply_vae_tiling()
             out = pipe(**kwargs).images
@@ -512,13 +522,13 @@ def _run_window(
             if not _is_oom(exc):
                 raise
             if attempt == 0 and not model.vae_tiling:
-                log.warning("Out of GPU memory; retrying once with VAE tiling.")
+                log.warning("Out of memory; retrying once with VAE tiling.")
                 model.set_vae_tiling(True)
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
                 continue
             raise UncropError(
-                f"out of GPU memory sampling a {window.sample_w}x{window.sample_h} window "
+                f"out of memory sampling a {window.sample_w}x{window.sample_h} window "
                 "even with VAE tiling; free memory (unload other models), lower the context, "
                 "or use a smaller model."
             ) from exc
@@ -640,6 +650,10 @@ def _sample_region(
     image = check_image(image)
     if settings.prefill == "none" or not _prefill_is_seen(model, settings):
         current = image.clone()
+        if image.shape[-1] == 4:  # the model paints RGB: the alpha it paints under comes
+            # from around the hole, as a pre-fill gives it (a new area stayed transparent)
+            hole = (mask >= 0.5).to(image.dtype)
+            current[..., 3:] = fill(image[..., 3:], hole, "edge")
     else:
         # Only what the model treats as hole (mask >= 0.5) is replaced; softer edge
         # pixels keep their real content as context.

@@ -446,3 +446,42 @@ def test_an_sdxl_refiner_is_named(tree, tmp_path):
     save_file(refiner, str(tmp_path / "refiner.safetensors"))
     with pytest.raises(UncropError, match="refiner.safetensors is an SDXL refiner"):
         models.inspect_model(tmp_path / "refiner.safetensors")
+
+
+def test_a_tokenizer_of_vocab_and_merges_alone_reads_77_tokens(tree, tmp_path, coffee):
+    """With no tokenizer_config.json a CLIP tokenizer has no length limit: the pipeline
+    padded the prompt to 10^30 tokens and sampling failed inside transformers."""
+    from uncrop.core import sampling
+
+    folder = tmp_path / "vocab-only"
+    shutil.copytree(tree["sd-inpaint"], folder)
+    shutil.rmtree(folder / "tokenizer")
+    (folder / "tokenizer").mkdir()
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(tree["tokenizer"] / name, folder / "tokenizer" / name)
+    models.clear_cache()
+    model = models.load_model(folder)
+    assert model.pipe.tokenizer.model_max_length == 77
+    photo = coffee[:, :64, :64].contiguous()
+    mask = torch.zeros(1, 64, 64)
+    mask[:, 20:40, 20:40] = 1
+    settings = sampling.SamplerSettings(prompt="a cat", steps=1)
+    out = sampling.inpaint(model, photo, mask, settings).image
+    assert torch.equal(out[mask == 0], photo[mask == 0])
+
+
+def test_controlnet_folder_errors_name_the_controlnet(tree, tmp_path):
+    """They came from the model folder's checks, saying "model:"."""
+    for cut, message in (
+        ("config.json", r"^controlnet: .*nocfg/config\.json is missing; the controlnet folder"),
+        (
+            "diffusion_pytorch_model.safetensors",
+            r"^controlnet: .*noweights/diffusion_pytorch_model\.safetensors is missing \(the "
+            "controlnet has no weights",
+        ),
+    ):
+        folder = tmp_path / ("nocfg" if cut == "config.json" else "noweights")
+        shutil.copytree(tree["controlnet"], folder)
+        (folder / cut).unlink()
+        with pytest.raises(UncropError, match=message):
+            models.load_controlnet(folder, torch.float32, tree["pipes"]["sd"].unet.config)

@@ -538,7 +538,8 @@ class _RunsOutOfMemory:
 
     def __call__(self, **kwargs):
         self.calls += 1
-        if self.calls <= self.failures:
+        if self.calls <= self.failures:  # as the VAE's decode: after the noise was drawn
+            torch.randn(8, generator=kwargs["generator"])
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return self.pipe(**kwargs)
 
@@ -563,6 +564,30 @@ def test_two_loads_of_one_file_keep_their_own_vae_tiling(tree, photo):
     assert seen == [False, True, False]
 
 
+def test_cpu_out_of_memory_is_recognised():
+    """torch's CPU allocator says "not enough memory" or "can't allocate memory": it
+    escaped as a raw RuntimeError, with no retry and no advice."""
+    for text in (
+        "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: not enough memory",
+        "[enforce fail at alloc_cpu.cpp:83] DefaultCPUAllocator: can't allocate memory",
+        "MPS backend out of memory",
+    ):
+        assert sampling._is_oom(RuntimeError(text))
+    assert not sampling._is_oom(RuntimeError("The size of tensor a (64) must match"))
+
+
+@pytest.mark.parametrize("prefill", ["none", "edge"])
+def test_an_rgba_outpaint_is_opaque_where_the_model_painted(sd_inpaint, photo, prefill):
+    """An inpainting model at strength 1 sees no pre-fill, so none was made: the new area
+    kept the canvas's alpha of 0, and the saved file showed nothing the model painted."""
+    image = torch.cat([photo, torch.ones_like(photo[..., :1])], dim=-1)
+    plan = canvas.plan_margins(128, 96, right=16)
+    settings = SamplerSettings(prefill=prefill, resolution=128, **FAST)
+    result, mask = sampling.outpaint(sd_inpaint, image, plan, settings)
+    assert torch.equal(result.image[:, :, :128], image)
+    assert float(result.image[0, :, 128:, 3].min()) == 1.0
+
+
 @pytest.mark.parametrize("failures", [1, 2])
 def test_out_of_memory_retries_with_vae_tiling_then_says_what_to_do(
     tree, photo, monkeypatch, failures
@@ -582,9 +607,14 @@ def test_out_of_memory_retries_with_vae_tiling_then_says_what_to_do(
             assert model.vae_tiling and wrapped[0].calls == 2
             keep = _hole()[0] == 0
             assert torch.equal(result.image[0][keep], photo[0][keep])
+            monkeypatch.setattr(sampling, "_pipeline_for", real)
+            # the retry starts from the seed's first noise: as tiling on from the start
+            assert torch.equal(
+                result.image, sampling.inpaint(model, photo, _hole(), settings).image
+            )
         else:
             with pytest.raises(
-                UncropError, match="out of GPU memory .* even with VAE tiling; free memory"
+                UncropError, match="out of memory .* even with VAE tiling; free memory"
             ):
                 sampling.inpaint(model, photo, _hole(), settings)
             assert wrapped[0].calls == 2

@@ -187,17 +187,17 @@ def _loaded_parts(folder: Path, dtype: torch.dtype) -> dict[str, Any]:
                 f"'{library}'; expected diffusers or transformers."
             )
         part_class = getattr(importlib.import_module(library), class_name)
+        path = str(folder / name)
         options: dict[str, Any] = {"use_safetensors": True}
         if fp16:
             options["variant"] = "fp16"
         if library == "diffusers":  # leaves what a file lacks on the meta device: see load_model
-            part = part_class.from_pretrained(str(folder / name), local_files_only=True, **options)
+            part = part_class.from_pretrained(path, local_files_only=True, **options)
             parts[name] = part.to(dtype)
             continue
-        part, loading = part_class.from_pretrained(  # in its dtype: no float32 copy first
-            str(folder / name), local_files_only=True, output_loading_info=True,
-            torch_dtype=dtype, **options,
-        )  # fmt: skip
+        # In its dtype (no float32 copy first), with the report of what its files lacked.
+        options.update(torch_dtype=dtype, output_loading_info=True)
+        part, loading = part_class.from_pretrained(path, local_files_only=True, **options)
         missing = sorted(loading.get("missing_keys") or [])
         if missing:
             raise UncropError(
@@ -758,9 +758,8 @@ def load_controlnet(path: str | os.PathLike, dtype: torch.dtype, unet_config: di
     with tempfile.TemporaryDirectory(prefix="uncrop-config-") as tmp:
         Path(tmp, "config.json").write_text(json.dumps(cfg))
         try:
-            return ControlNetModel.from_single_file(
-                str(p), config=tmp, torch_dtype=dtype, local_files_only=True
-            )
+            options = {"config": tmp, "torch_dtype": dtype}
+            return ControlNetModel.from_single_file(str(p), local_files_only=True, **options)
         except (ValueError, RuntimeError, KeyError) as exc:
             raise UncropError(
                 f"controlnet: {p.name} does not fit this model's UNet (a ControlNet must be made "

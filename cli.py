@@ -111,6 +111,20 @@ DIFFUSION_FLAGS = {
 }
 
 
+# The model-free fill's option flags (flag: dest) and the methods that read each.
+FILL_FLAGS = {"--color": "color", "--patch-size": "patch_size", "--source-mask": "source_mask"}
+FILL_FLAG_METHODS = {
+    "--color": ("color",),
+    "--patch-size": PATCH_METHODS,
+    "--source-mask": PATCH_METHODS,
+}
+
+
+def _given(args: argparse.Namespace, flags: dict[str, str]) -> list[str]:
+    """Those of ``flags`` (flag: dest) given on the command line: their value is not None."""
+    return [flag for flag, dest in flags.items() if getattr(args, dest, None) is not None]
+
+
 def _add_diffusion(p: argparse.ArgumentParser) -> None:
     d = sampling.SamplerSettings()
     g = p.add_argument_group("diffusion (with --model; without it the model-free --method runs)")
@@ -233,16 +247,11 @@ def _model_free_fill(args: argparse.Namespace, device: torch.device) -> tuple[st
             "--method none leaves the hole unfilled: it is a pre-fill choice for --model. "
             "Without --model, pick a fill method."
         )
-    uses = {"--color": ("color",), "--patch-size": PATCH_METHODS, "--source-mask": PATCH_METHODS}
-    for flag, value in (
-        ("--color", args.color),
-        ("--patch-size", args.patch_size),
-        ("--source-mask", args.source_mask),
-    ):
-        if value is not None and method not in uses[flag]:
+    for flag in _given(args, FILL_FLAGS):
+        if method not in FILL_FLAG_METHODS[flag]:
             raise UncropError(
                 f"{flag}: --method {method} does not use it (it is for --method "
-                f"{' or '.join(uses[flag])}); leave it out or pick that method."
+                f"{' or '.join(FILL_FLAG_METHODS[flag])}); leave it out or pick that method."
             )
     source = args.source_mask
     patch_size = DEFAULT_PATCH_SIZE if args.patch_size is None else args.patch_size
@@ -318,8 +327,7 @@ def _model_free_only(args: argparse.Namespace) -> None:
             "--captioner writes the prompt for --model; without --model no prompt is used. "
             "To caption an image, run: uncrop caption IMAGE."
         )
-    flags = {**DIFFUSION_FLAGS, "--controlnet": "controlnet", "--dtype": "dtype"}
-    given = [flag for flag, dest in flags.items() if getattr(args, dest, None) is not None]
+    given = _given(args, {**DIFFUSION_FLAGS, "--controlnet": "controlnet", "--dtype": "dtype"})
     if given:
         raise UncropError(
             f"{', '.join(given)}: {'these set' if len(given) > 1 else 'this sets'} the "
@@ -330,15 +338,7 @@ def _model_free_only(args: argparse.Namespace) -> None:
 def _prefill(args: argparse.Namespace) -> str:
     """The pre-fill of a ``--model`` run: ``--method``, with the nodes' default. The fill
     options are the nodes' too, so the flags that set them are refused, not ignored."""
-    given = [
-        flag
-        for flag, value in (
-            ("--color", args.color),
-            ("--patch-size", args.patch_size),
-            ("--source-mask", args.source_mask),
-        )
-        if value is not None
-    ]
+    given = _given(args, FILL_FLAGS)
     if given:
         raise UncropError(
             f"{', '.join(given)}: with --model the pre-fill takes its default options, as in "

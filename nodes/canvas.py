@@ -119,7 +119,16 @@ class ExpandCanvas(io.ComfyNode):
                     control_after_generate=False,  # a fill repeats unless asked
                 ),
             ],
-            outputs=[io.Image.Output(display_name="image"), io.Mask.Output(display_name="mask")],
+            outputs=[
+                io.Image.Output(
+                    display_name="image",
+                    tooltip="The larger image, its new area pre-filled by the chosen fill.",
+                ),
+                io.Mask.Output(
+                    display_name="mask",
+                    tooltip="1 = the new area (plus the overlap band, fading out); feed it to a sampler.",
+                ),
+            ],
         )
 
     @classmethod

@@ -122,7 +122,12 @@ class LoadCaptioner(io.ComfyNode):
                 ),
                 *_option_inputs(),
             ],
-            outputs=[CAPTIONER.Output(display_name="captioner")],
+            outputs=[
+                CAPTIONER.Output(
+                    display_name="captioner",
+                    tooltip="Connect to Caption Image, or to a sampler to write empty prompts.",
+                )
+            ],
         )
 
     @classmethod
@@ -175,7 +180,12 @@ class CaptionImage(io.ComfyNode):
                 ),
                 *_option_inputs(),
             ],
-            outputs=[io.String.Output(display_name="caption")],
+            outputs=[
+                io.String.Output(
+                    display_name="caption",
+                    tooltip="The caption of each image, one per line for a batch.",
+                )
+            ],
             is_output_node=True,
         )
 

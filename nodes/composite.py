@@ -34,7 +34,12 @@ class Composite(io.ComfyNode):
                     ),
                 ),  # fmt: skip
             ],
-            outputs=[io.Image.Output(display_name="image")],
+            outputs=[
+                io.Image.Output(
+                    display_name="image",
+                    tooltip="The original with the generated pixels pasted in where the mask is over 0.",
+                )
+            ],
         )
 
     @classmethod

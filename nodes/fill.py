@@ -70,7 +70,12 @@ class Fill(io.ComfyNode):
                     ),
                 ),
             ],
-            outputs=[io.Image.Output(display_name="image")],
+            outputs=[
+                io.Image.Output(
+                    display_name="image",
+                    tooltip="The image with its masked area filled; pixels where the mask is 0 unchanged.",
+                )
+            ],
         )
 
     @classmethod

@@ -59,7 +59,12 @@ class LoadMask(io.ComfyNode):
                     tooltip="Optional http(s) URL of the mask image; when set it is used instead of the file.",
                 ),
             ],
-            outputs=[io.Mask.Output(display_name="mask")],
+            outputs=[
+                io.Mask.Output(
+                    display_name="mask",
+                    tooltip="1 = area to fill, from the chosen channel (inverted if asked).",
+                )
+            ],
         )
 
     @classmethod
@@ -197,7 +202,12 @@ class RefineMask(io.ComfyNode):
                     tooltip="Applied first: values at or above it become 1, the rest 0 (0 = off).",
                 ),  # fmt: skip
             ],
-            outputs=[io.Mask.Output(display_name="mask")],
+            outputs=[
+                io.Mask.Output(
+                    display_name="mask",
+                    tooltip="The refined mask, ready for Fill, Inpaint or Composite.",
+                )
+            ],
         )
 
     @classmethod

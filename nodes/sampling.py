@@ -237,8 +237,14 @@ class LoadInpaintModel(io.ComfyNode):
                 ),
             ],
             outputs=[
-                InpaintModelType.Output(display_name="model"),
-                io.String.Output(display_name="info"),
+                InpaintModelType.Output(
+                    display_name="model",
+                    tooltip="Connect to Inpaint or Outpaint.",
+                ),
+                io.String.Output(
+                    display_name="info",
+                    tooltip="What was loaded: model family and base, native size, dtype, ControlNet.",
+                ),
             ],
         )
 
@@ -301,7 +307,10 @@ class Inpaint(io.ComfyNode):
                 *_sampler_inputs(),
             ],
             outputs=[
-                io.Image.Output(display_name="image"),
+                io.Image.Output(
+                    display_name="image",
+                    tooltip="The inpainted image; pixels where the mask is 0 are the input's, bit for bit.",
+                ),
                 io.String.Output(display_name="prompt_used", tooltip=PROMPT_USED_TOOLTIP),
             ],
         )
@@ -350,8 +359,14 @@ class Outpaint(io.ComfyNode):
                 *_sampler_inputs(),
             ],
             outputs=[
-                io.Image.Output(display_name="image"),
-                io.Mask.Output(display_name="mask"),
+                io.Image.Output(
+                    display_name="image",
+                    tooltip="The extended image; the original's pixels outside the overlap band unchanged.",
+                ),
+                io.Mask.Output(
+                    display_name="mask",
+                    tooltip="1 = the generated area (with the overlap band), at the new size.",
+                ),
                 io.String.Output(display_name="prompt_used", tooltip=PROMPT_USED_TOOLTIP),
             ],
         )

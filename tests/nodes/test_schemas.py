@@ -66,6 +66,7 @@ def test_schema_is_complete(node, schema):
             assert inp.default in inp.options, f"{schema.node_id}.{inp.id} default not an option"
     for out in schema.outputs:
         assert out.display_name
+        assert out.tooltip and len(out.tooltip) > 10, f"{schema.node_id}.{out.display_name} tooltip"
     params = inspect.signature(node.execute).parameters
     assert set(ids) <= set(params) or any(p.kind is p.VAR_KEYWORD for p in params.values())
 

@@ -58,8 +58,10 @@ def composite(original: torch.Tensor, generated: torch.Tensor, mask: torch.Tenso
     """``original * (1 - mask) + generated * mask``: exactly the original where ``mask == 0``
     and exactly the generated image where it is 1."""
     original, generated, mask = match_generated(original, generated, mask)
-    # lerp computes from the nearer end, so both ends come back bit for bit.
-    return torch.lerp(original, generated, mask.unsqueeze(-1))
+    weight = mask.unsqueeze(-1)
+    # lerp computes from the nearer end, so a weight of 1 gives the generated pixel bit for
+    # bit; at 0 it gives original + 0, which turns -0.0 into +0.0, so those are copied.
+    return torch.where(weight > 0, torch.lerp(original, generated, weight), original)
 
 
 # Rec. 709 luminance, for a grey original with a colour generated image.

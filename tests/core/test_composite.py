@@ -60,6 +60,15 @@ def test_composite_is_exactly_the_generated_image_where_the_mask_is_1():
         assert torch.equal(out, gen)
 
 
+def test_composite_keeps_the_sign_of_zero_in_kept_pixels():
+    """torch.equal calls -0.0 and +0.0 equal; the bits differ, and kept pixels keep their bits."""
+    orig = torch.rand(1, 8, 8, 3)
+    orig[0, 0] = -0.0
+    out = composite(orig, torch.rand_like(orig), hole_mask(8, 8, soft=0))
+    assert torch.signbit(out[0, 0]).all()
+    assert torch.equal(out.view(torch.int32)[:, 0], orig.view(torch.int32)[:, 0])
+
+
 def test_composite_refuses_non_finite_generated():
     orig = torch.rand(1, 16, 16, 3)
     with pytest.raises(UncropError, match="generated: contains NaN or infinite"):

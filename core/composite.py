@@ -54,10 +54,27 @@ def match_generated(
     return original, generated, mask
 
 
+def transparent_hole(original: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
+    """``[B,H,W]``: how transparent an RGBA ``original`` is inside the hole (``mask`` >= 0.5),
+    0 elsewhere; None for an opaque image.
+
+    Under a transparent pixel there is nothing to blend with: its colour is hidden, often
+    black, and a blend kept the pixel partly transparent in that colour. Such pixels take
+    the generated image as much as they are transparent.
+    """
+    if original.shape[-1] != 4:
+        return None
+    return (mask >= 0.5) * (1 - original[..., 3].clamp(0, 1))
+
+
 def composite(original: torch.Tensor, generated: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``original * (1 - mask) + generated * mask``: exactly the original where ``mask == 0``
-    and exactly the generated image where it is 1."""
+    and exactly the generated image where it is 1. Inside the hole an RGBA original's
+    transparent pixels take more of the generated image (:func:`transparent_hole`)."""
     original, generated, mask = match_generated(original, generated, mask)
+    clear = transparent_hole(original, mask)
+    if clear is not None:  # written so that a fully transparent pixel takes exactly 1
+        mask = torch.where(clear > 0, 1 - (1 - mask) * (1 - clear), mask)
     weight = mask.unsqueeze(-1)
     # lerp computes from the nearer end, so a weight of 1 gives the generated pixel bit for
     # bit; at 0 it gives original + 0, which turns -0.0 into +0.0, so those are copied.

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from . import canvas
-from .composite import color_match, composite
+from .composite import color_match, composite, transparent_hole
 from .errors import UncropError
 from .fill import FILL_METHODS, fill
 from .inputs import (
@@ -686,6 +686,9 @@ def _sample_region(
         remaining[0][ys, xs] = torch.where(weight >= 0.999, 0.0, remaining[0][ys, xs])
     if settings.color_match != "none":
         current = color_match(current, image, mask, settings.color_match)
+    clear = transparent_hole(image, mask)  # a ramp there blended with hidden colours
+    if clear is not None:
+        solid = clear if solid is None else torch.maximum(solid, clear)
     return composite(image, current, seam_weight(mask, settings.mask_blur, solid))
 
 

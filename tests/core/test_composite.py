@@ -235,3 +235,23 @@ def test_color_match_reads_its_ring_past_a_mask_tail(astronaut):
     fixed = color_match(cast, astronaut, mask, "mean_std")
     assert torch.equal(fixed, color_match(cast, astronaut, hole_mask(512, 512), "mean_std"))
     assert not torch.equal(fixed, cast)
+
+
+def test_a_transparent_hole_takes_the_generated_image_whole_through_a_soft_edge():
+    """Under alpha 0 the colour is hidden (black here): a soft mask's blend kept those
+    pixels partly transparent in it. Inside the hole (mask >= 0.5) they take all of the
+    generated pixel; elsewhere the soft mask blends as before, and mask 0 stays exact."""
+    orig = torch.rand(1, 32, 32, 4)
+    orig[0, 8:24, 8:24] = torch.tensor([0.0, 0.0, 0.0, 0.0])  # erased to transparent black
+    mask = hole_mask(32, 32, soft=3)
+    gen = torch.rand(1, 32, 32, 3)
+    out = composite(orig, gen, mask)
+    clear = (mask[0] >= 0.5) & (orig[0, ..., 3] == 0)
+    assert clear.any() and (mask[0][clear] < 1).any()  # the soft edge reaches the hole
+    assert torch.equal(out[0][clear], torch.cat([gen[0], torch.ones(32, 32, 1)], -1)[clear])
+    keep = mask[0] == 0
+    assert torch.equal(out[0][keep], orig[0][keep])
+    opaque = (mask[0] > 0) & (orig[0, ..., 3] == 1) | (mask[0] < 0.5) & (mask[0] > 0)
+    m = mask[0][opaque].unsqueeze(-1)
+    blend = orig[0][opaque] * (1 - m) + torch.cat([gen[0], torch.ones(32, 32, 1)], -1)[opaque] * m
+    assert torch.allclose(out[0][opaque], blend, atol=1e-6)

@@ -588,6 +588,23 @@ def test_an_rgba_outpaint_is_opaque_where_the_model_painted(sd_inpaint, photo, p
     assert float(result.image[0, :, 128:, 3].min()) == 1.0
 
 
+def test_an_rgba_transparent_hole_is_opaque_through_the_seam_feather(sd_inpaint, photo):
+    """The feather blended the painted pixels with the hole's hidden colour at alpha 0: a
+    partly transparent ring. Inside the hole they are now the painted ones, opaque."""
+    image = torch.cat([photo, torch.ones_like(photo[..., :1])], dim=-1)
+    hole = _hole()
+    image[hole.bool()] = 0.0  # erased to transparent black
+    # strength under 1: the model sees the pre-fill, which replaces the hidden colour
+    settings = SamplerSettings(resolution=128, mask_blur=6.0, strength=0.9, **FAST)
+    result = sampling.inpaint(sd_inpaint, image, hole, settings)
+    assert torch.equal(result.image[~hole.bool()], image[~hole.bool()])
+    assert float(result.image[0, ..., 3][hole[0].bool()].min()) == 1.0
+    # the hidden colour shows nowhere, not even where the feather ramps (< 1)
+    assert bool((sampling.seam_weight(hole, 6.0)[0][hole[0].bool()] < 1).any())
+    image[hole.bool()] = torch.tensor([1.0, 1.0, 1.0, 0.0])
+    assert torch.equal(sampling.inpaint(sd_inpaint, image, hole, settings).image, result.image)
+
+
 @pytest.mark.parametrize("failures", [1, 2])
 def test_out_of_memory_retries_with_vae_tiling_then_says_what_to_do(
     tree, photo, monkeypatch, failures

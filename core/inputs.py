@@ -8,9 +8,10 @@ to an image; every other function in ``core`` can assume the result. Rules:
 - Batches: a single mask is broadcast over a batch of images, a single image over
   a batch of masks; any other difference is refused, naming both shapes.
 - Sizes: a mask of another size but the same aspect ratio is resized to the
-  image (bilinear) with a warning; a different aspect ratio is refused.
-- Values are clamped to 0..1 (an image's by at most ``IMAGE_SLACK``: one further out
-  is on another scale and refused); NaN or infinity is refused. A caller that reads
+  image (bilinear) with a warning; a different aspect ratio is refused, unless
+  the mask has one value (LoadImage's blank 64x64 one), which fits any size.
+- Values are clamped to 0..1 (by at most ``IMAGE_SLACK``: one further out is on
+  another scale and refused); NaN or infinity is refused. A caller that reads
   only part of an image (the diffusion sampler's windows) may check the shape
   alone (``values=False``) and check the part it reads: the rest it returns as
   it came, so no pass over a 4K photo is spent on pixels nothing touches.
@@ -36,8 +37,9 @@ def _shape(t: torch.Tensor) -> str:
     return "[" + ", ".join(str(s) for s in t.shape) + "]"
 
 
-# An IMAGE reaching this far past 0..1 is on another scale (0..255, -1..1, linear HDR),
-# not a resampler's overshoot: clamped, it would come out a white or black frame.
+# An IMAGE or MASK reaching this far past 0..1 is on another scale (0..255, -1..1, linear
+# HDR), not a resampler's overshoot: clamped, it would come out a white or black frame
+# (a mask: every soft value 1).
 IMAGE_SLACK = 0.5
 
 
@@ -50,9 +52,10 @@ def _finite_in_unit_range(t: torch.Tensor, name: str, slack: float | None = None
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise UncropError(f"{name}: contains NaN or infinite values.")
     if slack is not None and (lo < -slack or hi > 1 + slack):
+        kind = "an IMAGE" if t.ndim == 4 else "a MASK"
         raise UncropError(
-            f"{name}: values run from {lo:.4g} to {hi:.4g}, but an IMAGE holds floats in 0..1; "
-            "divide a 0..255 image by 255, map a -1..1 one with (x + 1) / 2."
+            f"{name}: values run from {lo:.4g} to {hi:.4g}, but {kind} holds floats in 0..1; "
+            "divide a 0..255 one by 255, map a -1..1 one with (x + 1) / 2."
         )
     return t.clamp(0.0, 1.0) if (lo < 0 or hi > 1) else t
 
@@ -101,7 +104,7 @@ def check_mask(mask: torch.Tensor, name: str = "mask") -> torch.Tensor:
                 f"with values up to {int(mask.max())}; divide it by its maximum first."
             )
         mask = mask.float()
-    return _finite_in_unit_range(mask, name)
+    return _finite_in_unit_range(mask, name, IMAGE_SLACK)
 
 
 def match_mask(
@@ -136,6 +139,14 @@ def match_mask(
                 "all images or one mask per image."
             )
     if (mh, mw) != (h, w):
+        corner = mask[:, :1, :1]
+        if bool((mask == corner).all()):  # one value per mask: the same at any size
+            # LoadImage gives a blank 64x64 mask for an image with no alpha channel
+            log.warning(
+                "%s is %dx%d with one value; taken at the image size %dx%d.",
+                mask_name, mw, mh, w, h,
+            )  # fmt: skip
+            return image, corner.expand(mask.shape[0], h, w).contiguous()
         if abs(mw / mh - w / h) > ASPECT_TOLERANCE * (w / h):
             raise UncropError(
                 f"{mask_name} size {mw}x{mh} has a different aspect ratio than {image_name} "

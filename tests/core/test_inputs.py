@@ -38,8 +38,15 @@ def test_mask_layouts_normalised(shape):
 
 
 def test_mask_values_clamped():
-    m = check_mask(torch.tensor([[[-1.0, 0.5, 2.0]]]))
+    m = check_mask(torch.tensor([[[-0.25, 0.5, 1.25]]]))  # a resampler's overshoot
     assert m.tolist() == [[[0.0, 0.5, 1.0]]]
+
+
+@pytest.mark.parametrize("values", [[0.0, 64.0, 255.0], [-1.0, 0.0, 1.0]])
+def test_float_mask_on_another_scale_refused(values):
+    """Clamped, a 0..255 float mask made every soft value 1: refused, by name."""
+    with pytest.raises(UncropError, match=r"mask: values run from .* a MASK holds floats"):
+        check_mask(torch.tensor([[values]]))
 
 
 def test_integer_masks_of_0_and_1_only():
@@ -85,6 +92,16 @@ def test_same_aspect_mask_resized_with_warning(caplog):
 def test_other_aspect_mask_refused():
     with pytest.raises(UncropError, match="different aspect ratio"):
         match_mask(torch.rand(1, 8, 16, 3), torch.rand(1, 8, 8))
+
+
+def test_a_mask_of_one_value_fits_any_size(caplog):
+    """LoadImage's mask of an image with no alpha is a blank 64x64: the same at any size."""
+    masks = torch.stack([torch.zeros(64, 64), torch.full((64, 64), 0.5)])
+    with caplog.at_level(logging.WARNING):
+        _, out = match_mask(torch.rand(2, 30, 90, 3), masks)
+    assert out.shape == (2, 30, 90)
+    assert out[0].max() == 0 and out[1].min() == out[1].max() == 0.5
+    assert "64x64 with one value" in caplog.text
 
 
 def test_is_empty():

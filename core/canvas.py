@@ -178,12 +178,28 @@ def plan_target(
 
 
 def resize_image(image: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """Resize an IMAGE batch with antialiasing (bicubic up, area-aware down)."""
+    """Resize an IMAGE batch with antialiasing (bicubic up, area-aware down).
+
+    RGBA is resampled with its colour weighted by alpha (premultiplied): the colour
+    hidden under transparent pixels, often black, would otherwise bleed into the
+    visible pixels beside them as a dark fringe.
+    """
     if image.shape[2] == width and image.shape[1] == height:
         return image
     t = at_least_float32(image).movedim(-1, 1)  # no half-precision antialias on the CPU
+    rgba = t.shape[1] == 4
+    if rgba:
+        t = torch.cat([t[:, :3] * t[:, 3:], t[:, 3:]], dim=1)
     t = F.interpolate(t, size=(height, width), mode="bicubic", antialias=True, align_corners=False)
+    if rgba:
+        alpha = t[:, 3:].clamp(0.0, 1.0)
+        seen = alpha > ALPHA_SEEN
+        t = torch.cat([torch.where(seen, t[:, :3] / alpha.clamp_min(ALPHA_SEEN), 0.0), alpha], 1)
     return t.movedim(1, -1).clamp(0.0, 1.0).to(image.dtype)
+
+
+# Below this alpha a resized pixel's colour is not divided out (it is invisible): black.
+ALPHA_SEEN = 1e-4
 
 
 def known_region(plan: CanvasPlan) -> tuple[slice, slice, slice, slice]:

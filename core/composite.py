@@ -176,7 +176,8 @@ def color_match(
     """Match the colours of ``generated`` inside the mask to ``reference`` around it.
 
     The statistics of the masked area are moved to those of the known pixels in a
-    ``band`` px ring around the mask, in Lab (``mean_std``) or per Lab channel by
+    ``band`` px ring around the mask (an RGBA reference's opaque ones: alpha 0.5 or more),
+    in Lab (``mean_std``) or per Lab channel by
     quantiles (``histogram``); a grey image by its one channel. Pixels outside the
     mask are not changed. Returns ``generated`` matched to ``reference`` (see
     :func:`match_generated`).
@@ -190,6 +191,8 @@ def color_match(
     reference, generated, mask = match_generated(reference, generated, mask)
     inside = hole_of(mask)
     ring = (dilate(inside.to(mask.dtype), band) > 0) & ~inside
+    if reference.shape[-1] == 4:  # a transparent pixel's colour is hidden, not seen
+        ring &= reference[..., 3] >= 0.5
     out = generated.clone()
     colour = generated.shape[-1] >= 3  # RGB(A) in Lab; a grey image by its one channel
     for i in range(generated.shape[0]):

@@ -137,3 +137,21 @@ def test_resize_keeps_half_precision(dtype):
     out = canvas.resize_image(image.to(dtype), 64, 48)
     assert out.dtype == dtype and out.shape == (1, 48, 64, 3)
     assert (out.float() - canvas.resize_image(image, 64, 48)).abs().max() < 0.01
+
+
+@pytest.mark.parametrize("size", [64, 25])  # up and down
+def test_resizing_rgba_keeps_hidden_colours_out_of_visible_pixels(size):
+    """A white square on transparent black: resampled straight, its edge turned grey."""
+    image = torch.zeros(1, 40, 40, 4)
+    image[0, 10:30, 10:30] = 1.0
+    out = canvas.resize_image(image, size, size)
+    alpha = out[0, ..., 3]
+    assert bool(((alpha > 0.05) & (alpha < 0.95)).any())  # there is an edge
+    assert torch.allclose(out[0, ..., :3][alpha > 0.05], torch.tensor(1.0), atol=1e-3)
+    opaque = torch.rand(1, 40, 40, 4)
+    opaque[..., 3] = 1.0  # and an opaque RGBA resizes as its RGB does
+    assert torch.allclose(
+        canvas.resize_image(opaque, size, size)[..., :3],
+        canvas.resize_image(opaque[..., :3], size, size),
+        atol=1e-5,
+    )

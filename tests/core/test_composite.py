@@ -255,3 +255,15 @@ def test_a_transparent_hole_takes_the_generated_image_whole_through_a_soft_edge(
     m = mask[0][opaque].unsqueeze(-1)
     blend = orig[0][opaque] * (1 - m) + torch.cat([gen[0], torch.ones(32, 32, 1)], -1)[opaque] * m
     assert torch.allclose(out[0][opaque], blend, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["mean_std", "histogram"])
+def test_color_match_ignores_the_hidden_colour_of_transparent_pixels(mode):
+    """Beside a transparent area (hidden black), a perfect fill of a grey wall stays grey:
+    the ring counted the hidden black and pulled the fill half way to it."""
+    ref = torch.zeros(1, 64, 64, 4)  # transparent, hidden colour black
+    ref[:, 20:44, 16:34] = torch.tensor([0.61, 0.61, 0.61, 1.0])  # a grey cut-out
+    mask = torch.zeros(1, 64, 64)
+    mask[:, 24:40, 20:30] = 1  # in the cut-out, most of its ring in the transparent area
+    out = color_match(ref[..., :3].clone(), ref, mask, mode)
+    assert torch.allclose(out[0, 24:40, 20:30, :3], torch.tensor(0.61), atol=0.01)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..core import composite as compositing
+from ..core.inputs import check_image, check_mask
 from . import host
 
 
@@ -44,8 +45,10 @@ class Composite(io.ComfyNode):
 
     @classmethod
     def execute(cls, original, generated, mask, color_match: str) -> io.NodeOutput:
-        # color_match and composite check and match the inputs themselves.
+        # color_match and composite check the values and match the inputs themselves.
         device = host.torch_device()
-        original, mask, generated = original.to(device), mask.to(device), generated.to(device)
+        original = check_image(original, "original", values=False).to(device)
+        generated = check_image(generated, "generated", values=False).to(device)
+        mask = check_mask(mask).to(device)
         generated = compositing.color_match(generated, original, mask, color_match)
         return io.NodeOutput(host.node_output(compositing.composite(original, generated, mask)))

@@ -1,6 +1,8 @@
+import pytest
 import torch
 from conftest import run_node
 
+from uncrop.core.errors import UncropError
 from uncrop.nodes.composite import Composite
 
 
@@ -16,3 +18,17 @@ def test_composite_node_exact_outside_mask_with_color_match(astronaut):
     assert (out[0][~keep] - astronaut[0][~keep]).abs().mean() < (
         generated[0][~keep] - astronaut[0][~keep]
     ).abs().mean()
+
+
+@pytest.mark.parametrize("name", ["original", "generated", "mask"])
+def test_composite_node_names_an_input_that_is_not_a_tensor(name):
+    inputs = {
+        "original": torch.rand(1, 8, 8, 3),
+        "generated": torch.rand(1, 8, 8, 3),
+        "mask": torch.ones(1, 8, 8),
+    }
+    inputs[name] = inputs[name].numpy()
+    with pytest.raises(
+        UncropError, match=f"^{name}: expected an? (IMAGE|MASK) tensor, got ndarray"
+    ):
+        run_node(Composite, color_match="none", **inputs)

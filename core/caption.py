@@ -166,13 +166,18 @@ def images_for_model(
     """The pictures the captioning model is shown, one per batch item.
 
     None for an image whose mask hides everything (there is nothing to describe).
-    Without a mask, or with ``region="whole"``, each image is shown as it is.
+    Without a mask, or with ``region="whole"``, each image is shown as it is. An RGBA
+    image's transparent pixels are hidden as the hole is: the colour under them, often
+    black, is not in the picture.
     """
     if mask is None or region == "whole":
         image = check_image(image)
-        return [_to_pil(image[i : i + 1]) for i in range(image.shape[0])]
-    image, mask = match_mask(image, mask)
-    hole = mask >= HOLE_THRESHOLD
+        hole = torch.zeros_like(image[..., 0], dtype=torch.bool)
+    else:
+        image, mask = match_mask(image, mask)
+        hole = mask >= HOLE_THRESHOLD
+    if image.shape[-1] == 4:
+        hole = hole | (image[..., 3] < HOLE_THRESHOLD)
     out: list[Image.Image | None] = []
     for i in range(image.shape[0]):
         crop = visible_region(image[i : i + 1], hole[i : i + 1])

@@ -140,6 +140,22 @@ def test_region_whole_shows_everything_even_with_a_mask(captioner, spy, astronau
     assert _red_pixels(spy.seen[0]) == 128 * 51
 
 
+@pytest.mark.parametrize("region", ["visible", "whole"])
+def test_transparent_pixels_are_hidden_as_the_hole_is(astronaut, region):
+    """A cut-out on transparent black: the black it hides is not shown to the model."""
+    image, _ = _scene(astronaut)
+    rgba = torch.cat([image, torch.ones_like(image[..., :1])], dim=-1)
+    rgba[:, :, 77:] = 0.0  # transparent, hidden colour black
+    (seen,) = cap.images_for_model(rgba, torch.zeros(1, 128, 128), region)
+    assert seen.size == (77, 128)  # cropped to the opaque pixels
+    expected = (image[0, :, :77].numpy() * 255).round().astype(np.uint8)
+    assert np.array_equal(np.asarray(seen), expected)
+    rgba[:, 40:80, 20:50] = 0.0  # transparent inside the box: filled from around it
+    (seen,) = cap.images_for_model(rgba, None)
+    assert seen.size == (77, 128)
+    assert int((np.asarray(seen)[40:80, 20:50] < 8).all(-1).sum()) == 0  # no black
+
+
 def test_soft_mask_below_half_counts_as_visible(astronaut):
     image, mask = _scene(astronaut)
     (full,) = cap.images_for_model(image, mask * 0.4)

@@ -79,7 +79,13 @@ def _add_common(p: argparse.ArgumentParser, default_method: str) -> None:
         ),
     )
     p.set_defaults(default_method=default_method)
-    p.add_argument("--seed", type=int, default=0, help="seed for methods that use randomness")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the fill methods that use randomness (patch, pattern, noise); with "
+        "--model, the sampling seed",
+    )
     p.add_argument(
         "--color",
         help=f"colour for --method color (hex; default {DEFAULT_COLOR}; not with --model)",
@@ -91,7 +97,7 @@ def _add_common(p: argparse.ArgumentParser, default_method: str) -> None:
     )
     p.add_argument(
         "--source-mask",
-        help="image or URL; white = where --method patch may copy from (not with --model)",
+        help="image or URL; white = where --method patch or pattern may copy from (not with --model)",
     )
     p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1, mps")
     _add_diffusion(p)
@@ -160,8 +166,26 @@ def _add_diffusion(p: argparse.ArgumentParser) -> None:
     )
 
 
+class _Help(argparse.HelpFormatter):
+    """Help that names each option's default, where it has one and the text does not."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            not action.option_strings
+            or "default" in text
+            or action.default is None
+            or isinstance(action.default, bool)
+            or action.default in ("", argparse.SUPPRESS)
+        ):
+            return text
+        return f"{text} (default: {action.default})".replace("%", "%%")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="uncrop", description="Inpaint and outpaint images.")
+    parser = argparse.ArgumentParser(
+        prog="uncrop", description="Inpaint and outpaint images.", formatter_class=_Help
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
     sub = parser.add_subparsers(dest="command", required=True)
     # -v after the subcommand too (SUPPRESS: not given there, the one before stays)
@@ -170,7 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log more detail"
     )
 
-    p = sub.add_parser("inpaint", parents=[verbose], help="fill the masked area of an image")
+    p = sub.add_parser(
+        "inpaint", parents=[verbose], formatter_class=_Help, help="fill the masked area of an image"
+    )
     _add_common(p, "smooth")
     p.add_argument("--mask", required=True, help="mask image or http(s) URL; white = area to fill")
     p.add_argument(
@@ -187,7 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_captioner(p)
 
-    p = sub.add_parser("outpaint", parents=[verbose], help="extend an image beyond its borders")
+    p = sub.add_parser(
+        "outpaint",
+        parents=[verbose],
+        formatter_class=_Help,
+        help="extend an image beyond its borders",
+    )
     _add_common(p, "pattern")
     p.add_argument("--width", type=int, help="target width (with --height)")
     p.add_argument("--height", type=int, help="target height (with --width)")
@@ -206,7 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_captioner(p)
 
-    p = sub.add_parser("caption", parents=[verbose], help="write a prompt describing an image")
+    p = sub.add_parser(
+        "caption",
+        parents=[verbose],
+        formatter_class=_Help,
+        help="write a prompt describing an image",
+    )
     p.add_argument("image", help="the image to describe")
     p.add_argument("--mask", help="mask image or URL; white = hole, which is not described")
     p.add_argument(
@@ -230,7 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1, mps")
 
     p = sub.add_parser(
-        "demo", parents=[verbose], help="inpaint and outpaint the bundled sample photo"
+        "demo",
+        parents=[verbose],
+        formatter_class=_Help,
+        help="inpaint and outpaint the bundled sample photo",
     )
     p.add_argument(
         "-o", "--output", default="results", help="folder for the results (default: results)"
@@ -277,7 +316,7 @@ def _add_captioner(p: argparse.ArgumentParser) -> None:
             "captioning model folder (BLIP or GIT: config.json, model.safetensors, "
             "preprocessor_config.json, tokenizer files); for inpaint/outpaint it writes the "
             "prompt when none is given. Default for caption: the first folder in "
-            f"$UNCROP_MODELS_DIR/{caption.MODEL_FOLDER} (models/{caption.MODEL_FOLDER})"
+            f"$UNCROP_MODELS_DIR/{caption.MODEL_FOLDER} (./models/{caption.MODEL_FOLDER} when unset)"
         ),
     )
 

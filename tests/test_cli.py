@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -184,6 +185,23 @@ def test_an_unwritable_output_folder_is_refused_before_the_work(tmp_path, capsys
     args = ["outpaint", str(cli.SAMPLE_IMAGE), "--left", "8", "-o", "/proc/uncrop-test.png"]
     assert cli.main(args) == 2
     assert "--output: cannot write in '/proc'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "command,shown",
+    [
+        ("inpaint", ["--grow GROW grow .* \\(default: 0\\)", "--feather .*\\(default: 0.0\\)"]),
+        ("outpaint", ["--unit .*\\(default: px\\)", "\\(default: 8\\)"]),
+        ("caption", ["--beams BEAMS .*\\(default: 3\\)"]),
+    ],
+)
+def test_help_names_each_default(command, shown, capsys):
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for pattern in shown:
+        assert re.search(pattern, text), pattern
+    assert "(default: None)" not in text and "(default: False)" not in text
 
 
 def test_verbose_goes_before_or_after_the_subcommand():

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections import OrderedDict
+import weakref
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -54,7 +54,6 @@ HOLE_THRESHOLD = 0.5
 
 PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
-CACHE_SIZE = 2
 
 EXPECTED_FILES = (
     "config.json, model.safetensors, preprocessor_config.json and the tokenizer files "
@@ -291,7 +290,10 @@ class Captioner:
     """A captioning model from one folder, with default :class:`CaptionOptions`.
 
     ``caption(image, mask)`` is what the samplers call; the model is loaded on
-    first use and kept in a small cache shared by captioners of the same folder.
+    first use and held by this captioner (and its :meth:`with_options` copies).
+    Captioners of the same folder share it while one of them holds it; once none
+    does, its memory goes (as when ComfyUI's "Free model and node cache" drops the
+    node outputs that held it).
     """
 
     def __init__(
@@ -309,6 +311,8 @@ class Captioner:
         self.dtype = dtype or default_dtype(self.device)
         self.options = (options or CaptionOptions()).checked()
         self._placement_factory = placement
+        self._held: _Loaded | None = None  # the model, once loaded
+        self._held_key: tuple = ()
 
     def __repr__(self) -> str:
         return f"Captioner({FAMILIES[self.family][0]}, '{self.folder.name}')"
@@ -328,23 +332,31 @@ class Captioner:
         return (str(self.folder.resolve()), file_stamp(self.folder), str(self.device), self.dtype)
 
     def load(self) -> _Loaded:
-        """The loaded model, from the cache or from disk."""
+        """The loaded model: this captioner's, another one's of the same files, or from disk."""
         key = self._cache_key()
-        if key in _CACHE:
-            _CACHE.move_to_end(key)
-            return _CACHE[key]
-        loaded = _load(self.folder, self.family, self.device, self.dtype, self._placement_factory)
-        _CACHE[key] = loaded
-        while len(_CACHE) > CACHE_SIZE:
-            _, old = _CACHE.popitem(last=False)
-            old.placement.release()
+        if self._held is not None and self._held_key == key:
+            _CACHE.setdefault(key, weakref.ref(self._held))
+            return self._held
+        held = _CACHE.get(key)
+        loaded = held() if held is not None else None
+        if loaded is None:
+            loaded = _load(
+                self.folder, self.family, self.device, self.dtype, self._placement_factory
+            )
+            for gone in [k for k, ref in _CACHE.items() if ref() is None]:
+                del _CACHE[gone]
+            _CACHE[key] = weakref.ref(loaded)
+        self._held, self._held_key = loaded, key
         return loaded
 
     def release(self) -> None:
-        """Drop this folder's model from the cache and free its memory."""
+        """Give back this folder's model's device memory; the next caption loads it again."""
         root = str(self.folder.resolve())
         for key in [k for k in _CACHE if k[0] == root]:
-            _CACHE.pop(key).placement.release()
+            loaded = _CACHE.pop(key)()
+            if loaded is not None:
+                loaded.placement.release()
+        self._held = None
 
     def caption(
         self,
@@ -377,14 +389,17 @@ class Captioner:
         return captions
 
 
-_CACHE: OrderedDict[tuple, _Loaded] = OrderedDict()
+# Loaded models by folder, files, device and dtype, held weakly (see Captioner).
+_CACHE: dict[tuple, weakref.ref[_Loaded]] = {}
 
 
 def release_captioners() -> None:
-    """Free every cached captioning model."""
+    """Give back the device memory of every loaded captioning model."""
     while _CACHE:
-        _, loaded = _CACHE.popitem()
-        loaded.placement.release()
+        _, held = _CACHE.popitem()
+        loaded = held()
+        if loaded is not None:
+            loaded.placement.release()
 
 
 # Safetensors only, never code from the folder; and which weights the files lacked.

@@ -43,18 +43,17 @@ def _shape(t: torch.Tensor) -> str:
 IMAGE_SLACK = 0.5
 
 
-def _finite_in_unit_range(t: torch.Tensor, name: str, slack: float | None = None) -> torch.Tensor:
-    """Refuse NaN/inf, and values more than ``slack`` outside 0..1 when one is given; clamp
-    to 0..1. One pass over the data (NaN and inf propagate through min/max, so the
-    extremes alone tell)."""
+def _finite_in_unit_range(t: torch.Tensor, name: str, kind: str) -> torch.Tensor:
+    """Refuse NaN/inf, and values more than ``IMAGE_SLACK`` outside 0..1 (``kind``, IMAGE
+    or MASK, names the type in the message); clamp to 0..1. One pass over the data (NaN
+    and inf propagate through min/max, so the extremes alone tell)."""
     lo, hi = torch.aminmax(t)
     lo, hi = float(lo), float(hi)
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise UncropError(f"{name}: contains NaN or infinite values.")
-    if slack is not None and (lo < -slack or hi > 1 + slack):
-        kind = "an IMAGE" if t.ndim == 4 else "a MASK"
+    if lo < -IMAGE_SLACK or hi > 1 + IMAGE_SLACK:
         raise UncropError(
-            f"{name}: values run from {lo:.4g} to {hi:.4g}, but {kind} holds floats in 0..1; "
+            f"{name}: values run from {lo:.4g} to {hi:.4g}, but a {kind} holds floats in 0..1; "
             "divide a 0..255 one by 255, map a -1..1 one with (x + 1) / 2."
         )
     return t.clamp(0.0, 1.0) if (lo < 0 or hi > 1) else t
@@ -77,7 +76,7 @@ def check_image(image: torch.Tensor, name: str = "image", values: bool = True) -
     if not image.is_floating_point():
         raise UncropError(f"{name}: expected float values in 0..1, got dtype {image.dtype}.")
     image = image.detach()  # pixels in, pixels out: nothing here is differentiated
-    return _finite_in_unit_range(image, name, IMAGE_SLACK) if values else image
+    return _finite_in_unit_range(image, name, "IMAGE") if values else image
 
 
 def check_mask(mask: torch.Tensor, name: str = "mask") -> torch.Tensor:
@@ -104,7 +103,7 @@ def check_mask(mask: torch.Tensor, name: str = "mask") -> torch.Tensor:
                 f"with values up to {int(mask.max())}; divide it by its maximum first."
             )
         mask = mask.float()
-    return _finite_in_unit_range(mask, name, IMAGE_SLACK)
+    return _finite_in_unit_range(mask, name, "MASK")
 
 
 def match_mask(

@@ -101,6 +101,19 @@ def test_console_entry_point_runs(tmp_path):
     assert Image.open(tmp_path / "o.png").size == (664, 400)
 
 
+def test_the_model_free_fill_takes_the_seed(tmp_path):
+    mask = np.zeros((400, 600), np.uint8)
+    mask[100:200, 200:300] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    outs = []
+    for k, seed in enumerate(["1", "2", "1"]):
+        out = tmp_path / f"out{k}.png"
+        args = ["inpaint", str(cli.SAMPLE_IMAGE), "--mask", str(tmp_path / "m.png")]
+        assert cli.main([*args, "-o", str(out), "--method", "noise", "--seed", seed]) == 0
+        outs.append(np.asarray(Image.open(out)))
+    assert not np.array_equal(outs[0], outs[1]) and np.array_equal(outs[0], outs[2])
+
+
 def test_source_mask_keeps_patch_from_copying_excluded_area(tmp_path):
     image = np.asarray(Image.open(cli.SAMPLE_IMAGE)).copy()
     image[20:80, 20:80] = [255, 0, 255]  # a colour found nowhere else, to be excluded

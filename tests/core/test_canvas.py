@@ -52,6 +52,8 @@ def test_margins_px_rounding_goes_to_grown_sides(multiple):
     assert plan.left >= 10 and plan.right >= 30
     assert plan.canvas_w - 500 - 40 < multiple
     assert plan.x == plan.left
+    # an axis with no margins is rounded up evenly on both sides
+    assert (plan.top, plan.bottom) == {1: (0, 0), 8: (2, 2), 64: (10, 10)}[multiple]
 
 
 def test_margins_percent():
@@ -137,6 +139,14 @@ def test_resize_keeps_half_precision(dtype):
     out = canvas.resize_image(image.to(dtype), 64, 48)
     assert out.dtype == dtype and out.shape == (1, 48, 64, 3)
     assert (out.float() - canvas.resize_image(image, 64, 48)).abs().max() < 0.01
+
+
+def test_resize_down_is_antialiased():
+    """1 px stripes shrunk 3x are grey: without antialiasing they alias to stripes."""
+    stripes = torch.zeros(1, 60, 60, 3)
+    stripes[:, :, ::2] = 1.0
+    out = canvas.resize_image(stripes, 20, 20)
+    assert (out - 0.5).abs().max() < 0.05
 
 
 @pytest.mark.parametrize("size", [64, 25])  # up and down

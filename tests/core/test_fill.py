@@ -216,7 +216,7 @@ def test_patch_rejects_bad_options(astronaut: torch.Tensor) -> None:
     mask = _rect_mask(64, 64, 20, 40, 20, 40)
     with pytest.raises(UncropError, match="patch_size"):
         fill(image, mask, "patch", patch_size=4)
-    with pytest.raises(UncropError, match="source_mask"):
+    with pytest.raises(UncropError, match="source_mask: leaves no known pixels"):
         fill(image, mask, "patch", source_mask=torch.zeros(1, 64, 64))
 
 

@@ -2,6 +2,7 @@ import logging
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from uncrop.core.errors import UncropError
 from uncrop.core.inputs import check_image, check_mask, is_empty, match_mask
@@ -106,6 +107,8 @@ def test_a_mask_of_one_value_fits_any_size(caplog):
 
 def test_is_empty():
     assert is_empty(torch.zeros(2, 4, 4))
+    assert not is_empty(torch.full((1, 4, 4), 1 / 255))  # one 8-bit level is hole
+    assert is_empty(torch.full((1, 4, 4), 0.99 / 255))
     assert not is_empty(torch.zeros(2, 4, 4).index_fill_(2, torch.tensor([1]), 0.01))
 
 
@@ -122,3 +125,8 @@ def test_a_shrunk_mask_keeps_thin_strokes_and_a_source_mask_stays_inside() -> No
     assert small[0, :, :2].max() == 0 and small[0, :, 2:].min() == 1
     _, big = match_mask(torch.rand(1, 256, 256, 3), small[:, ::2, ::2].contiguous())
     assert big.shape == (1, 256, 256)  # growing is bilinear
+    grown = F.interpolate(
+        small[:, None, ::2, ::2], (256, 256), mode="bilinear", align_corners=False
+    )
+    assert torch.equal(big, grown[:, 0].clamp(0, 1))
+    assert bool(((big > 0) & (big < 1)).any())  # soft at the stroke's edge

@@ -138,6 +138,8 @@ def test_remove_specks_drops_small_islands():
     m[:, 10:20, 10:20] = 1  # 100 px blob
     out = masks.remove_specks(m, 10)
     assert out[0, 2:4, 2:4].max() == 0 and out[0, 10:20, 10:20].min() == 1
+    assert masks.remove_specks(m, 4)[0, 2:4, 2:4].min() == 1  # "smaller than": 4 px stays
+    assert masks.remove_specks(m, 5)[0, 2:4, 2:4].max() == 0
     tail = masks.remove_specks(m + 1e-4, 10)  # a sigmoid's tail joined them into one island
     assert tail[0, 2:4, 2:4].max() < 1e-3 and tail[0, 10:20, 10:20].min() > 0.99
 

@@ -2,6 +2,8 @@ import pytest
 import torch
 from conftest import run_node
 
+from uncrop.core import model_free
+from uncrop.core.canvas import plan_target
 from uncrop.core.errors import UncropError
 from uncrop.nodes.canvas import ExpandCanvas
 
@@ -13,6 +15,16 @@ def test_target_size_pad(coffee):
     assert image.shape == (1, 512, 1024, 3) and mask.shape == (1, 512, 1024)
     assert mask[0, :, :100].min() == 1 and mask[0, 256, 512] == 0
     assert image.device.type == "cpu"
+
+
+def test_the_node_places_the_image_at_its_anchor(coffee):
+    image, mask = run_node(
+        ExpandCanvas, image=coffee, width=1024, height=512, fit="pad", anchor="top-left"
+    ).args
+    plan = plan_target(600, 400, 1024, 512, fit="pad", anchor="top-left")
+    expected, expected_mask = model_free.outpaint(coffee, plan, "edge")
+    assert torch.equal(image, expected) and torch.equal(mask, expected_mask)
+    assert mask[0, :, :700].max() == 0  # the image sits on the left
 
 
 def test_per_side_with_overlap_keeps_original_pixels(coffee):

@@ -6,6 +6,7 @@ import pytest
 import torch
 from conftest import run_node
 
+from uncrop.core import model_free
 from uncrop.core.errors import UncropError
 from uncrop.nodes.fill import Fill
 
@@ -32,6 +33,16 @@ def test_fill_node_keeps_unmasked_pixels(method: str, coffee: torch.Tensor) -> N
     assert not torch.equal(out[0][~keep], image[0][~keep])
 
 
+def test_fill_node_passes_its_seed(coffee: torch.Tensor) -> None:
+    image = coffee[:, :64, :64].contiguous()
+    mask = torch.zeros(1, 64, 64)
+    mask[:, 16:48, 16:48] = 1
+    (two,) = run_node(Fill, image=image, mask=mask, method="noise", seed=2).args
+    (three,) = run_node(Fill, image=image, mask=mask, method="noise", seed=3).args
+    assert torch.equal(two, model_free.inpaint(image, mask, "noise", seed=2))
+    assert not torch.equal(two, three)
+
+
 def test_fill_node_source_mask_excludes_a_colour(brick: torch.Tensor) -> None:
     image = brick[:, :128, :128].clone()
     image[0, :, :40] = torch.tensor([0.0, 1.0, 0.0])
@@ -49,8 +60,8 @@ def test_fill_node_source_mask_excludes_a_colour(brick: torch.Tensor) -> None:
 def test_fill_node_names_a_bad_source_mask(coffee: torch.Tensor) -> None:
     mask = torch.zeros(1, 400, 600)
     mask[:, 100:200, 100:200] = 1
-    with pytest.raises(UncropError, match="source_mask"):
-        run_node(Fill, image=coffee, mask=mask, method="patch", source_mask=torch.zeros(1, 50, 50))
+    with pytest.raises(UncropError, match="source_mask size 50x50 has a different aspect ratio"):
+        run_node(Fill, image=coffee, mask=mask, method="patch", source_mask=torch.rand(1, 50, 50))
 
 
 def test_fill_node_reads_the_colour_only_for_the_color_method() -> None:

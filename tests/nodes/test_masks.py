@@ -7,6 +7,7 @@ from conftest import run_node
 from PIL import Image
 
 from uncrop.core.errors import UncropError
+from uncrop.core.masks import refine_mask
 from uncrop.nodes import host
 from uncrop.nodes import masks as masks_node
 from uncrop.nodes.masks import LoadMask, RefineMask
@@ -132,6 +133,22 @@ def test_refine_mask_node_runs_pipeline():
     (out,) = run_node(RefineMask, mask=mask, grow=2, feather=0, remove_specks=5).args
     assert out.shape == (2, 32, 32)
     assert out[0, 2, 2] == 0 and out[0, 8, 15] == 1 and out[0, 7, 15] == 0
+
+
+def test_refine_mask_node_passes_every_option():
+    mask = torch.zeros(1, 48, 48)
+    mask[:, 8:40, 8:40] = 0.8
+    mask[:, 20:26, 20:26] = 0.0  # a hole
+    mask[:, 2, 2] = 0.9  # a speck
+    mask[:, 44:46, 44:46] = 0.3  # under the threshold
+    options = {"grow": 2, "feather": 1.5, "fill_holes": True, "remove_specks": 3, "threshold": 0.5}
+    (out,) = run_node(RefineMask, mask=mask, **options).args
+    expected = refine_mask(
+        mask, grow_px=2, feather_px=1.5, fill_holes_=True, min_speck_area=3, threshold_level=0.5
+    )
+    assert torch.equal(out, expected)
+    assert out[0, 23, 23] > 0.99 and out[0, 2, 2] == 0 and out[0, 45, 45] == 0
+    assert bool(((out > 0) & (out < 1)).any())  # feathered
 
 
 def test_load_mask_errors_name_the_input_that_holds_the_bad_file(input_dir, monkeypatch):

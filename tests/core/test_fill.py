@@ -12,7 +12,6 @@ from uncrop.core.errors import UncropError
 from uncrop.core.fill import FILL_METHODS, fill, nearest_known, parse_color
 from uncrop.core.masks import refine_mask
 from uncrop.core.model_free import inpaint
-from uncrop.core.pattern import estimate_period
 
 ALL = list(FILL_METHODS)
 
@@ -220,43 +219,6 @@ def test_patch_rejects_bad_options(astronaut: torch.Tensor) -> None:
         fill(image, mask, "patch", source_mask=torch.zeros(1, 64, 64))
 
 
-def test_pattern_recovers_period_of_a_tiling() -> None:
-    image = _tiling(13, 21, 160, 240)
-    known = torch.ones(160, 240, dtype=torch.bool)
-    known[:, :48] = False
-    known[:, 192:] = False
-    period = estimate_period(image[0], known)
-    assert period is not None
-    vectors = {tuple(abs(v) for v in period.first), tuple(abs(v) for v in period.second)}
-    assert vectors == {(13, 0), (0, 21)}
-
-
-def test_pattern_recovers_a_sheared_lattice_on_an_odd_frame() -> None:
-    """Rows of 12 px tiles, each row shifted 7 px: the shortest period, (12, -7), points
-    left. The frame's padded sizes (157 and 233 px sides) have large prime factors."""
-    gen = torch.Generator().manual_seed(5)
-    tile = torch.rand(12, 20, 3, generator=gen)
-    yy, xx = torch.meshgrid(torch.arange(157), torch.arange(233), indexing="ij")
-    image = tile[yy % 12, (xx + (yy // 12) * 7) % 20]
-    known = torch.ones(157, 233, dtype=torch.bool)
-    known[:, :47] = False
-    known[:, 186:] = False
-    period = estimate_period(image, known)
-    assert period is not None and period.second is not None
-    (ay, ax), (by, bx) = period.first, period.second
-    # Both on the lattice {(12k, d): d = -7k mod 20}, and together spanning it.
-    for dy, dx in (period.first, period.second):
-        assert dy % 12 == 0 and (dx + dy // 12 * 7) % 20 == 0
-    assert abs(ay * bx - ax * by) == 12 * 20
-    assert period.first == (12, -7)
-
-
-@pytest.mark.parametrize("shape", [(1, 40), (40, 1), (2, 2)])
-def test_a_frame_without_lags_has_no_period(shape: tuple[int, int]) -> None:
-    image = torch.rand(*shape, 3, generator=torch.Generator().manual_seed(0))
-    assert estimate_period(image, torch.ones(shape, dtype=torch.bool)) is None
-
-
 def test_pattern_outpaints_a_tiling_exactly(
     caplog: pytest.LogCaptureFixture, device: torch.device
 ) -> None:
@@ -267,17 +229,6 @@ def test_pattern_outpaints_a_tiling_exactly(
         out = fill(image, mask, "pattern")
     assert (out - image).abs().max() < 1e-6
     assert "period" in caplog.text
-
-
-def test_a_gradient_has_no_period() -> None:
-    """An 8-bit sky's quantisation steps and a ramp's mask edge are not a texture."""
-    yy, xx = torch.meshgrid(torch.arange(256.0), torch.arange(256.0), indexing="ij")
-    known = torch.ones(256, 256, dtype=torch.bool)
-    known[76:153, 76:179] = False
-    sky = ((yy / 256 * 0.3 + 0.5) * 255).round() / 255
-    ramp = 0.2 + 0.002 * yy + 0.001 * xx
-    for grey in (sky, ramp):
-        assert estimate_period(grey[..., None].expand(256, 256, 3), known) is None
 
 
 def test_pattern_falls_back_to_patch_without_a_period(

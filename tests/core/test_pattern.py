@@ -1,11 +1,11 @@
-"""Pattern extension internals: the lattice fill against its plain definition."""
+"""core/pattern.py: the period estimate, and the lattice fill against its plain definition."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from uncrop.core.pattern import Period, extend_pattern
+from uncrop.core.pattern import Period, estimate_period, extend_pattern
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -65,3 +65,52 @@ def test_lattice_fill_is_the_pass_by_pass_copy(seed: int) -> None:
     assert torch.equal(left, want_left)
     assert torch.equal(out, want)
     assert bool(hole.any()) and torch.equal(out[~hole], image[~hole])
+
+
+def test_recovers_the_period_of_a_tiling() -> None:
+    tile = torch.rand(13, 21, 3, generator=torch.Generator().manual_seed(0))
+    image = tile.repeat(13, 12, 1)[:160, :240].unsqueeze(0)
+    known = torch.ones(160, 240, dtype=torch.bool)
+    known[:, :48] = False
+    known[:, 192:] = False
+    period = estimate_period(image[0], known)
+    assert period is not None
+    vectors = {tuple(abs(v) for v in period.first), tuple(abs(v) for v in period.second)}
+    assert vectors == {(13, 0), (0, 21)}
+
+
+def test_pattern_recovers_a_sheared_lattice_on_an_odd_frame() -> None:
+    """Rows of 12 px tiles, each row shifted 7 px: the shortest period, (12, -7), points
+    left. The frame's padded sizes (157 and 233 px sides) have large prime factors."""
+    gen = torch.Generator().manual_seed(5)
+    tile = torch.rand(12, 20, 3, generator=gen)
+    yy, xx = torch.meshgrid(torch.arange(157), torch.arange(233), indexing="ij")
+    image = tile[yy % 12, (xx + (yy // 12) * 7) % 20]
+    known = torch.ones(157, 233, dtype=torch.bool)
+    known[:, :47] = False
+    known[:, 186:] = False
+    period = estimate_period(image, known)
+    assert period is not None and period.second is not None
+    (ay, ax), (by, bx) = period.first, period.second
+    # Both on the lattice {(12k, d): d = -7k mod 20}, and together spanning it.
+    for dy, dx in (period.first, period.second):
+        assert dy % 12 == 0 and (dx + dy // 12 * 7) % 20 == 0
+    assert abs(ay * bx - ax * by) == 12 * 20
+    assert period.first == (12, -7)
+
+
+@pytest.mark.parametrize("shape", [(1, 40), (40, 1), (2, 2)])
+def test_a_frame_without_lags_has_no_period(shape: tuple[int, int]) -> None:
+    image = torch.rand(*shape, 3, generator=torch.Generator().manual_seed(0))
+    assert estimate_period(image, torch.ones(shape, dtype=torch.bool)) is None
+
+
+def test_a_gradient_has_no_period() -> None:
+    """An 8-bit sky's quantisation steps and a ramp's mask edge are not a texture."""
+    yy, xx = torch.meshgrid(torch.arange(256.0), torch.arange(256.0), indexing="ij")
+    known = torch.ones(256, 256, dtype=torch.bool)
+    known[76:153, 76:179] = False
+    sky = ((yy / 256 * 0.3 + 0.5) * 255).round() / 255
+    ramp = 0.2 + 0.002 * yy + 0.001 * xx
+    for grey in (sky, ramp):
+        assert estimate_period(grey[..., None].expand(256, 256, 3), known) is None

@@ -220,9 +220,17 @@ def test_auto_dtype_takes_bf16_only_where_the_gpu_runs_it_natively(monkeypatch):
         assert models.pick_dtype(torch.device("cuda")) == expected, card
 
 
+@pytest.mark.parametrize(
+    "cuda,mps,expected", [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")]
+)
+def test_auto_device_prefers_cuda_then_mps(monkeypatch, cuda, mps, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert models.default_device() == torch.device(expected)
+
+
 def test_default_device_names_and_refusal():
     assert models.default_device("cpu") == torch.device("cpu")
-    assert models.default_device().type in ("cpu", "cuda", "mps")
     with pytest.raises(
         UncropError, match="device: expected auto, cpu, cuda, cuda:N or mps, got 'gpu0'"
     ):

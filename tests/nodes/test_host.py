@@ -5,11 +5,12 @@ import types
 
 import torch
 
+from uncrop.core import models
 from uncrop.nodes import host
 
 
 def test_devices_fall_back_without_comfyui():
-    assert host.torch_device().type in ("cpu", "cuda", "mps")
+    assert host.torch_device() == models.default_device()  # CUDA, else MPS, else CPU
     assert host.intermediate_device() == torch.device("cpu")
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -54,6 +54,7 @@ HOLE_THRESHOLD = 0.5
 
 PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
+CACHE_SIZE = 2
 
 EXPECTED_FILES = (
     "config.json, model.safetensors, preprocessor_config.json and the tokenizer files "
@@ -290,10 +291,7 @@ class Captioner:
     """A captioning model from one folder, with default :class:`CaptionOptions`.
 
     ``caption(image, mask)`` is what the samplers call; the model is loaded on
-    first use and held by this captioner (and its :meth:`with_options` copies).
-    Captioners of the same folder share it while one of them holds it; once none
-    does, its memory goes (as when ComfyUI's "Free model and node cache" drops the
-    node outputs that held it).
+    first use and kept in a small cache shared by captioners of the same folder.
     """
 
     def __init__(
@@ -311,8 +309,6 @@ class Captioner:
         self.dtype = dtype or default_dtype(self.device)
         self.options = (options or CaptionOptions()).checked()
         self._placement_factory = placement
-        self._held: _Loaded | None = None  # the model, once loaded
-        self._held_key: tuple = ()
 
     def __repr__(self) -> str:
         return f"Captioner({FAMILIES[self.family][0]}, '{self.folder.name}')"
@@ -332,31 +328,23 @@ class Captioner:
         return (str(self.folder.resolve()), file_stamp(self.folder), str(self.device), self.dtype)
 
     def load(self) -> _Loaded:
-        """The loaded model: this captioner's, another one's of the same files, or from disk."""
+        """The loaded model, from the cache or from disk."""
         key = self._cache_key()
-        if self._held is not None and self._held_key == key:
-            _CACHE.setdefault(key, weakref.ref(self._held))
-            return self._held
-        held = _CACHE.get(key)
-        loaded = held() if held is not None else None
-        if loaded is None:
-            loaded = _load(
-                self.folder, self.family, self.device, self.dtype, self._placement_factory
-            )
-            for gone in [k for k, ref in _CACHE.items() if ref() is None]:
-                del _CACHE[gone]
-            _CACHE[key] = weakref.ref(loaded)
-        self._held, self._held_key = loaded, key
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+        loaded = _load(self.folder, self.family, self.device, self.dtype, self._placement_factory)
+        _CACHE[key] = loaded
+        while len(_CACHE) > CACHE_SIZE:
+            _, old = _CACHE.popitem(last=False)
+            old.placement.release()
         return loaded
 
     def release(self) -> None:
-        """Give back this folder's model's device memory; the next caption loads it again."""
+        """Drop this folder's model from the cache and free its memory."""
         root = str(self.folder.resolve())
         for key in [k for k in _CACHE if k[0] == root]:
-            loaded = _CACHE.pop(key)()
-            if loaded is not None:
-                loaded.placement.release()
-        self._held = None
+            _CACHE.pop(key).placement.release()
 
     def caption(
         self,
@@ -389,17 +377,14 @@ class Captioner:
         return captions
 
 
-# Loaded models by folder, files, device and dtype, held weakly (see Captioner).
-_CACHE: dict[tuple, weakref.ref[_Loaded]] = {}
+_CACHE: OrderedDict[tuple, _Loaded] = OrderedDict()
 
 
 def release_captioners() -> None:
-    """Give back the device memory of every loaded captioning model."""
+    """Free every cached captioning model."""
     while _CACHE:
-        _, held = _CACHE.popitem()
-        loaded = held()
-        if loaded is not None:
-            loaded.placement.release()
+        _, loaded = _CACHE.popitem()
+        loaded.placement.release()
 
 
 # Safetensors only, never code from the folder; and which weights the files lacked.

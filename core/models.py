@@ -33,7 +33,7 @@ import shutil
 import tempfile
 import threading
 import warnings
-import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -793,11 +793,9 @@ def _limit_tokenizers(pipe) -> None:
             tok.model_max_length = int(positions)
 
 
-# Loaded models by key, held weakly: a model is reused while something holds it (a
-# host's cache of node outputs, a caller), and its memory goes when nothing does, as
-# when ComfyUI's "Free model and node cache" drops its outputs.
-_cache: dict[tuple, weakref.WeakSet[InpaintModel]] = {}
+_cache: OrderedDict[tuple, InpaintModel] = OrderedDict()
 _cache_lock = threading.Lock()
+CACHE_SIZE = 1
 
 
 def file_stamp(path: str | os.PathLike | None) -> tuple:
@@ -829,10 +827,10 @@ def load_model(
 ) -> InpaintModel:
     """Load (or take from the cache) the model at ``path``, on the CPU.
 
-    The caller moves it to the device it samples on. While a model loaded before
-    from the same files (path, dates and sizes) with the same dtype is still held
-    somewhere, its weights are reused: the load is a new :class:`InpaintModel` over
-    them, so its ``vae_tiling`` is its own. Nothing here keeps a model alive.
+    The caller moves it to the device it samples on; the cache keeps the last
+    ``CACHE_SIZE`` models, keyed by path, file dates and sizes, and dtype. A load
+    from the cache is a new :class:`InpaintModel` over the same weights, so its
+    ``vae_tiling`` is its own.
     """
     info = inspect_model(path)
     dtype = dtype or torch.float32
@@ -843,12 +841,10 @@ def load_model(
         str(tokenizer_dir),
     )
     with _cache_lock:
-        held = _cache.get(key)
-        model = next(iter(held), None) if held is not None else None
+        model = _cache.get(key)
         if model is not None:
-            model = replace(model, vae_tiling=vae_tiling)
-            held.add(model)
-            return model
+            _cache.move_to_end(key)
+            return replace(model, vae_tiling=vae_tiling)
     log.info("Loading %s", info.describe())
     try:
         pipe = _load_pipeline(info, dtype, tokenizer_dir)
@@ -872,13 +868,13 @@ def load_model(
         info, pipe, dtype, cn, str(controlnet) if controlnet else None, vae_tiling=vae_tiling
     )
     with _cache_lock:
-        for gone in [k for k, held in _cache.items() if not held]:
-            del _cache[gone]
-        _cache[key] = weakref.WeakSet([model])
+        _cache[key] = model
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
     return model
 
 
 def clear_cache() -> None:
-    """Forget every model loaded so far: the next load reads the files again."""
+    """Forget every cached model (their memory is freed once nothing else holds them)."""
     with _cache_lock:
         _cache.clear()

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import shutil
 import sys
 import time
-import weakref
 
 import pytest
 import torch
@@ -129,25 +127,10 @@ def test_missing_diffusers_says_how_to_install_it(tree, monkeypatch):
 def test_folder_load_is_cached_until_cleared(tree):
     models.clear_cache()
     first = models.load_model(tree["sd-inpaint"])
-    again = models.load_model(tree["sd-inpaint"], vae_tiling=True)
-    assert again.pipe is first.pipe and not first.vae_tiling  # the same weights
+    assert models.load_model(tree["sd-inpaint"]).pipe is first.pipe  # the same weights
     assert first.native_size == 64 and first.size_multiple == 8
     models.clear_cache()
     assert models.load_model(tree["sd-inpaint"]).pipe is not first.pipe
-
-
-def test_a_model_nothing_holds_is_freed(tree):
-    """ComfyUI's "Free model and node cache" drops the node outputs that hold a model:
-    the pack's cache kept the last one in RAM all the same."""
-    models.clear_cache()
-    first = models.load_model(tree["sd-inpaint"])
-    pipe = weakref.ref(first.pipe)
-    second = models.load_model(tree["sd-inpaint"])  # reused while the first is held
-    del first
-    assert models.load_model(tree["sd-inpaint"]).pipe is second.pipe  # still held
-    del second
-    gc.collect()
-    assert pipe() is None
 
 
 @pytest.mark.parametrize("suffix", [".ckpt", ".pt", ".bin"])

@@ -191,8 +191,8 @@ def resize_image(image: torch.Tensor, width: int, height: int) -> torch.Tensor:
     if rgba:
         t = torch.cat([t[:, :3] * t[:, 3:], t[:, 3:]], dim=1)
     t = F.interpolate(t, size=(height, width), mode="bicubic", antialias=True, align_corners=False)
-    if rgba:
-        alpha = t[:, 3:].clamp(0.0, 1.0)
+    if rgba:  # divided by the alpha as resampled: a bicubic overshoot past 1 cancels out
+        alpha = t[:, 3:]
         seen = alpha > ALPHA_SEEN
         t = torch.cat([torch.where(seen, t[:, :3] / alpha.clamp_min(ALPHA_SEEN), 0.0), alpha], 1)
     return t.movedim(1, -1).clamp(0.0, 1.0).to(image.dtype)

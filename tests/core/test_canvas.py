@@ -158,6 +158,10 @@ def test_resizing_rgba_keeps_hidden_colours_out_of_visible_pixels(size):
     alpha = out[0, ..., 3]
     assert bool(((alpha > 0.05) & (alpha < 0.95)).any())  # there is an edge
     assert torch.allclose(out[0, ..., :3][alpha > 0.05], torch.tensor(1.0), atol=1e-3)
+    grey = image.clone()
+    grey[..., :3] = 0.5  # where bicubic overshoots alpha past 1, the colour stays
+    out = canvas.resize_image(grey, size, size)
+    assert torch.allclose(out[0, ..., :3][out[0, ..., 3] > 0.05], torch.tensor(0.5), atol=1e-5)
     opaque = torch.rand(1, 40, 40, 4)
     opaque[..., 3] = 1.0  # and an opaque RGBA resizes as its RGB does
     assert torch.allclose(

@@ -51,6 +51,8 @@ FAMILIES: dict[str, tuple[str, str]] = {
 REGIONS = ("visible", "whole")
 HOLE_THRESHOLD = 0.5
 """Mask values at or above this are hole; below, the pixel counts as visible."""
+TRANSPARENT = 1 / 255
+"""An RGBA pixel with less alpha than this (under one 8-bit level) is not seen."""
 
 PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
@@ -176,8 +178,8 @@ def images_for_model(
     else:
         image, mask = match_mask(image, mask)
         hole = mask >= HOLE_THRESHOLD
-    if image.shape[-1] == 4:
-        hole = hole | (image[..., 3] < HOLE_THRESHOLD)
+    if image.shape[-1] == 4:  # a faint pixel's colour is real; a transparent one's is not
+        hole = hole | (image[..., 3] < TRANSPARENT)
     out: list[Image.Image | None] = []
     for i in range(image.shape[0]):
         crop = visible_region(image[i : i + 1], hole[i : i + 1])
@@ -367,7 +369,9 @@ class Captioner:
         for i, picture in enumerate(pictures):
             hook.check_interrupted()
             if picture is None:
-                log.warning("Caption: image %d is masked entirely; nothing to describe.", i)
+                log.warning(
+                    "Caption: image %d is masked or transparent entirely; nothing to describe.", i
+                )
                 captions.append("")
             else:
                 text = _generate(loaded, self.family, picture, opts, device)

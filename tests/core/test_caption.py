@@ -146,6 +146,7 @@ def test_transparent_pixels_are_hidden_as_the_hole_is(astronaut, region):
     image, _ = _scene(astronaut)
     rgba = torch.cat([image, torch.ones_like(image[..., :1])], dim=-1)
     rgba[:, :, 77:] = 0.0  # transparent, hidden colour black
+    rgba[:, :, 70:77, 3] = 0.3  # faint, but its colour is seen
     (seen,) = cap.images_for_model(rgba, torch.zeros(1, 128, 128), region)
     assert seen.size == (77, 128)  # cropped to the opaque pixels
     expected = (image[0, :, :77].numpy() * 255).round().astype(np.uint8)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .errors import UncropError
-from .inputs import check_image, match_mask
+from .inputs import MODEL_HOLE, check_image, match_mask
 from .models import PICKLE_SUFFIXES, default_device, file_stamp
 from .progress import ProgressHook, or_null
 
@@ -49,8 +49,6 @@ FAMILIES: dict[str, tuple[str, str]] = {
 """``config.json`` model_type -> (label, transformers class)."""
 
 REGIONS = ("visible", "whole")
-HOLE_THRESHOLD = 0.5
-"""Mask values at or above this are hole; below, the pixel counts as visible."""
 TRANSPARENT = 1 / 255
 """An RGBA pixel with less alpha than this (under one 8-bit level) is not seen."""
 
@@ -177,7 +175,7 @@ def images_for_model(
         hole = torch.zeros_like(image[..., 0], dtype=torch.bool)
     else:
         image, mask = match_mask(image, mask)
-        hole = mask >= HOLE_THRESHOLD
+        hole = mask >= MODEL_HOLE
     if image.shape[-1] == 4:  # a faint pixel's colour is real; a transparent one's is not
         hole = hole | (image[..., 3] < TRANSPARENT)
     out: list[Image.Image | None] = []

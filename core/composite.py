@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from .errors import UncropError
-from .inputs import at_least_float32, check_image, hole_of, match_mask
+from .inputs import MODEL_HOLE, at_least_float32, check_image, hole_of, match_mask
 from .masks import dilate
 
 COLOR_MATCH_MODES = ("none", "mean_std", "histogram")
@@ -55,8 +55,8 @@ def match_generated(
 
 
 def transparent_hole(original: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
-    """``[B,H,W]``: how transparent an RGBA ``original`` is inside the hole (``mask`` >= 0.5),
-    0 elsewhere; None for an opaque image.
+    """``[B,H,W]``: how transparent an RGBA ``original`` is inside the hole a model sees
+    (``mask`` >= ``MODEL_HOLE``), 0 elsewhere; None for an opaque image.
 
     Under a transparent pixel there is nothing to blend with: its colour is hidden, often
     black, and a blend kept the pixel partly transparent in that colour. Such pixels take
@@ -64,7 +64,7 @@ def transparent_hole(original: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
     """
     if original.shape[-1] != 4:
         return None
-    return (mask >= 0.5) * (1 - original[..., 3].clamp(0, 1))
+    return (mask >= MODEL_HOLE) * (1 - original[..., 3].clamp(0, 1))
 
 
 def composite(original: torch.Tensor, generated: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -205,6 +205,10 @@ def at_least_float32(x: torch.Tensor) -> torch.Tensor:
 # exactly 0 anywhere; counted as hole, their tail left nothing known to fill from.
 HOLE_LEVEL = 1 / 255
 
+# What a model treats as hole: diffusers binarises its mask at 0.5, and softer pixels stay
+# context. The pre-fill replaces, and the captioner hides, the same pixels.
+MODEL_HOLE = 0.5
+
 
 def hole_of(mask: torch.Tensor) -> torch.Tensor:
     """The pixels of ``mask`` to fill (bool): at least ``HOLE_LEVEL``."""

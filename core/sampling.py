@@ -32,6 +32,7 @@ from .composite import color_match, composite, transparent_hole
 from .errors import UncropError
 from .fill import FILL_METHODS, fill
 from .inputs import (
+    MODEL_HOLE,
     check_image,
     check_seed,
     generator,
@@ -648,16 +649,15 @@ def _sample_region(
     that holds every masked pixel, so the cost does not grow with the photo;
     ``solid`` as in :func:`seam_weight`."""
     image = check_image(image)
+    # Only what the model treats as hole is replaced; softer edge pixels keep their real
+    # content as context.
+    hole = (mask >= MODEL_HOLE).to(image.dtype)
     if settings.prefill == "none" or not _prefill_is_seen(model, settings):
         current = image.clone()
         if image.shape[-1] == 4:  # the model paints RGB: the alpha it paints under comes
             # from around the hole, as a pre-fill gives it (a new area stayed transparent)
-            hole = (mask >= 0.5).to(image.dtype)
             current[..., 3:] = fill(image[..., 3:], hole, "edge")
     else:
-        # Only what the model treats as hole (mask >= 0.5) is replaced; softer edge
-        # pixels keep their real content as context.
-        hole = (mask >= 0.5).to(image.dtype)
         current = fill(
             image, hole, settings.prefill, seed=settings.seed, progress=CancelOnly(reporter.hook)
         )

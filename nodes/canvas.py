@@ -77,6 +77,14 @@ def plan_canvas(image: torch.Tensor, **geometry) -> canvas.CanvasPlan:
 GEOMETRY = tuple(i.id for i in geometry_inputs())
 
 
+def new_area_mask_output() -> io.Mask.Output:
+    """The mask output of the nodes that grow the canvas (Expand Canvas, Outpaint)."""
+    return io.Mask.Output(
+        display_name="mask",
+        tooltip="1 = the new area, plus the overlap band fading out, at the new size.",
+    )
+
+
 class ExpandCanvas(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -124,10 +132,7 @@ class ExpandCanvas(io.ComfyNode):
                     display_name="image",
                     tooltip="The larger image, its new area pre-filled by the chosen fill.",
                 ),
-                io.Mask.Output(
-                    display_name="mask",
-                    tooltip="1 = the new area (plus the overlap band, fading out); feed it to a sampler.",
-                ),
+                new_area_mask_output(),
             ],
         )
 

@@ -14,7 +14,7 @@ from ..core.composite import COLOR_MATCH_MODES
 from ..core.errors import UncropError
 from ..core.inputs import SEED_LIMIT, check_image
 from . import host
-from .canvas import GEOMETRY, geometry_inputs, plan_canvas
+from .canvas import GEOMETRY, geometry_inputs, new_area_mask_output, plan_canvas
 from .caption import CAPTIONER
 
 log = logging.getLogger("uncrop")
@@ -363,10 +363,7 @@ class Outpaint(io.ComfyNode):
                     display_name="image",
                     tooltip="The extended image; the original's pixels outside the overlap band unchanged.",
                 ),
-                io.Mask.Output(
-                    display_name="mask",
-                    tooltip="1 = the generated area (with the overlap band), at the new size.",
-                ),
+                new_area_mask_output(),
                 io.String.Output(display_name="prompt_used", tooltip=PROMPT_USED_TOOLTIP),
             ],
         )

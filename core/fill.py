@@ -134,8 +134,49 @@ def _in_crop(image: torch.Tensor, hole: torch.Tensor, margin: int, fn) -> torch.
     return out
 
 
+def _known_rectangle(hole: torch.Tensor) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """``((y0, y1), (x0, x1))`` if the known pixels of ``hole [H,W]`` are exactly one
+    rectangle, else None."""
+    known = ~hole
+    rows = torch.nonzero(known.any(1)).flatten()
+    cols = torch.nonzero(known.any(0)).flatten()
+    if rows.numel() == 0:
+        return None
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    return ((y0, y1), (x0, x1)) if bool(known[y0:y1, x0:x1].all()) else None
+
+
+def _pad_known_rectangle(
+    image: torch.Tensor, hole: torch.Tensor, index: Callable[[torch.Tensor, int], torch.Tensor]
+) -> torch.Tensor | None:
+    """Where the known pixels of one image are exactly a rectangle, pad that
+    rectangle out to the frame, ``index(i, n)`` mapping each axis's offsets from
+    the rectangle's start into ``0..n-1``; None for any other hole.
+
+    Everything outside the rectangle is hole, so the padded rectangle is the whole
+    result: two gathers, columns first (rows are whole-row copies), on the
+    rectangle's rows only.
+    """
+    rect = _known_rectangle(hole[0])
+    if rect is None:
+        return None
+    (y0, y1), (x0, x1) = rect
+    ty = index(torch.arange(image.shape[1], device=image.device) - y0, y1 - y0)
+    tx = index(torch.arange(image.shape[2], device=image.device) - x0, x1 - x0)
+    known = image[0, y0:y1, x0:x1]
+    return known.index_select(1, tx).index_select(0, ty).unsqueeze(0)
+
+
 def fill_edge(image: torch.Tensor, hole: torch.Tensor, **_: object) -> torch.Tensor:
-    """Each unknown pixel takes the colour of the nearest known pixel."""
+    """Each unknown pixel takes the colour of the nearest known pixel.
+
+    Where the known pixels are one rectangle (any outpaint canvas), the nearest is
+    the pixel's coordinates clamped into it (replicate padding): no distance
+    transform, which took 25 s and 5 GiB for a 4096 px image on an 8192 px canvas.
+    """
+    padded = _pad_known_rectangle(image, hole, lambda i, n: i.clamp(0, n - 1))
+    if padded is not None:
+        return padded
 
     def run(img: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         near = nearest_known(h)
@@ -156,18 +197,6 @@ def _reflect_index(i: torch.Tensor, n: int) -> torch.Tensor:
 MIRROR_BOUNCES = 16  # reflections a pixel may take before it falls back to its edge colour
 
 
-def _known_rectangle(hole: torch.Tensor) -> tuple[tuple[int, int], tuple[int, int]] | None:
-    """``((y0, y1), (x0, x1))`` if the known pixels of ``hole [H,W]`` are exactly one
-    rectangle, else None."""
-    known = ~hole
-    rows = torch.nonzero(known.any(1)).flatten()
-    cols = torch.nonzero(known.any(0)).flatten()
-    if rows.numel() == 0:
-        return None
-    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    return ((y0, y1), (x0, x1)) if bool(known[y0:y1, x0:x1].all()) else None
-
-
 def fill_mirror(image: torch.Tensor, hole: torch.Tensor, **_: object) -> torch.Tensor:
     """Reflect the known image across the nearest border of the hole.
 
@@ -181,13 +210,9 @@ def fill_mirror(image: torch.Tensor, hole: torch.Tensor, **_: object) -> torch.T
     directly, which is exactly numpy's ``reflect`` padding however wide the band.
     """
     _b, h, w, _c = image.shape  # one image: fill() calls each method per batch item
-    rect = _known_rectangle(hole[0])
-    if rect is not None:
-        (y0, y1), (x0, x1) = rect
-        ty = _reflect_index(torch.arange(h, device=image.device) - y0, y1 - y0) + y0
-        tx = _reflect_index(torch.arange(w, device=image.device) - x0, x1 - x0) + x0
-        mirrored = image[0].index_select(0, ty).index_select(1, tx)
-        return torch.where(hole[0].unsqueeze(-1), mirrored, image[0]).unsqueeze(0)
+    padded = _pad_known_rectangle(image, hole, _reflect_index)
+    if padded is not None:
+        return padded
     ys, xs = _bbox(hole, 1)
     crop = hole[:, ys, xs].contiguous()
     near = nearest_known(crop)[0]  # [ch, cw, 2], crop coordinates

@@ -58,8 +58,13 @@ def test_methods_table_has_the_issue_methods() -> None:
         ((20, 100), (0, 80, 20, 20)),  # reflections that would cross the frame's edge
     ],
 )
-def test_mirror_is_reflection_padding_however_wide_the_band(
-    canvas: tuple[int, int], box: tuple[int, int, int, int], device: torch.device
+@pytest.mark.parametrize("method, mode", [("mirror", "reflect"), ("edge", "edge")])
+def test_mirror_and_edge_are_padding_however_wide_the_band(
+    canvas: tuple[int, int],
+    box: tuple[int, int, int, int],
+    method: str,
+    mode: str,
+    device: torch.device,
 ) -> None:
     # A band wider than the image used to take the edge colour past the first
     # reflection (streaks); each pixel now bounces on as numpy's reflect padding does.
@@ -69,9 +74,20 @@ def test_mirror_is_reflection_padding_however_wide_the_band(
     image[0, top : top + h, left : left + w] = src
     mask = torch.ones(1, hh, ww)
     mask[0, top : top + h, left : left + w] = 0
-    out = fill(image.to(device), mask.to(device), "mirror")
+    out = fill(image.to(device), mask.to(device), method)
     pads = ((top, hh - top - h), (left, ww - left - w), (0, 0))
-    assert np.array_equal(out[0].cpu().numpy(), np.pad(src.numpy(), pads, mode="reflect"))
+    assert np.array_equal(out[0].cpu().numpy(), np.pad(src.numpy(), pads, mode=mode))
+
+
+def test_edge_on_a_known_rectangle_matches_the_nearest_known_pixel() -> None:
+    # The rectangle shortcut (clamped coordinates) must give what the distance
+    # transform gives: the nearest point of a rectangle is unique, so no tie differs.
+    image = torch.rand(1, 40, 50, 3, generator=torch.Generator().manual_seed(2))
+    mask = _rect_mask(40, 50, 0, 40, 0, 50)
+    mask[0, 9:30, 12:21] = 0
+    near = nearest_known(mask > 0)[0]
+    expected = torch.where(mask[0, ..., None] > 0, image[0][near[..., 0], near[..., 1]], image[0])
+    assert torch.equal(fill(image, mask, "edge")[0], expected)
 
 
 @pytest.mark.parametrize("method", ALL)

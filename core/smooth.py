@@ -1002,6 +1002,15 @@ class _Bounds:
         lo, hi = self.lo.index_select(0, part), self.hi.index_select(0, part)
         return torch.minimum(torch.maximum(values, lo), hi)
 
+    def clamp_into(self, box: torch.Tensor, values: torch.Tensor, where: torch.Tensor) -> None:
+        """Write ``values`` ``[h,w,C]`` (the box's size), clamped as :meth:`clamp` does,
+        into ``box`` at ``where``. With one component, dense: a whole outpaint band
+        without gathering and scattering each of its pixels."""
+        if self.labels is not None:
+            box[where] = self.clamp(values[where], where)
+            return
+        box.copy_(torch.where(where.unsqueeze(-1), torch.clamp(values, self.lo, self.hi), box))
+
 
 def _open(box_hole: torch.Tensor, ys: slice, xs: slice, frame: tuple[int, int]) -> bool:
     """Whether the hole of a box covers at least half of one of its sides on the frame edge.
@@ -1050,16 +1059,16 @@ def _fill(
             continue
         box = out[ys, xs]  # a view: what is written here lands in `out`
         bounds = _Bounds(box, box_hole)
-        values = work[ys, xs].movedim(-1, 0).contiguous()
         if int(box_hole.sum()) > COARSE_PIXELS or bool(_deep(box_hole, COARSE_DEPTH).any()):
             # The inside from half size; the rim, within RIM_DEPTH of known pixels,
             # solved as a thin hole around it.
             half = _coarse_fill(work, hole, (ys, xs), tension, iterations, rtol, side, check)
             inside = _deep(box_hole, RIM_DEPTH)
-            box[inside] = bounds.clamp(half.movedim(0, -1)[inside], inside)
+            bounds.clamp_into(box, half.movedim(0, -1), inside)
             rim = box_hole & ~inside
             box[rim] = bounds.clamp(_solve_thin(box, rim, lam, check), rim)
             continue
+        values = work[ys, xs].movedim(-1, 0).contiguous()
         tiles = _active_tiles(box_hole)
         if tiles[0].numel() * TILE * TILE < TILED_BELOW * box_hole.numel():
             x = _solve_tiles(values, box_hole, lam, iterations, rtol, tiles, check)

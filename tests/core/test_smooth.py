@@ -348,18 +348,35 @@ def test_clamp_keeps_each_component_within_its_own_border() -> None:
     assert torch.equal(out[~hole], image[~hole])
 
 
-def test_smooth_fill_does_not_overshoot_its_border() -> None:
+@pytest.mark.parametrize("halved", [False, True])
+@pytest.mark.parametrize("bands", [1, 2])
+def test_smooth_fill_does_not_overshoot_its_border(
+    halved: bool, bands: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A band across the top of a ridge: the thin-plate continues both slopes
-    upwards, above the border's values; the fill stops at the border's maximum."""
+    upwards, above the border's values; the fill stops at the border's maximum.
+    Also at half size (the inside written densely when the hole is one component,
+    pixel by pixel when it is several) and with a second band on another ridge."""
     x = torch.arange(64, dtype=torch.float64)
     image = (0.9 - 0.02 * (x - 32).abs()).expand(64, 64)[..., None].repeat(1, 1, 3)
     hole = torch.zeros(64, 64, dtype=torch.bool)
     hole[:, 24:41] = True  # top to bottom: the border is columns 23 and 41 (0.72)
+    if bands == 2:  # a lower ridge beside it: its band clamps to its own border (0.52)
+        image = torch.cat([image, image - 0.2], dim=1)
+        hole = torch.cat([hole, hole], dim=1)
     raw = _direct(image, hole, 0.0, clamp=False)
     assert float(raw.max()) > 0.75  # the unclamped solve overshoots
+    if halved:
+        _halve_below(monkeypatch, 6)
+        used = _spy_coarse(monkeypatch)
     out = sm.smooth_fill(image, hole, tension=0.0)
-    assert float(out[hole].max()) == pytest.approx(0.72)
-    assert float(out[hole].min()) == pytest.approx(0.72)
+    assert not halved or used
+    left = hole.clone()
+    left[:, 64:] = False
+    assert float(out[left].max()) == pytest.approx(0.72)
+    assert float(out[left].min()) == pytest.approx(0.72)
+    if bands == 2:
+        assert float(out[hole & ~left].max()) == pytest.approx(0.52)
 
 
 def test_only_thin_holes_take_the_thin_solve(monkeypatch: pytest.MonkeyPatch) -> None:

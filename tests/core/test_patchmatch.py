@@ -249,3 +249,42 @@ def test_randomized_principal_directions_capture_the_exact_ones(coffee: torch.Te
     assert captured(fast) > 0.999 * captured(exact.float())
     again = pm._principal_directions(sample, pm.FEATURES, torch.Generator().manual_seed(3))
     assert torch.equal(fast, again)
+
+
+def test_a_fill_too_big_for_free_memory_is_refused_before_it_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Run out of memory on the CPU and the system kills the process (ComfyUI with
+    # it), with no message: the estimate is checked against what is free first.
+    from uncrop.core.fill import fill
+
+    image = torch.rand(1, 40, 50, 3, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(1, 40, 50)
+    mask[:, 10:30, 10:30] = 1
+    need = pm.PEAK_BYTES_PER_PIXEL * 40 * 50 + pm.PEAK_BYTES_PER_HOLE_PIXEL * 400
+    started: list[int] = []
+    real_level = pm._Level
+    monkeypatch.setattr(pm, "_Level", lambda *a: started.append(1) or real_level(*a))
+    monkeypatch.setattr(pm, "free_bytes", lambda device: need - 1)
+    for method in ("patch", "pattern"):  # pattern falls back to patch on a photo
+        with pytest.raises(UncropError, match=r"image: a patch fill of 50x40 px .* GiB is free"):
+            fill(image, mask, method)
+    assert not started
+    monkeypatch.setattr(pm, "free_bytes", lambda device: need)
+    assert fill(image, mask, "patch").shape == image.shape and started
+    monkeypatch.setattr(pm, "free_bytes", lambda device: None)  # unknown: not refused
+    fill(image, mask, "patch")
+
+
+def test_free_memory_is_read_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    with_psutil = pm.free_bytes(torch.device("cpu"))
+    monkeypatch.setitem(sys.modules, "psutil", None)  # as without psutil: /proc/meminfo
+    from_proc = pm.free_bytes(torch.device("cpu"))
+    if sys.platform.startswith("linux"):
+        assert from_proc is not None and from_proc > 2**20
+        assert with_psutil is not None and abs(with_psutil - from_proc) < 0.2 * from_proc
+    monkeypatch.setattr(pm, "MEMINFO", "/nonexistent/meminfo")
+    assert pm.free_bytes(torch.device("cpu")) is None
+    assert pm.free_bytes(torch.device("meta")) is None

@@ -505,7 +505,7 @@ def _run_window(
         kwargs.update(embeds)
     if model.controlnet is not None:
         control = kwargs["image"].clone()
-        control[(kwargs["mask_image"] > 0.5).expand_as(control)] = -1.0
+        control[(kwargs["mask_image"] >= MODEL_HOLE).expand_as(control)] = -1.0
         kwargs["control_image"] = control
         kwargs["controlnet_conditioning_scale"] = settings.controlnet_scale
     pipe.scheduler = make_scheduler(model, settings.scheduler)
@@ -648,6 +648,7 @@ def _sample_region(
     """Pre-fill, sample each window and composite, all inside one region ``[1,h,w,C]``
     that holds every masked pixel, so the cost does not grow with the photo;
     ``solid`` as in :func:`seam_weight`."""
+    given = image  # where the mask is 0 the result is this, bit for bit, even past 0..1
     image = check_image(image)
     # Only what the model treats as hole is replaced; softer edge pixels keep their real
     # content as context.
@@ -658,9 +659,7 @@ def _sample_region(
             # from around the hole, as a pre-fill gives it (a new area stayed transparent)
             current[..., 3:] = fill(image[..., 3:], hole, "edge")
     else:
-        current = fill(
-            image, hole, settings.prefill, seed=settings.seed, progress=CancelOnly(reporter.hook)
-        )
+        current = fill(image, hole, settings.prefill, seed=seed, progress=CancelOnly(reporter.hook))
     remaining = mask.clone()
     h, w = image.shape[1:3]
     native = settings.resolution or model.native_size
@@ -689,7 +688,8 @@ def _sample_region(
     clear = transparent_hole(image, mask)  # a ramp there blended with hidden colours
     if clear is not None:
         solid = clear if solid is None else torch.maximum(solid, clear)
-    return composite(image, current, seam_weight(mask, settings.mask_blur, solid))
+    result = composite(image, current, seam_weight(mask, settings.mask_blur, solid))
+    return torch.where(mask.unsqueeze(-1) > 0, result, given)
 
 
 def seam_weight(mask: torch.Tensor, blur: float, solid: torch.Tensor | None = None) -> torch.Tensor:

@@ -83,7 +83,10 @@ def _sampler_inputs() -> list:
             min=0,
             max=SEED_LIMIT - 1,
             control_after_generate=True,
-            tooltip="Same seed, same settings, same device: same pixels.",
+            tooltip=(
+                "Same seed, same settings, same device: same pixels. Image i of a batch "
+                "uses seed + 1000*i, so it can be repeated alone with that seed."
+            ),
         ),
         io.Int.Input("steps", default=20, min=1, max=200, tooltip="Denoising steps."),
         io.Float.Input(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -240,6 +241,19 @@ def test_batch_with_one_mask_per_image(sd_inpaint, photo):
         assert torch.equal(result.image[i][keep], images[i][keep])
 
 
+@pytest.mark.parametrize("prefill", ["noise", "patch"])
+def test_each_image_of_a_batch_repeats_alone_with_its_seed(tree, photo, prefill):
+    # A model that sees the pre-fill (not an inpainting one): image i of a batch takes
+    # seed + 1000 i for its noise and for a random pre-fill, so it can be re-run alone.
+    model = _load(tree, "sd")
+    mask = _hole()
+    settings = SamplerSettings(prompt="a cat", prefill=prefill, seed=7, **FAST)
+    batch = sampling.inpaint(model, torch.cat([photo, photo]), mask, settings).image
+    alone = sampling.inpaint(model, photo, mask, dataclasses.replace(settings, seed=1007)).image
+    assert torch.equal(batch[1], alone[0])
+    assert not torch.equal(batch[0], batch[1])
+
+
 def test_an_empty_mask_returns_the_image_untouched(sd_inpaint, photo):
     result = sampling.inpaint(sd_inpaint, photo, torch.zeros(1, 96, 128), SamplerSettings(**FAST))
     assert torch.equal(result.image, photo)
@@ -383,8 +397,10 @@ def test_values_are_checked_where_the_sampler_reads_them(sd_inpaint):
     mask = torch.zeros(1, 512, 512)
     mask[:, 240:272, 240:272] = 1
     image[0, 0, 0] = 1.5  # far outside the window: comes back as it came
+    image[0, 250, 236] = 1.25  # in the window but not the mask: also as it came
     result = sampling.inpaint(sd_inpaint, image, mask, SamplerSettings(**FAST))
     assert result.image[0, 0, 0, 0] == 1.5
+    assert result.windows[0][0].x0 < 236 and result.image[0, 250, 236, 0] == 1.25
     image[0, 250, 230] = float("nan")  # inside the window: refused
     with pytest.raises(UncropError, match="image: contains NaN or infinite values"):
         sampling.inpaint(sd_inpaint, image, mask, SamplerSettings(**FAST))
@@ -444,7 +460,7 @@ def test_a_controlnet_shrinking_by_another_factor_is_refused_by_name(tree, photo
 
 
 @pytest.mark.parametrize("controlnet", ["controlnet", "controlnet.safetensors"])
-def test_controlnet_inpaint(tree, photo, controlnet):
+def test_controlnet_inpaint(tree, photo, controlnet, monkeypatch):
     model = _load(tree, "sd", controlnet=tree[controlnet])
     assert "ControlNet" in model.describe()
     # The ControlNet pipeline keeps the checkpoint's settings (no safety checker asked for).
@@ -454,6 +470,17 @@ def test_controlnet_inpaint(tree, photo, controlnet):
     b = sampling.inpaint(model, photo, mask, SamplerSettings(controlnet_scale=0.0, **FAST)).image
     assert torch.equal(a[0][mask[0] == 0], photo[0][mask[0] == 0])
     assert not torch.equal(a, b)  # the ControlNet's scale changes the result
+    # The ControlNet is told which pixels are hole as the pipeline's mask is (>= 0.5).
+    calls = []
+    real_call = type(sampling._pipeline_for(model)).__call__
+    monkeypatch.setattr(
+        type(sampling._pipeline_for(model)),
+        "__call__",
+        lambda pipe, **kw: calls.append(kw) or real_call(pipe, **kw),
+    )
+    sampling.inpaint(model, photo, mask * 0.5, SamplerSettings(**FAST))
+    unknown = calls[0]["control_image"][:, :1] == -1
+    assert int(unknown.sum()) == int((calls[0]["mask_image"] >= 0.5).sum()) > 0
     long = SamplerSettings(prompt=LONG, negative_prompt="blurry", **FAST)  # as embeddings
     assert torch.equal(
         sampling.inpaint(model, photo, mask, long).image[0][mask[0] == 0], photo[0][mask[0] == 0]

@@ -8,20 +8,24 @@ single colour channel.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import logging
 import os
+import struct
 import tempfile
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, PngImagePlugin
 
+from .canvas import MAX_SIDE
 from .errors import UncropError
 from .inputs import IMAGE_SLACK
 
@@ -32,27 +36,59 @@ URL_TIMEOUT_S = 20.0
 URL_MAX_BYTES = 50 * 1024 * 1024
 
 
+# What Pillow raises on damaged files besides OSError: a broken header, EXIF block or
+# later frame fails deep in its parsers.
+_DAMAGED = (OSError, SyntaxError, struct.error, IndexError, TypeError, ValueError, EOFError)
+
+
+@contextlib.contextmanager
+def _pixel_limit() -> Iterator[None]:
+    """Pillow's decompression-bomb guard raised to the largest canvas Uncrop makes
+    (its default refuses a 16384x11200 photo, which the CLI itself writes). The
+    size is checked again in :func:`_open`, so a bomb is still refused, by name."""
+    before = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = before
+
+
 def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
+    where = "the downloaded data" if isinstance(source, bytes) else str(source)
     try:
         # From the bytes, a file as a download: opened by path, Pillow maps an
         # uncompressed TIFF into memory, and its EXIF rotation then scrambles it.
         data = source if isinstance(source, bytes) else Path(source).read_bytes()
-        img = Image.open(io.BytesIO(data))
+        with _pixel_limit():
+            img = Image.open(io.BytesIO(data))
+        w, h = img.size
+        if w * h > MAX_SIDE * MAX_SIDE:
+            raise UncropError(
+                f"{name}: {where} is {w}x{h} px, more than the {MAX_SIDE}x{MAX_SIDE} Uncrop "
+                "handles; scale it down first."
+            )
         # The file's own sample layout (a tile's 4th field: a plain tuple before Pillow 11).
         raw = " ".join(str(tile[3]) for tile in img.tile)
         img.load()
+    except UncropError:
+        raise
     except FileNotFoundError:
         raise UncropError(f"{name}: file not found: {source}") from None
     except Image.UnidentifiedImageError:  # its own message names only a BytesIO object
-        where = "the downloaded data" if isinstance(source, bytes) else str(source)
         raise UncropError(
             f"{name}: {where} is not in an image format this can read (PNG, JPEG, WebP, "
             "TIFF, BMP, GIF)."
         ) from None
-    except (OSError, Image.DecompressionBombError) as exc:
-        where = "the downloaded data" if isinstance(source, bytes) else str(source)
+    except _DAMAGED as exc:
         raise UncropError(f"{name}: {where} is not a readable image ({exc}).") from None
-    frames = getattr(img, "n_frames", 1)
+    try:
+        frames = getattr(img, "n_frames", 1)
+    except _DAMAGED:  # counting walks every frame: a damaged later one fails here
+        log.warning(
+            "%s: the file's frames after the first are unreadable; the first is used.", name
+        )
+        frames = 1
     if frames > 1:
         log.warning(
             "%s: the file holds %d frames (an animation or pages); only the first is used.",
@@ -65,7 +101,11 @@ def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
             "outside the mask come back rounded to 1/255 (16 bits are kept for grey files).",
             name,
         )
-    return ImageOps.exif_transpose(img) or img
+    try:
+        return ImageOps.exif_transpose(img) or img
+    except _DAMAGED:
+        log.warning("%s: the file's EXIF data is unreadable, so its orientation is ignored.", name)
+        return img
 
 
 def _to_float_array(img: Image.Image, name: str) -> np.ndarray:
@@ -75,9 +115,14 @@ def _to_float_array(img: Image.Image, name: str) -> np.ndarray:
     16 bits (how Pillow reads many 16-bit files) and floats within 0..1 (give or
     take ``IMAGE_SLACK``); others are refused rather than guessed at.
     """
+    keyed = "transparency" in img.info  # a colour key (PNG's tRNS): that colour is clear
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-        arr = np.asarray(img, dtype=np.float32) / 65535.0
-        return arr[..., None]
+        values = np.asarray(img)
+        arr = values.astype(np.float32)[..., None] / 65535.0
+        key = img.info.get("transparency")
+        if keyed and isinstance(key, int):
+            return np.concatenate([arr, (values != key).astype(np.float32)[..., None]], -1)
+        return arr
     if img.mode in ("I", "F"):
         arr = np.asarray(img, dtype=np.float32)
         lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
@@ -90,11 +135,11 @@ def _to_float_array(img: Image.Image, name: str) -> np.ndarray:
             f"{name}: the file holds {kind} values from {lo:g} to {hi:g}, on no scale Uncrop "
             "can tell; save it with 8 or 16 bits per channel."
         )
-    if img.mode in ("1", "L"):
+    if img.mode in ("1", "L") and not keyed:
         return (np.asarray(img.convert("L"), dtype=np.float32) / 255.0)[..., None]
-    if img.mode == "LA":
-        return np.asarray(img, dtype=np.float32) / 255.0
-    if img.mode in ("RGBA", "PA") or (img.mode == "P" and "transparency" in img.info):
+    if img.mode in ("1", "L", "LA"):
+        return np.asarray(img.convert("LA"), dtype=np.float32) / 255.0
+    if img.mode in ("RGBA", "PA") or (img.mode in ("P", "RGB") and keyed):
         return np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
     return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
 
@@ -161,6 +206,12 @@ def load_mask(
         )
     else:
         values = colour[..., {"red": 0, "green": 1, "blue": 2}[channel]]
+    if channel != "alpha" and alpha is not None and np.ptp(values) == 0 < np.ptp(alpha):
+        # A mask drawn as transparency (ComfyUI's way) read by its colour: all or nothing.
+        raise UncropError(
+            f"{name}: its {channel} is the same everywhere (the mask would be all or "
+            "nothing), but its alpha varies: choose channel 'alpha' (transparent = fill)."
+        )
     mask = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).unsqueeze(0)
     if invert:
         mask = 1.0 - mask

@@ -78,6 +78,74 @@ def test_an_animation_is_read_as_its_first_frame_and_says_so(tmp_path, caplog):
     assert "image: the file holds 2 frames" in caplog.text
 
 
+def test_damaged_later_frames_and_exif_are_warned_about_not_raised(tmp_path, caplog):
+    # Pillow reads the first frame of these; counting frames or reading the EXIF
+    # failed deep in its parsers, and the command line printed a traceback.
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)) for _ in range(5)]
+    whole = tmp_path / "anim.gif"
+    frames[0].quantize(32).save(
+        whole, save_all=True, append_images=[f.quantize(32) for f in frames[1:]]
+    )
+    cut = whole.read_bytes()[:3513]  # into the second frame
+    image, _ = imageio.load_image(cut)
+    assert image.shape == (1, 64, 64, 3)
+    assert "frames after the first are unreadable" in caplog.text
+    exif = Image.Exif()
+    exif[274] = 6  # rotated, but the block's byte-order mark is garbage
+    bad = bytearray(exif.tobytes())
+    bad[6:8] = b"XX"
+    path = tmp_path / "bad_exif.png"
+    Image.fromarray(np.zeros((10, 15, 3), np.uint8)).save(path, exif=bytes(bad))
+    assert imageio.load_image(path)[0].shape == (1, 10, 15, 3)  # not rotated
+    assert "EXIF data is unreadable, so its orientation is ignored" in caplog.text
+    for n in range(8, len(cut), 97):  # truncated anywhere: a clean error or the image
+        try:
+            imageio.load_image(cut[:n])
+        except UncropError as exc:
+            assert str(exc).startswith("image: the downloaded data is not")
+
+
+@pytest.mark.parametrize("mode, key", [("RGB", (1, 2, 3)), ("L", 7), ("I;16", 7)])
+def test_a_colour_key_becomes_alpha(tmp_path, mode, key):
+    # PNG's tRNS on an RGB or grey file: pixels of that colour are transparent.
+    values = np.full(
+        (4, 5, 3) if mode == "RGB" else (4, 5), 50, np.uint16 if "16" in mode else np.uint8
+    )
+    values[1, 2] = key
+    path = tmp_path / "keyed.png"
+    Image.fromarray(values, mode if mode != "I;16" else None).save(path, transparency=key)
+    image, mask = imageio.load_image(path, keep_alpha=True)
+    assert image.shape == (1, 4, 5, 4)
+    assert mask[0, 1, 2] == 1 and float(mask.sum()) == 1
+    assert float(image[0, 0, 0, 0]) == pytest.approx(50 / (65535 if "16" in mode else 255))
+
+
+def test_a_mask_drawn_as_transparency_read_by_its_colour_is_refused(tmp_path):
+    arr = np.zeros((6, 8, 4), np.uint8)
+    arr[..., 3] = 255
+    arr[2:4, 2:5, 3] = 0  # the hole is transparent; the colour is black everywhere
+    path = save(tmp_path / "m.png", arr)
+    with pytest.raises(UncropError, match="mask: its luminance is the same everywhere .* 'alpha'"):
+        imageio.load_mask(path)
+    assert float(imageio.load_mask(path, channel="alpha").sum()) == 6
+    arr[..., 3] = 255  # opaque throughout: an empty mask, as drawn
+    assert float(imageio.load_mask(save(tmp_path / "m.png", arr)).sum()) == 0
+
+
+def test_big_photos_are_read_and_bigger_than_any_canvas_refused(tmp_path, monkeypatch):
+    # Pillow's own guard refused a 16384x11200 photo (183 Mpx) that the CLI itself
+    # writes; Uncrop's limit is its largest canvas, checked before decoding.
+    monkeypatch.setattr(imageio, "MAX_SIDE", 8)
+    path = save(tmp_path / "a.png", np.zeros((8, 8, 3), np.uint8))
+    assert imageio.load_image(path)[0].shape == (1, 8, 8, 3)
+    with pytest.raises(UncropError, match=r"image: .*b\.png is 9x8 px, more than the 8x8"):
+        imageio.load_image(save(tmp_path / "b.png", np.zeros((8, 9, 3), np.uint8)))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)  # Pillow's guard, lowered
+    assert imageio.load_image(path)[0].shape == (1, 8, 8, 3)
+    assert Image.MAX_IMAGE_PIXELS == 10  # and left as it was
+
+
 def _png16_rgb(arr: np.ndarray) -> bytes:
     """A 16-bit RGB PNG written by hand (Pillow cannot write one)."""
     import struct

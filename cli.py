@@ -425,15 +425,18 @@ def _diffusion(args, device, job):
 
 def _load_input(args: argparse.Namespace) -> torch.Tensor:
     """The input image, its alpha kept as a fourth channel; the output checked first.
-    Notes on ``args`` whether the input has more than 8 bits, for :func:`_save`."""
+    Notes on ``args`` the input's bit depth and colour profile, for :func:`_save`."""
     imageio.output_format(args.output, "--output")
     image, _ = imageio.load_image(args.image, keep_alpha=True)
-    args.sixteen_bit = imageio.more_than_8_bits(args.image)
+    args.traits = imageio.file_traits(args.image)
     return image
 
 
 def _save(args: argparse.Namespace, image: torch.Tensor, metadata=None) -> Path:
-    imageio.save_image(image, args.output, metadata, "--output", args.sixteen_bit)
+    traits = args.traits
+    imageio.save_image(
+        image, args.output, metadata, "--output", traits.sixteen_bit, traits.icc_profile
+    )
     return Path(args.output)
 
 

@@ -20,6 +20,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -274,15 +275,41 @@ def output_format(
     return fmt
 
 
-def more_than_8_bits(path: str | os.PathLike) -> bool:
-    """Whether the image file at ``path`` holds more than 8 bits a value (16-bit grey, or
-    32-bit grey of a known scale), from its header: its result is then written with 16
-    bits where the format allows, whatever values the fill gave."""
+class FileTraits(NamedTuple):
+    """What an input file says about how its result should be written."""
+
+    sixteen_bit: bool  # more than 8 bits a value (16-bit grey, 32-bit grey of a known scale)
+    icc_profile: bytes | None  # its embedded colour profile, to write with the result
+
+
+def file_traits(path: str | os.PathLike) -> FileTraits:
+    """:class:`FileTraits` of the image file at ``path``, from its header: a result is
+    then written with 16 bits where the format allows, whatever values the fill gave,
+    and with the input's colour profile, so that a colour-managed viewer shows the
+    pixels kept from the input as it showed the input."""
     try:
-        with Image.open(path) as img:
-            return img.mode.startswith(("I", "F"))
-    except (OSError, ValueError, Image.DecompressionBombError):
-        return False  # load_image says what is wrong with it
+        with _pixel_limit(), Image.open(path) as img:
+            return FileTraits(img.mode.startswith(("I", "F")), img.info.get("icc_profile"))
+    except _DAMAGED:
+        return FileTraits(False, None)  # load_image says what is wrong with it
+
+
+def _profile_for(profile: bytes | None, mode: str, name: str) -> bytes | None:
+    """``profile`` if its colour space (bytes 16-19 of an ICC header) is that of an
+    image in ``mode``, else None, with a warning (a CMYK file is written as RGB)."""
+    if not profile:
+        return None
+    space = profile[16:20]
+    if space == (b"GRAY" if mode in ("L", "LA", "I;16") else b"RGB "):
+        return profile
+    log.warning(
+        "%s: the input's colour profile is for %s and this output is %s, so it is written "
+        "without one; colours may look different in colour-managed viewers.",
+        name,
+        space.decode("ascii", "replace").strip() or "an unknown colour space",
+        "grey" if mode in ("L", "LA", "I;16") else "RGB",
+    )
+    return None
 
 
 def save_image(
@@ -291,9 +318,11 @@ def save_image(
     metadata: dict[str, str] | None = None,
     name: str = "output",
     sixteen_bit: bool = False,
+    icc_profile: bytes | None = None,
 ) -> None:
     """Write the first image of an IMAGE batch, 8 bits per channel, in the format of the
-    extension (see :func:`output_format`).
+    extension (see :func:`output_format`), with ``icc_profile`` (see
+    :func:`file_traits`) where its colour space is the image's.
 
     With ``sixteen_bit`` (the input had more than 8 bits) a grey image goes to PNG or
     TIFF with 16 bits; anything else is written with 8, with a warning that the
@@ -309,7 +338,7 @@ def save_image(
     )
     if sixteen_bit and grey and fmt in ("PNG", "TIFF"):
         arr = (values[..., 0].numpy() * 65535.0 + 0.5).astype(np.uint16)
-        return _write(Image.fromarray(arr), path, fmt, metadata, name)
+        return _write(Image.fromarray(arr), path, fmt, metadata, name, icc_profile)
     if sixteen_bit:
         log.warning(
             "%s: the input has 16 bits per channel; this output is written with 8, so pixels "
@@ -323,14 +352,22 @@ def save_image(
         arr = arr[..., :-1]
     if arr.shape[-1] == 1:
         arr = arr[..., 0]
-    _write(Image.fromarray(arr), path, fmt, metadata, name)
+    _write(Image.fromarray(arr), path, fmt, metadata, name, icc_profile)
 
 
 def _write(
-    img: Image.Image, path: str | os.PathLike, fmt: str, metadata: dict[str, str] | None, name: str
+    img: Image.Image,
+    path: str | os.PathLike,
+    fmt: str,
+    metadata: dict[str, str] | None,
+    name: str,
+    icc_profile: bytes | None = None,
 ) -> None:
     """Save ``img`` in ``fmt``: PNG text chunks, lossless WebP, a warning for lossy formats."""
     options: dict = {}
+    profile = _profile_for(icc_profile, img.mode, name)
+    if profile is not None:  # (Pillow leaves it out of a BMP)
+        options["icc_profile"] = profile
     if fmt == "PNG" and metadata:
         info = PngImagePlugin.PngInfo()
         for key, value in metadata.items():
@@ -455,6 +492,6 @@ __all__ = [
     "load_mask",
     "output_format",
     "resolve_in_folder",
-    "more_than_8_bits",
+    "file_traits",
     "save_image",
 ]

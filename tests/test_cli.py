@@ -272,3 +272,31 @@ def test_16bit_grey_input_keeps_every_pixel_and_colour_warns(tmp_path, caplog):
                 "-o", str(tmp_path / "out.webp")]  # fmt: skip
         assert cli.main(args) == 0
     assert "16 bits per channel; this output is written with 8" in caplog.text
+
+
+def test_the_input_colour_profile_is_written_with_the_result(tmp_path, caplog):
+    # A phone photo in Display P3 written without its profile shows other colours in a
+    # colour-managed viewer, though its pixels outside the mask are the same.
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    rgb = np.asarray(Image.open(cli.SAMPLE_IMAGE))[:64, :96]
+    Image.fromarray(rgb).save(tmp_path / "tagged.png", icc_profile=profile)
+    mask = np.zeros(rgb.shape[:2], np.uint8)
+    mask[20:40, 30:60] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    for ext in (".png", ".jpg", ".webp", ".tif"):
+        out = tmp_path / f"out{ext}"
+        args = ["inpaint", str(tmp_path / "tagged.png"), "--mask", str(tmp_path / "m.png"),
+                "-o", str(out)]  # fmt: skip
+        assert cli.main(args) == 0
+        assert Image.open(out).info.get("icc_profile") == profile
+    # A profile for another colour space (a CMYK file's, read as RGB) is left out, saying so.
+    cmyk = profile[:16] + b"CMYK" + profile[20:]
+    Image.fromarray(rgb).save(tmp_path / "cmyk-tagged.png", icc_profile=cmyk)
+    with caplog.at_level("WARNING"):
+        args = ["inpaint", str(tmp_path / "cmyk-tagged.png"), "--mask", str(tmp_path / "m.png"),
+                "-o", str(tmp_path / "out2.png")]  # fmt: skip
+        assert cli.main(args) == 0
+    assert "icc_profile" not in Image.open(tmp_path / "out2.png").info
+    assert "colour profile is for CMYK and this output is RGB" in caplog.text

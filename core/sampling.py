@@ -4,8 +4,9 @@ The sampler never runs a model on the whole photo. For each image it
 
 1. checks the inputs and works out the prompt (a captioner may supply it),
 2. plans windows: the mask's bounding box plus context, resized to the model's
-   native resolution (:class:`SampleWindow`); a large outpaint area is covered
-   by several overlapping native-size windows instead,
+   native resolution (:class:`SampleWindow`); holes far apart get a window each
+   (up to :data:`WINDOWS_APART`), and a large outpaint area is covered by several
+   overlapping native-size windows instead,
 3. pre-fills the hole with a model-free fill, so the model sees plausible
    context (and a start for ``strength < 1``),
 4. runs the diffusers inpaint pipeline on each window, reporting every step to
@@ -41,7 +42,7 @@ from .inputs import (
     match_mask,
     resize_mask,
 )
-from .masks import MAX_FEATHER, feather, square_max
+from .masks import MAX_FEATHER, feather, label_islands, square_max
 from .models import InpaintModel, diffusers_module
 from .progress import CancelOnly, ProgressHook, or_null
 
@@ -153,7 +154,9 @@ def tile_windows(
     """Native-size windows at scale 1 covering ``box``, overlapping by ``overlap`` px.
 
     A window side that is not a ``multiple`` (a frame or a ``resolution`` that is not)
-    is sampled at the nearest one, slightly rescaled.
+    is sampled at the nearest one, slightly rescaled, the other side by the same
+    factor, so the tile keeps its shape (a canvas 24 px high: both sides scaled up
+    until it is one ``multiple`` high).
     """
 
     def starts(lo: int, hi: int, limit: int) -> tuple[list[int], int]:
@@ -168,7 +171,11 @@ def tile_windows(
 
     xs, w = starts(box[0], box[2], image_w)
     ys, h = starts(box[1], box[3], image_h)
-    sw, sh = (max(multiple, round(side / multiple) * multiple) for side in (w, h))
+    # The shorter side's rounding sets the scale of both (rounded apart, a 512x100 tile
+    # was sampled at 512x128, stretched 1.28 times one way).
+    short = min(w, h)
+    scale = max(multiple, round(short / multiple) * multiple) / short
+    sw, sh = (max(multiple, round(side * scale / multiple) * multiple) for side in (w, h))
     return [SampleWindow(x, y, x + w, y + h, sw, sh) for y in ys for x in xs]
 
 
@@ -579,13 +586,13 @@ def sample(
     out = image.clone()
     for i, windows in enumerate(plans):
         hook.check_interrupted()
-        if windows:
-            region = _union(windows)
+        for group in _regions(windows):
+            region = _union([windows[k] for k in group])
             ys, xs = region.slices
             out[i : i + 1, ys, xs] = _sample_region(
                 model, pipe, image[i : i + 1, ys, xs], mask[i : i + 1, ys, xs],
-                [_shift(win, -region.x0, -region.y0) for win in windows],
-                prompts[i], settings, settings.seed + i * 1000, reporter,
+                [_shift(windows[k], -region.x0, -region.y0) for k in group],
+                prompts[i], settings, settings.seed + i * 1000 + group[0], reporter,
                 None if solid is None else solid[i : i + 1, ys, xs],
             )  # fmt: skip
     if grey is not None:
@@ -596,7 +603,8 @@ def sample(
 def _plan_windows(
     model: InpaintModel, mask: torch.Tensor, settings: SamplerSettings, tiles: bool
 ) -> list[SampleWindow]:
-    """The windows that cover ``mask [H,W]``: one around it, or tiles for a big area."""
+    """The windows that cover ``mask [H,W]``: one around it, one around each group of
+    holes far apart, or tiles for a big area."""
     box = mask_box(mask)
     if box is None:
         return []
@@ -609,7 +617,78 @@ def _plan_windows(
         x0, y0, x1, y1 = box
         box = (max(0, x0 - grow), max(0, y0 - grow), min(w, x1 + grow), min(h, y1 + grow))
         return tile_windows(box, w, h, native, native // 4, multiple)
+    if max(single.width, single.height) > native:  # sampled shrunk: holes apart lose detail
+        apart = _windows_apart(mask, native, multiple, settings.context)
+        if apart is not None:
+            return apart
     return [single]
+
+
+# Holes whose windows do not overlap are sampled each in its own window, up to this
+# many windows (each is one model run); masks of more islands than ISLANDS_CONSIDERED
+# (dust, a scattered selection) are not even grouped: they take one window around all.
+WINDOWS_APART = 8
+ISLANDS_CONSIDERED = 64
+
+
+def _windows_apart(
+    mask: torch.Tensor, native: int, multiple: int, context: float
+) -> list[SampleWindow] | None:
+    """One window per group of holes in ``mask [H,W]`` whose windows overlap, when there
+    are 2 to :data:`WINDOWS_APART` groups; else None.
+
+    Two blemishes in opposite corners of a 4K photo: one window around both is the
+    whole photo, sampled at about an eighth of its size; apart, each is a small
+    window sampled at the model's size.
+    """
+    from scipy.ndimage import find_objects
+
+    h, w = mask.shape
+    labels, count = label_islands(hole_of(mask).cpu().numpy())
+    if not 1 < count <= ISLANDS_CONSIDERED:
+        return None
+    boxes = [(xs.start, ys.start, xs.stop, ys.stop) for ys, xs in find_objects(labels)]
+    while True:
+        windows = [SampleWindow.around(b, w, h, native, multiple, context) for b in boxes]
+        pair = next(
+            (
+                (a, b)
+                for a in range(len(windows))
+                for b in range(a + 1, len(windows))
+                if _overlap(windows[a], windows[b])
+            ),
+            None,
+        )
+        if pair is None:
+            break
+        a, b = pair
+        (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = boxes[a], boxes.pop(b)
+        boxes[a] = (min(ax0, bx0), min(ay0, by0), max(ax1, bx1), max(ay1, by1))
+    return windows if 1 < len(windows) <= WINDOWS_APART else None
+
+
+def _overlap(a: SampleWindow, b: SampleWindow) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def _regions(windows: list[SampleWindow]) -> list[list[int]]:
+    """The windows in groups that overlap (tiles: one group; holes apart: one each),
+    each a region sampled on its own; indices in plan order."""
+    group = list(range(len(windows)))
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            i = group[i]
+        return i
+
+    for a in range(len(windows)):
+        for b in range(a + 1, len(windows)):
+            if _overlap(windows[a], windows[b]):
+                group[root(b)] = root(a)
+    regions: dict[int, list[int]] = {}
+    for i in range(len(windows)):
+        regions.setdefault(root(i), []).append(i)
+    return list(regions.values())
 
 
 def _union(windows: list[SampleWindow]) -> SampleWindow:

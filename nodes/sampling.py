@@ -300,7 +300,8 @@ class Inpaint(io.ComfyNode):
             category="Uncrop/diffusion",
             description=(
                 "Fills the masked area with a diffusion model. Only the mask's box plus context is "
-                "sampled, at the model's native size (or resolution), then pasted back: pixels "
+                "sampled (a window for each group of holes far apart), at the model's native "
+                "size (or resolution), then pasted back: pixels "
                 "where the mask is 0 stay bit-identical and the seam is feathered inside the mask."
             ),
             hidden=[io.Hidden.extra_pnginfo, io.Hidden.unique_id],

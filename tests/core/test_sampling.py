@@ -82,6 +82,61 @@ def test_tiles_cover_the_box_with_overlap():
     assert all(b - a <= 256 - 64 for a, b in zip(xs, xs[1:], strict=False))
 
 
+def test_short_tiles_keep_their_shape():
+    # A canvas 24 px high, sampled at a multiple of 64: the tile was 512x24 sampled at
+    # 512x64 (stretched 2.7 times up); both sides now scale alike.
+    for height in (24, 40, 100):
+        for tile in sampling.tile_windows((0, 0, 4096, height), 4096, height, 512, 128, 64):
+            stretch = (tile.sample_h / tile.height) / (tile.sample_w / tile.width)
+            assert tile.sample_h % 64 == 0 and tile.sample_w % 64 == 0
+            assert 0.9 < stretch < 1.1 and tile.sample_h >= 64
+
+
+def _two_holes(h=96, w=128):
+    mask = torch.zeros(1, h, w)
+    mask[:, 4:10, 4:12] = 1  # top left
+    mask[:, 84:92, 110:122] = 1  # bottom right
+    return mask
+
+
+def test_holes_far_apart_get_a_window_each(sd_inpaint):
+    settings = SamplerSettings(**FAST)
+    plan = sampling._plan_windows(sd_inpaint, _two_holes()[0], settings, tiles=False)
+    # One window around both would be the whole 128x96 image, sampled at 64 px.
+    assert len(plan) == 2 and not sampling._overlap(*plan)
+    assert (plan[0].x0, plan[0].y0, plan[0].x1, plan[0].y1) == (0, 0, 40, 40)
+    assert plan[1].x1 == 128 and plan[1].y1 == 96 and plan[1].width <= 48 < plan[1].x0
+    assert all((w.sample_w, w.sample_h) == (64, 64) for w in plan)
+    near = torch.zeros(1, 96, 128)
+    near[:, 30:40, 30:40] = near[:, 30:40, 60:70] = 1  # windows that overlap: one
+    assert len(sampling._plan_windows(sd_inpaint, near[0], settings, tiles=False)) == 1
+    dust = torch.zeros(96, 128)
+    dust[::12, ::12] = 1  # 88 specks: more than are grouped, one window around all
+    assert len(sampling._plan_windows(sd_inpaint, dust, settings, tiles=False)) == 1
+    nine = torch.zeros(300, 300)
+    for k in range(9):  # 9 holes apart: more windows than WINDOWS_APART, one around all
+        nine[(k // 3) * 120 + 2 : (k // 3) * 120 + 6, (k % 3) * 120 + 2 : (k % 3) * 120 + 6] = 1
+    assert len(sampling._plan_windows(sd_inpaint, nine, settings, tiles=False)) == 1
+
+
+def test_holes_far_apart_are_each_painted_at_model_size(sd_inpaint, photo):
+    mask = _two_holes()
+    spy = UnetSpy(sd_inpaint.pipe.unet)
+    try:
+        result = sampling.inpaint(sd_inpaint, photo, mask, SamplerSettings(**FAST))
+    finally:
+        spy.close()
+    assert len(result.windows[0]) == 2
+    scale = sd_inpaint.vae_scale_factor
+    assert spy.sizes == [(64 // scale, 64 // scale)] * 4  # two steps a window, at 64 px
+    keep = mask[0] == 0
+    assert torch.equal(result.image[0][keep], photo[0][keep])
+    for box in ((slice(4, 10), slice(4, 12)), (slice(84, 92), slice(110, 122))):
+        assert (result.image[0][box] - photo[0][box]).abs().mean() > 0.01  # both painted
+    again = sampling.inpaint(sd_inpaint, photo, mask, SamplerSettings(**FAST)).image
+    assert torch.equal(again, result.image)
+
+
 def test_mask_box():
     assert sampling.mask_box(_hole()[0]) == (40, 30, 72, 54)
     assert sampling.mask_box(torch.zeros(8, 8)) is None

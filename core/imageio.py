@@ -15,6 +15,7 @@ import logging
 import os
 import struct
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -42,27 +43,41 @@ URL_MAX_BYTES = 50 * 1024 * 1024
 _DAMAGED = (OSError, SyntaxError, struct.error, IndexError, TypeError, ValueError, EOFError)
 
 
+# Pillow's decompression-bomb guard is one global. While any file is read here it is
+# raised to Uncrop's largest canvas (Pillow's default refuses a 16384x11200 photo,
+# which the CLI itself writes), never lifted, and restored by the last reader out.
+_LIMIT_LOCK = threading.Lock()
+_limit_state = {"readers": 0, "before": None}
+
+
 @contextlib.contextmanager
 def _pixel_limit() -> Iterator[None]:
-    """Pillow's decompression-bomb guard raised to the largest canvas Uncrop makes
-    (its default refuses a 16384x11200 photo, which the CLI itself writes). The
-    size is checked again in :func:`_open`, so a bomb is still refused, by name."""
-    before = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
+    with _LIMIT_LOCK:
+        if _limit_state["readers"] == 0:
+            _limit_state["before"] = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = MAX_SIDE * MAX_SIDE
+        _limit_state["readers"] += 1
     try:
         yield
     finally:
-        Image.MAX_IMAGE_PIXELS = before
+        with _LIMIT_LOCK:
+            _limit_state["readers"] -= 1
+            if _limit_state["readers"] == 0:
+                Image.MAX_IMAGE_PIXELS = _limit_state["before"]
 
 
 def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
     where = "the downloaded data" if isinstance(source, bytes) else str(source)
+    with _pixel_limit():
+        return _read(source, name, where)
+
+
+def _read(source: str | os.PathLike | bytes, name: str, where: str) -> Image.Image:
     try:
         # From the bytes, a file as a download: opened by path, Pillow maps an
         # uncompressed TIFF into memory, and its EXIF rotation then scrambles it.
         data = source if isinstance(source, bytes) else Path(source).read_bytes()
-        with _pixel_limit():
-            img = Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data))
         w, h = img.size
         if w * h > MAX_SIDE * MAX_SIDE:
             raise UncropError(
@@ -80,6 +95,11 @@ def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
         raise UncropError(
             f"{name}: {where} is not in an image format this can read (PNG, JPEG, WebP, "
             "TIFF, BMP, GIF)."
+        ) from None
+    except Image.DecompressionBombError:  # over twice the limit: refused before our check
+        raise UncropError(
+            f"{name}: {where} is more than the {MAX_SIDE}x{MAX_SIDE} px Uncrop handles; "
+            "scale it down first."
         ) from None
     except _DAMAGED as exc:
         raise UncropError(f"{name}: {where} is not a readable image ({exc}).") from None
@@ -102,11 +122,31 @@ def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
             "outside the mask come back rounded to 1/255 (16 bits are kept for grey files).",
             name,
         )
+    _fit_colour_key(img, raw, name)
     try:
         return ImageOps.exif_transpose(img) or img
     except _DAMAGED:
         log.warning("%s: the file's EXIF data is unreadable, so its orientation is ignored.", name)
         return img
+
+
+def _fit_colour_key(img: Image.Image, raw: str, name: str) -> None:
+    """Bring a colour key (PNG's tRNS: pixels of that value are transparent) to the
+    values Pillow reads, or drop it where they cannot match it exactly."""
+    key = img.info.get("transparency")
+    if key is None or img.mode not in ("L", "RGB", "I;16"):
+        return
+    if ";16" in raw or img.mode == "I;16":  # colour read with 8 bits; grey kept at 16
+        del img.info["transparency"]
+        log.warning(
+            "%s: the file's transparent colour key is ignored: it has 16 bits per channel, %s.",
+            name,
+            "which are kept exactly" if img.mode == "I;16" else "and Pillow reads 8",
+        )
+        return
+    bits = {"L;1": 1, "L;2": 2, "L;4": 4}.get(raw)
+    if bits is not None and isinstance(key, int):  # the key is a raw sample: 1 of 2 bits is 85
+        img.info["transparency"] = key * (255 // (2**bits - 1))
 
 
 def _to_float_array(img: Image.Image, name: str) -> np.ndarray:
@@ -118,12 +158,7 @@ def _to_float_array(img: Image.Image, name: str) -> np.ndarray:
     """
     keyed = "transparency" in img.info  # a colour key (PNG's tRNS): that colour is clear
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-        values = np.asarray(img)
-        arr = values.astype(np.float32)[..., None] / 65535.0
-        key = img.info.get("transparency")
-        if keyed and isinstance(key, int):
-            return np.concatenate([arr, (values != key).astype(np.float32)[..., None]], -1)
-        return arr
+        return np.asarray(img, dtype=np.float32)[..., None] / 65535.0
     if img.mode in ("I", "F"):
         arr = np.asarray(img, dtype=np.float32)
         lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
@@ -300,7 +335,7 @@ def _profile_for(profile: bytes | None, mode: str, name: str) -> bytes | None:
     if not profile:
         return None
     space = profile[16:20]
-    if space == (b"GRAY" if mode in ("L", "LA", "I;16") else b"RGB "):
+    if space == (b"GRAY" if mode in ("L", "LA", "I;16") else b"RGB "):  # (WebP: RGB)
         return profile
     log.warning(
         "%s: the input's colour profile is for %s and this output is %s, so it is written "
@@ -347,6 +382,15 @@ def save_image(
             name,
         )
     arr = (values.numpy() * 255.0 + 0.5).astype(np.uint8)
+    colour = values[..., :3]
+    if (
+        fmt != "WEBP"  # (which stores grey as RGB)
+        and icc_profile is not None
+        and icc_profile[16:20] == b"GRAY"
+        and values.shape[-1] in (3, 4)
+        and bool((colour == colour[..., :1]).all())
+    ):  # a grey input, read as RGB: written grey again, so its grey profile fits
+        arr = arr[..., [0, 3]] if arr.shape[-1] == 4 else arr[..., :1]
     if arr.shape[-1] in (2, 4) and fmt not in ALPHA_FORMATS:
         log.warning("%s: %s has no alpha channel; the transparency is dropped.", name, fmt)
         arr = arr[..., :-1]
@@ -365,7 +409,7 @@ def _write(
 ) -> None:
     """Save ``img`` in ``fmt``: PNG text chunks, lossless WebP, a warning for lossy formats."""
     options: dict = {}
-    profile = _profile_for(icc_profile, img.mode, name)
+    profile = _profile_for(icc_profile, "RGB" if fmt == "WEBP" else img.mode, name)
     if profile is not None:  # (Pillow leaves it out of a BMP)
         options["icc_profile"] = profile
     if fmt == "PNG" and metadata:

@@ -34,6 +34,7 @@ from .errors import UncropError
 from .fill import FILL_METHODS, fill
 from .inputs import (
     MODEL_HOLE,
+    SEED_LIMIT,
     check_image,
     check_seed,
     generator,
@@ -156,7 +157,8 @@ def tile_windows(
     A window side that is not a ``multiple`` (a frame or a ``resolution`` that is not)
     is sampled at the nearest one, slightly rescaled, the other side by the same
     factor, so the tile keeps its shape (a canvas 24 px high: both sides scaled up
-    until it is one ``multiple`` high).
+    until it is one ``multiple`` high), unless that would sample more than ``size``
+    squared (a strip a few px high is then stretched, as it must be).
     """
 
     def starts(lo: int, hi: int, limit: int) -> tuple[list[int], int]:
@@ -176,6 +178,8 @@ def tile_windows(
     short = min(w, h)
     scale = max(multiple, round(short / multiple) * multiple) / short
     sw, sh = (max(multiple, round(side * scale / multiple) * multiple) for side in (w, h))
+    if sw * sh > size * size:  # a strip too thin to keep its shape within the model's size
+        sw, sh = (max(multiple, round(side / multiple) * multiple) for side in (w, h))
     return [SampleWindow(x, y, x + w, y + h, sw, sh) for y in ys for x in xs]
 
 
@@ -592,7 +596,8 @@ def sample(
             out[i : i + 1, ys, xs] = _sample_region(
                 model, pipe, image[i : i + 1, ys, xs], mask[i : i + 1, ys, xs],
                 [_shift(windows[k], -region.x0, -region.y0) for k in group],
-                prompts[i], settings, settings.seed + i * 1000 + group[0], reporter,
+                prompts[i], settings, (settings.seed + i * 1000 + group[0]) % SEED_LIMIT,
+                reporter,
                 None if solid is None else solid[i : i + 1, ys, xs],
             )  # fmt: skip
     if grey is not None:

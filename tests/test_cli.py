@@ -300,3 +300,20 @@ def test_the_input_colour_profile_is_written_with_the_result(tmp_path, caplog):
         assert cli.main(args) == 0
     assert "icc_profile" not in Image.open(tmp_path / "out2.png").info
     assert "colour profile is for CMYK and this output is RGB" in caplog.text
+    # A grey file (read as RGB) is written grey again with its grey profile; WebP
+    # stores grey as RGB, so it goes without, saying so.
+    grey = profile[:16] + b"GRAY" + profile[20:]
+    Image.fromarray(rgb[..., 1]).save(tmp_path / "grey.png", icc_profile=grey)
+    for ext in (".png", ".tif", ".jpg", ".webp"):
+        out = tmp_path / f"grey-out{ext}"
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            args = ["inpaint", str(tmp_path / "grey.png"), "--mask", str(tmp_path / "m.png"),
+                    "-o", str(out)]  # fmt: skip
+            assert cli.main(args) == 0
+        written = Image.open(out)
+        if ext == ".webp":
+            assert "icc_profile" not in written.info
+            assert "profile is for GRAY and this output is RGB" in caplog.text
+        else:
+            assert written.mode == "L" and written.info.get("icc_profile") == grey

@@ -106,19 +106,51 @@ def test_damaged_later_frames_and_exif_are_warned_about_not_raised(tmp_path, cap
             assert str(exc).startswith("image: the downloaded data is not")
 
 
-@pytest.mark.parametrize("mode, key", [("RGB", (1, 2, 3)), ("L", 7), ("I;16", 7)])
+@pytest.mark.parametrize("mode, key", [("RGB", (1, 2, 3)), ("L", 7), ("L;2", 1)])
 def test_a_colour_key_becomes_alpha(tmp_path, mode, key):
-    # PNG's tRNS on an RGB or grey file: pixels of that colour are transparent.
-    values = np.full(
-        (4, 5, 3) if mode == "RGB" else (4, 5), 50, np.uint16 if "16" in mode else np.uint8
-    )
+    # PNG's tRNS on an RGB or grey file: pixels of that colour are transparent. A 2-bit
+    # file's key is a raw sample (1), which Pillow reads as 85.
+    values = np.full((4, 5, 3) if mode == "RGB" else (4, 5), 2 if mode == "L;2" else 50, np.uint8)
     values[1, 2] = key
     path = tmp_path / "keyed.png"
-    Image.fromarray(values, mode if mode != "I;16" else None).save(path, transparency=key)
+    if mode == "L;2":
+        Image.fromarray(values * 85).save(path, bits=2, transparency=key)
+    else:
+        Image.fromarray(values, mode).save(path, transparency=key)
     image, mask = imageio.load_image(path, keep_alpha=True)
     assert image.shape == (1, 4, 5, 4)
     assert mask[0, 1, 2] == 1 and float(mask.sum()) == 1
-    assert float(image[0, 0, 0, 0]) == pytest.approx(50 / (65535 if "16" in mode else 255))
+    assert float(image[0, 0, 0, 0]) == pytest.approx(170 / 255 if mode == "L;2" else 50 / 255)
+
+
+def test_a_colour_key_on_16_bit_values_is_ignored_saying_so(tmp_path, caplog):
+    # 16-bit grey keeps its 16 bits exactly (an alpha would send it out at 8); 16-bit
+    # colour is read with 8 bits, which match the key only by chance.
+    grey = np.full((4, 5), 300, np.uint16)
+    grey[1, 2] = 7
+    Image.fromarray(grey).save(tmp_path / "g16.png", transparency=7)
+    image, mask = imageio.load_image(tmp_path / "g16.png", keep_alpha=True)
+    assert image.shape == (1, 4, 5, 3) and float(mask.sum()) == 0
+    assert float(image[0, 0, 0, 0]) == pytest.approx(300 / 65535)
+    assert "colour key is ignored: it has 16 bits per channel, which are kept" in caplog.text
+
+
+def test_overlapping_reads_never_lift_pillows_guard_and_restore_it_last():
+    # The guard is one global that readers in other threads share: raised (never to
+    # None) while any read is under way, back to what it was when the last one ends,
+    # whatever order they end in (each restoring its own saved value left it lifted).
+    before = Image.MAX_IMAGE_PIXELS
+    first, second = imageio._pixel_limit(), imageio._pixel_limit()
+    first.__enter__()
+    assert Image.MAX_IMAGE_PIXELS == imageio.MAX_SIDE**2
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first to start ends first
+    assert Image.MAX_IMAGE_PIXELS == imageio.MAX_SIDE**2
+    second.__exit__(None, None, None)
+    assert before == Image.MAX_IMAGE_PIXELS
+    with pytest.raises(UncropError), imageio._pixel_limit():
+        raise UncropError("a failed read")
+    assert before == Image.MAX_IMAGE_PIXELS
 
 
 def test_a_mask_drawn_as_transparency_read_by_its_colour_is_refused(tmp_path):

@@ -92,6 +92,12 @@ def test_short_tiles_keep_their_shape():
             assert 0.9 < stretch < 1.1 and tile.sample_h >= 64
 
 
+def test_strips_too_thin_to_keep_their_shape_stay_within_the_model_size():
+    for height in (1, 2):  # kept in shape, a 512x1 tile would be sampled at 32768x64
+        for tile in sampling.tile_windows((0, 0, 4096, height), 4096, height, 512, 128, 64):
+            assert (tile.sample_w, tile.sample_h) == (512, 64)
+
+
 def _two_holes(h=96, w=128):
     mask = torch.zeros(1, h, w)
     mask[:, 4:10, 4:12] = 1  # top left
@@ -119,7 +125,7 @@ def test_holes_far_apart_get_a_window_each(sd_inpaint):
     assert len(sampling._plan_windows(sd_inpaint, nine, settings, tiles=False)) == 1
 
 
-def test_holes_far_apart_are_each_painted_at_model_size(sd_inpaint, photo):
+def test_holes_far_apart_are_each_painted_at_model_size(tree, sd_inpaint, photo):
     mask = _two_holes()
     spy = UnetSpy(sd_inpaint.pipe.unet)
     try:
@@ -135,6 +141,11 @@ def test_holes_far_apart_are_each_painted_at_model_size(sd_inpaint, photo):
         assert (result.image[0][box] - photo[0][box]).abs().mean() > 0.01  # both painted
     again = sampling.inpaint(sd_inpaint, photo, mask, SamplerSettings(**FAST)).image
     assert torch.equal(again, result.image)
+    # The last seed: each window's (and a batch image's) seed wraps around, pre-fill too.
+    last = SamplerSettings(seed=2**64 - 1, prefill="edge", **FAST)
+    model = _load(tree, "sd")  # sees the pre-fill
+    twice = sampling.inpaint(model, torch.cat([photo, photo]), mask, last).image
+    assert twice.shape == (2, *photo.shape[1:])
 
 
 def test_mask_box():

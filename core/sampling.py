@@ -730,8 +730,9 @@ def _sample_region(
     solid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Pre-fill, sample each window and composite, all inside one region ``[1,h,w,C]``
-    that holds every masked pixel, so the cost does not grow with the photo;
-    ``solid`` as in :func:`seam_weight`."""
+    that holds every masked pixel of its windows (all of them, or one group of holes
+    far apart), so the cost does not grow with the photo; ``solid`` as in
+    :func:`seam_weight`."""
     given = image  # where the mask is 0 the result is this, bit for bit, even past 0..1
     image = check_image(image)
     # Only what the model treats as hole is replaced; softer edge pixels keep their real

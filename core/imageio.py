@@ -368,9 +368,9 @@ def save_image(
     """
     fmt = output_format(path, name, (int(image.shape[2]), int(image.shape[1])))
     values = image[0].detach().float().cpu().clamp(0, 1)
-    grey = values.shape[-1] == 1 or (
-        values.shape[-1] == 3 and bool((values == values[..., :1]).all())
-    )
+    # Three equal colour channels: a grey input, read as RGB.
+    equal = values.shape[-1] >= 3 and bool((values[..., :3] == values[..., :1]).all())
+    grey = values.shape[-1] == 1 or (values.shape[-1] == 3 and equal)
     if sixteen_bit and grey and fmt in ("PNG", "TIFF"):
         arr = (values[..., 0].numpy() * 65535.0 + 0.5).astype(np.uint16)
         return _write(Image.fromarray(arr), path, fmt, metadata, name, icc_profile)
@@ -382,14 +382,8 @@ def save_image(
             name,
         )
     arr = (values.numpy() * 255.0 + 0.5).astype(np.uint8)
-    colour = values[..., :3]
-    if (
-        fmt != "WEBP"  # (which stores grey as RGB)
-        and icc_profile is not None
-        and icc_profile[16:20] == b"GRAY"
-        and values.shape[-1] in (3, 4)
-        and bool((colour == colour[..., :1]).all())
-    ):  # a grey input, read as RGB: written grey again, so its grey profile fits
+    if equal and fmt != "WEBP" and icc_profile is not None and icc_profile[16:20] == b"GRAY":
+        # written grey again, so its grey profile fits (WebP stores grey as RGB)
         arr = arr[..., [0, 3]] if arr.shape[-1] == 4 else arr[..., :1]
     if arr.shape[-1] in (2, 4) and fmt not in ALPHA_FORMATS:
         log.warning("%s: %s has no alpha channel; the transparency is dropped.", name, fmt)

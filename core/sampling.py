@@ -677,23 +677,11 @@ def _overlap(a: SampleWindow, b: SampleWindow) -> bool:
 
 
 def _regions(windows: list[SampleWindow]) -> list[list[int]]:
-    """The windows in groups that overlap (tiles: one group; holes apart: one each),
-    each a region sampled on its own; indices in plan order."""
-    group = list(range(len(windows)))
-
-    def root(i: int) -> int:
-        while group[i] != i:
-            i = group[i]
-        return i
-
-    for a in range(len(windows)):
-        for b in range(a + 1, len(windows)):
-            if _overlap(windows[a], windows[b]):
-                group[root(b)] = root(a)
-    regions: dict[int, list[int]] = {}
-    for i in range(len(windows)):
-        regions.setdefault(root(i), []).append(i)
-    return list(regions.values())
+    """The windows as regions sampled on their own, by index: each alone when none
+    overlaps another (holes far apart, see :func:`_windows_apart`), else all together
+    (tiles, which overlap their neighbours; or one window)."""
+    apart = not any(_overlap(a, b) for k, a in enumerate(windows) for b in windows[k + 1 :])
+    return [[k] for k in range(len(windows))] if apart else [list(range(len(windows)))]
 
 
 def _union(windows: list[SampleWindow]) -> SampleWindow:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections import OrderedDict
+import weakref
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -54,7 +54,6 @@ TRANSPARENT = 1 / 255
 
 PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
-CACHE_SIZE = 2
 
 EXPECTED_FILES = (
     "config.json, model.safetensors, preprocessor_config.json and the tokenizer files "
@@ -291,7 +290,8 @@ class Captioner:
     """A captioning model from one folder, with default :class:`CaptionOptions`.
 
     ``caption(image, mask)`` is what the samplers call; the model is loaded on
-    first use and kept in a small cache shared by captioners of the same folder.
+    first use and kept as long as this captioner (or a copy from :meth:`with_options`)
+    is. Captioners of the same folder share it while any holds it.
     """
 
     def __init__(
@@ -309,6 +309,7 @@ class Captioner:
         self.dtype = dtype or default_dtype(self.device)
         self.options = (options or CaptionOptions()).checked()
         self._placement_factory = placement
+        self._loaded: _Loaded | None = None
 
     def __repr__(self) -> str:
         return f"Captioner({FAMILIES[self.family][0]}, '{self.folder.name}')"
@@ -328,23 +329,27 @@ class Captioner:
         return (str(self.folder.resolve()), file_stamp(self.folder), str(self.device), self.dtype)
 
     def load(self) -> _Loaded:
-        """The loaded model, from the cache or from disk."""
+        """The loaded model: shared with a captioner of the same files that holds it, or
+        read from disk (again after the files changed)."""
         key = self._cache_key()
-        if key in _CACHE:
-            _CACHE.move_to_end(key)
-            return _CACHE[key]
-        loaded = _load(self.folder, self.family, self.device, self.dtype, self._placement_factory)
-        _CACHE[key] = loaded
-        while len(_CACHE) > CACHE_SIZE:
-            _, old = _CACHE.popitem(last=False)
-            old.placement.release()
+        loaded = _CACHE.get(key)
+        if loaded is None:
+            loaded = _load(
+                self.folder, self.family, self.device, self.dtype, self._placement_factory
+            )
+            _CACHE[key] = loaded
+        self._loaded = loaded
         return loaded
 
     def release(self) -> None:
-        """Drop this folder's model from the cache and free its memory."""
+        """Move this folder's model off the device and let it go: the next use reads it
+        again (its memory is freed once no other captioner holds it)."""
         root = str(self.folder.resolve())
-        for key in [k for k in _CACHE if k[0] == root]:
-            _CACHE.pop(key).placement.release()
+        for key, loaded in list(_CACHE.items()):
+            if key[0] == root:
+                _CACHE.pop(key, None)
+                loaded.placement.release()
+        self._loaded = None
 
     def caption(
         self,
@@ -379,14 +384,18 @@ class Captioner:
         return captions
 
 
-_CACHE: OrderedDict[tuple, _Loaded] = OrderedDict()
+# Loaded captioners by folder, file stamps, device and dtype, held weakly: each lives
+# as long as a Captioner holds it (in ComfyUI the loader's output in the node cache, so
+# "Free model and node cache" frees it), and captioners of the same files share it.
+_CACHE: weakref.WeakValueDictionary[tuple, _Loaded] = weakref.WeakValueDictionary()
 
 
 def release_captioners() -> None:
-    """Free every cached captioning model."""
-    while _CACHE:
-        _, loaded = _CACHE.popitem()
+    """Move every loaded captioning model off its device; the next use of any
+    captioner reads its model again."""
+    for loaded in list(_CACHE.values()):
         loaded.placement.release()
+    _CACHE.clear()
 
 
 # Safetensors only, never code from the folder; and which weights the files lacked.

@@ -19,7 +19,8 @@ ComfyUI's own copy, ``comfy/sd1_tokenizer``).
 
 Pickle files (``.ckpt``, ``.pt``, ``.pth``, ``.bin``) can run code when loaded and
 are refused. :func:`inspect_model` only reads headers and configs;
-:func:`load_model` builds the pipeline and keeps the last one in a small cache.
+:func:`load_model` builds the pipeline; loads of the same files share it while any is
+held, and nothing else keeps it.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import shutil
 import tempfile
 import threading
 import warnings
-from collections import OrderedDict
+import weakref
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -580,6 +581,8 @@ class InpaintModel:
     # which each run replaces: every run builds its scheduler from these, so no option
     # (Karras sigmas, say) carries over from one run to the next.
     scheduler_config: dict = field(default_factory=dict)
+    # The load whose weights this one shares (see load_model): kept alive while this is.
+    shares: InpaintModel | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.scheduler_config:
@@ -793,9 +796,12 @@ def _limit_tokenizers(pipe) -> None:
             tok.model_max_length = int(positions)
 
 
-_cache: OrderedDict[tuple, InpaintModel] = OrderedDict()
+# Loaded models by key, held weakly: a model lives as long as something holds it (in
+# ComfyUI the loader's output in the node cache, so "Free model and node cache" frees it
+# as it frees ComfyUI's own checkpoints; in a script its variable). The cache only lets
+# two holders share one copy of the weights.
+_cache: weakref.WeakValueDictionary[tuple, InpaintModel] = weakref.WeakValueDictionary()
 _cache_lock = threading.Lock()
-CACHE_SIZE = 1
 
 
 def file_stamp(path: str | os.PathLike | None) -> tuple:
@@ -825,11 +831,11 @@ def load_model(
     vae_tiling: bool = False,
     tokenizer_dir: str | os.PathLike | None = None,
 ) -> InpaintModel:
-    """Load (or take from the cache) the model at ``path``, on the CPU.
+    """Load the model at ``path`` on the CPU, or share the weights of a load still held.
 
-    The caller moves it to the device it samples on; the cache keeps the last
-    ``CACHE_SIZE`` models, keyed by path, file dates and sizes, and dtype. A load
-    from the cache is a new :class:`InpaintModel` over the same weights, so its
+    The caller moves it to the device it samples on. Loads are shared by path, file
+    dates and sizes, dtype and tokenizer for as long as any of them is held (nothing
+    here keeps a model alive); each is a new :class:`InpaintModel`, so its
     ``vae_tiling`` is its own.
     """
     info = inspect_model(path)
@@ -841,10 +847,9 @@ def load_model(
         str(tokenizer_dir),
     )
     with _cache_lock:
-        model = _cache.get(key)
-        if model is not None:
-            _cache.move_to_end(key)
-            return replace(model, vae_tiling=vae_tiling)
+        shared = _cache.get(key)
+    if shared is not None:
+        return replace(shared, vae_tiling=vae_tiling, shares=shared)
     log.info("Loading %s", info.describe())
     try:
         pipe = _load_pipeline(info, dtype, tokenizer_dir)
@@ -864,17 +869,14 @@ def load_model(
             raise UncropError(f"controlnet: could not load {controlnet}: {exc}") from exc
         _refuse_missing_weights("controlnet", controlnet, [("controlnet", cn)])
     pipe.set_progress_bar_config(disable=True)
-    model = InpaintModel(
-        info, pipe, dtype, cn, str(controlnet) if controlnet else None, vae_tiling=vae_tiling
-    )
+    shared = InpaintModel(info, pipe, dtype, cn, str(controlnet) if controlnet else None)
     with _cache_lock:
-        _cache[key] = model
-        while len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
-    return model
+        _cache[key] = shared
+    return replace(shared, vae_tiling=vae_tiling, shares=shared)
 
 
 def clear_cache() -> None:
-    """Forget every cached model (their memory is freed once nothing else holds them)."""
+    """Forget every load: the next one reads the files again (the memory of those
+    still held is freed once nothing holds them)."""
     with _cache_lock:
         _cache.clear()

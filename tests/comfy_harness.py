@@ -530,8 +530,21 @@ def validate_prompt(api_prompt: dict) -> tuple[str, list]:
     return prompt_id, good_outputs
 
 
-def run_prompt(api_prompt: dict, extra_data: dict | None = None) -> dict:
-    """Validate and execute an API prompt in-process; return ``executor.history_result``.
+def new_executor():
+    """A prompt executor as ComfyUI's server keeps one: its node cache lives with it."""
+    import execution
+
+    server = FakeServer()
+    # cache_args is read unconditionally (poll(ram_headroom=cache_args["ram"])).
+    return execution.PromptExecutor(
+        server, cache_type=execution.CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0}
+    )
+
+
+def run_prompt(api_prompt: dict, extra_data: dict | None = None, executor=None) -> dict:
+    """Validate and execute an API prompt in-process, on ``executor`` (a new one if
+    None, so no node output is cached from an earlier run); return
+    ``executor.history_result``.
 
     The result is ``{"outputs": {node_id: ui_dict}, "meta": {...}}``; for
     SaveImage, ``outputs[id]["images"]`` lists ``{"filename", "subfolder",
@@ -541,15 +554,11 @@ def run_prompt(api_prompt: dict, extra_data: dict | None = None) -> dict:
     execution error (node id, type, exception and traceback).
     """
     prompt_id, good_outputs = validate_prompt(api_prompt)
-    import execution
-
-    server = FakeServer()
+    executor = executor or new_executor()
+    server = executor.server
+    server.messages.clear()
     server.last_prompt_id = prompt_id
     _install_prompt_server(server)
-    # cache_args is read unconditionally (poll(ram_headroom=cache_args["ram"])).
-    executor = execution.PromptExecutor(
-        server, cache_type=execution.CacheType.CLASSIC, cache_args={"lru": 0, "ram": 0}
-    )
     started = time.perf_counter()
     _run_async(executor.execute_async(api_prompt, prompt_id, extra_data or {}, good_outputs))
     logger.info("prompt executed in %.2fs", time.perf_counter() - started)

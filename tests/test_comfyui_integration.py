@@ -8,6 +8,7 @@ prompt format and executed, and the saved images are checked.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -116,3 +117,34 @@ def test_workflow_runs_in_comfyui(comfy, path):
             # ...and written on the sampler node in the editor.
             sampler = next(i for i, n in prompt.items() if n["class_type"] == "UncropOutpaint")
             assert result["progress_text"][sampler] == prompt_used
+
+
+def test_free_model_and_node_cache_frees_the_packs_models(comfy):
+    """ComfyUI's "Free model and node cache" unloads the models, drops the node cache
+    and collects garbage: no model of the pack may stay in memory after it."""
+    import sys
+
+    import comfy.model_management as mm
+
+    import nodes
+
+    harness, _, _ = comfy
+    # The pack as ComfyUI imported it (under its folder's path, not as `uncrop`).
+    pack = sys.modules[nodes.NODE_CLASS_MAPPINGS["UncropLoadInpaintModel"].__module__]
+    models, caption = (
+        pack.models,
+        sys.modules[pack.__name__.replace("sampling", "caption")].captioning,
+    )
+    prompt = harness.ui_to_api(
+        json.loads((ROOT / "workflows" / "outpaint-autocaption.json").read_text())
+    )
+    for node in prompt.values():
+        if node["class_type"] == "UncropOutpaint":
+            node["inputs"].update(FAST_SAMPLING)
+    executor = harness.new_executor()
+    harness.run_prompt(prompt, executor=executor)
+    assert len(models._cache) == 1 and len(caption._CACHE) == 1  # held by the node cache
+    mm.unload_all_models()  # what main.py's prompt worker does on that request
+    executor.reset()
+    gc.collect()
+    assert len(models._cache) == 0 and len(caption._CACHE) == 0

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import shutil
 import time
+import weakref
 from dataclasses import replace
 from pathlib import Path
 
@@ -241,6 +243,24 @@ def test_loaded_once_and_released(captioner, monkeypatch):
     assert cap.Captioner(captioner.folder, device=torch.device("cpu")).load() is first
     captioner.release()
     assert captioner.load() is not first
+
+
+def test_a_captioner_model_lives_only_as_long_as_a_captioner_holds_it(captioner):
+    """In ComfyUI the loader's output holds it: "Free model and node cache" drops that,
+    and the weights must go with it (the pack kept the last two in RAM)."""
+    folder = captioner.folder
+    cap.release_captioners()
+    one = cap.Captioner(folder, device=torch.device("cpu"), options=FAST)
+    copy = one.with_options(beams=2)
+    loaded = copy.load()
+    assert one.load() is loaded  # shared while held
+    weights = weakref.ref(loaded.model)
+    del loaded, one
+    gc.collect()
+    assert weights() is not None  # `copy` still holds it
+    del copy
+    gc.collect()
+    assert weights() is None
 
 
 def test_loads_from_disk_only_and_safetensors_only(captioner, monkeypatch):

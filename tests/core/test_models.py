@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
 import sys
 import time
+import weakref
 
 import pytest
 import torch
@@ -131,6 +133,23 @@ def test_folder_load_is_cached_until_cleared(tree):
     assert first.native_size == 64 and first.size_multiple == 8
     models.clear_cache()
     assert models.load_model(tree["sd-inpaint"]).pipe is not first.pipe
+
+
+def test_a_model_lives_only_as_long_as_something_holds_it(tree):
+    """In ComfyUI the loader's output holds it: "Free model and node cache" drops that,
+    and the weights must go with it (the pack kept the last one in RAM)."""
+    models.clear_cache()
+    first = models.load_model(tree["sd-inpaint"])
+    tiled = models.load_model(tree["sd-inpaint"], vae_tiling=True)
+    assert tiled.pipe is first.pipe and tiled.extra is first.extra  # one copy, one patcher
+    assert tiled.vae_tiling and not first.vae_tiling
+    del first
+    gc.collect()
+    assert models.load_model(tree["sd-inpaint"]).pipe is tiled.pipe  # still held by `tiled`
+    weights = weakref.ref(tiled.pipe.unet)
+    del tiled
+    gc.collect()
+    assert weights() is None
 
 
 @pytest.mark.parametrize("suffix", [".ckpt", ".pt", ".bin"])

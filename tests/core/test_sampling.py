@@ -18,9 +18,13 @@ FAST = {"steps": 2, "guidance": 2.0}
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+_HELD: list[models.InpaintModel] = []  # nothing in the pack keeps a model loaded
+
+
 def _load(tree, name, **kw):
-    models.CACHE_SIZE = 8  # several families stay loaded during the session
-    return models.load_model(tree[name], **kw)
+    """The tiny model ``name``, each family read once for the session."""
+    _HELD.append(models.load_model(tree[name], **kw))
+    return _HELD[-1]
 
 
 @pytest.fixture(scope="session")

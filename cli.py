@@ -434,9 +434,7 @@ def _load_input(args: argparse.Namespace) -> torch.Tensor:
 
 def _save(args: argparse.Namespace, image: torch.Tensor, metadata=None) -> Path:
     traits = args.traits
-    imageio.save_image(
-        image, args.output, metadata, "--output", traits.sixteen_bit, traits.icc_profile
-    )
+    imageio.save_image(image, args.output, metadata, "--output", traits.bits, traits.icc_profile)
     return Path(args.output)
 
 

@@ -165,6 +165,15 @@ def _to_float_array(img: Image.Image, name: str) -> np.ndarray:
         if img.mode == "I" and 0 <= lo <= hi <= 65535:
             return (arr / 65535.0)[..., None]
         if img.mode == "F" and -IMAGE_SLACK <= lo <= hi <= 1 + IMAGE_SLACK:
+            if lo < 0 or hi > 1:  # on the 0..1 scale, but past it: data (HDR), not noise
+                log.warning(
+                    "%s: the file holds floating-point values from %g to %g; the %d outside "
+                    "0..1 are clipped to it, and written back clipped.",
+                    name,
+                    lo,
+                    hi,
+                    int(((arr < 0) | (arr > 1)).sum()),
+                )
             return arr.clip(0, 1)[..., None]
         kind = "32-bit integer" if img.mode == "I" else "floating-point"
         raise UncropError(
@@ -313,7 +322,7 @@ def output_format(
 class FileTraits(NamedTuple):
     """What an input file says about how its result should be written."""
 
-    sixteen_bit: bool  # more than 8 bits a value (16-bit grey, 32-bit grey of a known scale)
+    bits: int  # a value's: 8, 16 (16-bit grey; 32-bit integers on a 16-bit scale) or 32 (floats)
     icc_profile: bytes | None  # its embedded colour profile, to write with the result
 
 
@@ -324,9 +333,13 @@ def file_traits(path: str | os.PathLike) -> FileTraits:
     pixels kept from the input as it showed the input."""
     try:
         with _pixel_limit(), Image.open(path) as img:
-            return FileTraits(img.mode.startswith(("I", "F")), img.info.get("icc_profile"))
+            bits = 32 if img.mode == "F" else 16 if img.mode.startswith("I") else 8
+            return FileTraits(bits, img.info.get("icc_profile"))
     except _DAMAGED:
-        return FileTraits(False, None)  # load_image says what is wrong with it
+        return FileTraits(8, None)  # load_image says what is wrong with it
+
+
+GREY_MODES = ("L", "LA", "I;16", "F")  # the grey modes save_image writes
 
 
 def _profile_for(profile: bytes | None, mode: str, name: str) -> bytes | None:
@@ -335,14 +348,14 @@ def _profile_for(profile: bytes | None, mode: str, name: str) -> bytes | None:
     if not profile:
         return None
     space = profile[16:20]
-    if space == (b"GRAY" if mode in ("L", "LA", "I;16") else b"RGB "):  # (WebP: RGB)
+    if space == (b"GRAY" if mode in GREY_MODES else b"RGB "):  # (WebP: RGB)
         return profile
     log.warning(
         "%s: the input's colour profile is for %s and this output is %s, so it is written "
         "without one; colours may look different in colour-managed viewers.",
         name,
         space.decode("ascii", "replace").strip() or "an unknown colour space",
-        "grey" if mode in ("L", "LA", "I;16") else "RGB",
+        "grey" if mode in GREY_MODES else "RGB",
     )
     return None
 
@@ -352,16 +365,17 @@ def save_image(
     path: str | os.PathLike,
     metadata: dict[str, str] | None = None,
     name: str = "output",
-    sixteen_bit: bool = False,
+    bits: int = 8,
     icc_profile: bytes | None = None,
 ) -> None:
     """Write the first image of an IMAGE batch, 8 bits per channel, in the format of the
     extension (see :func:`output_format`), with ``icc_profile`` (see
     :func:`file_traits`) where its colour space is the image's.
 
-    With ``sixteen_bit`` (the input had more than 8 bits) a grey image goes to PNG or
-    TIFF with 16 bits; anything else is written with 8, with a warning that the
-    unmasked pixels are rounded (Pillow writes 16 bits for grey images only).
+    With ``bits`` above 8 (the input's, see :func:`file_traits`) a grey image goes to
+    TIFF with them (16-bit integers or 32-bit floats) and to PNG with 16; anything else
+    is written with 8, with a warning that the unmasked pixels are rounded (Pillow
+    writes more than 8 bits for grey images only, and floats to TIFF only).
     WebP is written lossless and JPEG at quality 95, with a warning that it changes
     pixels; an alpha channel is dropped, with a warning, where the format has none.
     ``metadata`` goes into PNG text chunks (ignored for other formats).
@@ -371,15 +385,25 @@ def save_image(
     # Three equal colour channels: a grey input, read as RGB.
     equal = values.shape[-1] >= 3 and bool((values[..., :3] == values[..., :1]).all())
     grey = values.shape[-1] == 1 or (values.shape[-1] == 3 and equal)
-    if sixteen_bit and grey and fmt in ("PNG", "TIFF"):
+    if bits == 32 and grey and fmt == "TIFF":
+        arr = np.ascontiguousarray(values[..., 0].numpy(), dtype=np.float32)
+        return _write(Image.fromarray(arr, "F"), path, fmt, metadata, name, icc_profile)
+    if bits > 8 and grey and fmt in ("PNG", "TIFF"):
+        if bits == 32:
+            log.warning(
+                "%s: the input holds 32-bit floats; PNG holds 16-bit integers at most, so "
+                "pixels outside the mask are rounded to 1/65535 (write .tif to keep them).",
+                name,
+            )
         arr = (values[..., 0].numpy() * 65535.0 + 0.5).astype(np.uint16)
         return _write(Image.fromarray(arr), path, fmt, metadata, name, icc_profile)
-    if sixteen_bit:
+    if bits > 8:
         log.warning(
-            "%s: the input has 16 bits per channel; this output is written with 8, so pixels "
-            "outside the mask are rounded to 1/255 (16 bits are written for grey PNG and "
+            "%s: the input has %d bits per channel; this output is written with 8, so pixels "
+            "outside the mask are rounded to 1/255 (more bits are written for grey PNG and "
             "TIFF only).",
             name,
+            bits,
         )
     arr = (values.numpy() * 255.0 + 0.5).astype(np.uint8)
     if equal and fmt != "WEBP" and icc_profile is not None and icc_profile[16:20] == b"GRAY":

@@ -274,6 +274,31 @@ def test_16bit_grey_input_keeps_every_pixel_and_colour_warns(tmp_path, caplog):
     assert "16 bits per channel; this output is written with 8" in caplog.text
 
 
+def test_float_grey_tiff_input_keeps_every_pixel_in_a_float_tiff(tmp_path, caplog):
+    """32-bit float grey (depth and height maps) went out as 16-bit integers, its
+    unmasked pixels rounded; a float TIFF comes back float and exact, a PNG at 16 bits
+    with a warning that says so."""
+    rng = np.random.default_rng(0)
+    grey = rng.random((40, 56), dtype=np.float32)
+    Image.fromarray(grey, "F").save(tmp_path / "f32.tif")
+    mask = np.zeros(grey.shape, np.uint8)
+    mask[10:20, 15:30] = 255
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    keep = mask == 0
+    out = tmp_path / "out.tif"
+    args = ["inpaint", str(tmp_path / "f32.tif"), "--mask", str(tmp_path / "m.png"), "-o", str(out)]
+    assert cli.main(args) == 0
+    result = np.asarray(Image.open(out))
+    assert result.dtype == np.float32 and result.shape == grey.shape
+    assert np.array_equal(result[keep], grey[keep])
+    assert not np.array_equal(result[~keep], grey[~keep])
+    with caplog.at_level("WARNING"):
+        args[-1] = str(tmp_path / "out.png")
+        assert cli.main(args) == 0
+    assert np.asarray(Image.open(tmp_path / "out.png")).dtype == np.uint16
+    assert "holds 32-bit floats; PNG holds 16-bit integers at most" in caplog.text
+
+
 def test_the_input_colour_profile_is_written_with_the_result(tmp_path, caplog):
     # A phone photo in Display P3 written without its profile shows other colours in a
     # colour-managed viewer, though its pixels outside the mask are the same.

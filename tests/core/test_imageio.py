@@ -69,6 +69,14 @@ def test_32_bit_grey_files_on_a_known_scale_only(tmp_path):
             imageio.load_image(save(tmp_path / f"bad{mode}.tif", arr, mode))
 
 
+def test_float_values_past_0_to_1_are_clipped_with_a_warning(tmp_path, caplog):
+    """A linear float file's highlights at 1.3 were clipped without a word."""
+    arr = np.array([[0.2, 1.3], [-0.1, 1.0]], np.float32)
+    image, _ = imageio.load_image(save(tmp_path / "hdr.tif", arr, "F"))
+    assert np.allclose(image[0, ..., 0].numpy(), arr.clip(0, 1))
+    assert "values from -0.1 to 1.3; the 2 outside 0..1 are clipped" in caplog.text
+
+
 def test_an_animation_is_read_as_its_first_frame_and_says_so(tmp_path, caplog):
     frames = [Image.fromarray(np.full((4, 6), v, np.uint8)) for v in (10, 200)]
     path = tmp_path / "anim.gif"

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UncropError
-from .inputs import at_least_float32
+from .inputs import ALPHA_SEEN, at_least_float32
 
 FITS = ("pad", "crop", "stretch")
 ANCHORS = (
@@ -196,10 +196,6 @@ def resize_image(image: torch.Tensor, width: int, height: int) -> torch.Tensor:
         seen = alpha > ALPHA_SEEN
         t = torch.cat([torch.where(seen, t[:, :3] / alpha.clamp_min(ALPHA_SEEN), 0.0), alpha], 1)
     return t.movedim(1, -1).clamp(0.0, 1.0).to(image.dtype)
-
-
-# Below this alpha a resized pixel's colour is not divided out (it is invisible): black.
-ALPHA_SEEN = 1e-4
 
 
 def known_region(plan: CanvasPlan) -> tuple[slice, slice, slice, slice]:

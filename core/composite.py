@@ -12,7 +12,14 @@ from __future__ import annotations
 import torch
 
 from .errors import UncropError
-from .inputs import MODEL_HOLE, at_least_float32, check_image, hole_of, match_mask
+from .inputs import (
+    ALPHA_SEEN,
+    MODEL_HOLE,
+    at_least_float32,
+    check_image,
+    hole_of,
+    match_mask,
+)
 from .masks import dilate
 
 COLOR_MATCH_MODES = ("none", "mean_std", "histogram")
@@ -68,17 +75,36 @@ def transparent_hole(original: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
 
 
 def composite(original: torch.Tensor, generated: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``original * (1 - mask) + generated * mask``: exactly the original where ``mask == 0``
-    and exactly the generated image where it is 1. Inside the hole an RGBA original's
-    transparent pixels take more of the generated image (:func:`transparent_hole`)."""
+    """``original * (1 - mask) + generated * mask``: the original bit for bit where
+    ``mask == 0`` (values a resampler left past 0..1 included) and exactly the generated
+    image where it is 1; blended pixels are within 0..1. RGBA blends premultiplied by
+    alpha, and inside the hole an RGBA original's transparent pixels take more of the
+    generated image (:func:`transparent_hole`)."""
+    given = check_image(original, "original", values=False)
     original, generated, mask = match_generated(original, generated, mask)
     clear = transparent_hole(original, mask)
     if clear is not None:  # written so that a fully transparent pixel takes exactly 1
         mask = torch.where(clear > 0, 1 - (1 - mask) * (1 - clear), mask)
     weight = mask.unsqueeze(-1)
-    # lerp computes from the nearer end, so a weight of 1 gives the generated pixel bit for
-    # bit; at 0 it gives original + 0, which turns -0.0 into +0.0, so those are copied.
-    return torch.where(weight > 0, torch.lerp(original, generated, weight), original)
+    # At 0 lerp gives original + 0, which turns -0.0 into +0.0, so those are copied.
+    return torch.where(weight > 0, _blend(original, generated, weight), given.expand_as(original))
+
+
+def _blend(original: torch.Tensor, generated: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``lerp(original, generated, weight)`` of two images in 0..1, exactly ``generated``
+    where ``weight`` is 1 (lerp computes from the nearer end). RGBA colours are weighted by
+    their alpha: a transparent pixel's hidden colour, often black, is no part of the blend
+    (straight, it darkened a soft edge over transparency to below both sides)."""
+    mixed = torch.lerp(original, generated, weight)
+    if original.shape[-1] != 4:
+        return mixed
+    alpha = mixed[..., 3:]
+    rgb = torch.lerp(
+        original[..., :3] * original[..., 3:], generated[..., :3] * generated[..., 3:], weight
+    )
+    rgb = torch.where(alpha > ALPHA_SEEN, rgb / alpha.clamp_min(ALPHA_SEEN), mixed[..., :3])
+    mixed = torch.cat([rgb.clamp_(0, 1), alpha], dim=-1)
+    return torch.where(weight >= 1, generated, mixed)
 
 
 # Rec. 709 luminance, for a grey original with a colour generated image.

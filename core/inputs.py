@@ -209,6 +209,10 @@ HOLE_LEVEL = 1 / 255
 # context. The pre-fill replaces, and the captioner hides, the same pixels.
 MODEL_HOLE = 0.5
 
+# Below this alpha a pixel's colour is not divided out of a premultiplied one (resized or
+# blended): it is invisible.
+ALPHA_SEEN = 1e-4
+
 
 def hole_of(mask: torch.Tensor) -> torch.Tensor:
     """The pixels of ``mask`` to fill (bool): at least ``HOLE_LEVEL``."""

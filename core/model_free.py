@@ -21,9 +21,10 @@ def inpaint(
     progress: ProgressHook | None = None,
     **options: object,
 ) -> torch.Tensor:
-    """Fill the masked area and blend it in along the mask; mask == 0 stays exact."""
-    image, mask = match_mask(image, mask)
-    filled = fill(image, mask, method, seed=seed, progress=progress, **options)
+    """Fill the masked area and blend it in along the mask; mask == 0 stays exact (values
+    a resampler left past 0..1 included)."""
+    checked, mask = match_mask(image, mask)
+    filled = fill(checked, mask, method, seed=seed, progress=progress, **options)
     return composite(image, filled, mask)
 
 
@@ -44,8 +45,9 @@ def outpaint(
     A ``source_mask`` option is given in the input image's pixels and is moved
     onto the canvas here (the new area is never a source).
     """
+    given = check_image(image, values=False)  # placed as it came where not resized
     image = check_image(image)
-    placed, mask = canvas.expand_canvas(image, plan, overlap=overlap)
+    placed, mask = canvas.expand_canvas(given, plan, overlap=overlap)
     if not plan.adds_area:
         return placed, mask
     if options.get("source_mask") is not None:
@@ -56,4 +58,4 @@ def outpaint(
         options["source_mask"] = (placed_source[..., 0] > 0.5).to(image.dtype)
     new_area = canvas.outpaint_mask(plan, 0, device=placed.device).expand_as(mask)
     filled = fill(placed, new_area, method, seed=seed, progress=progress, **options)
-    return filled, mask
+    return torch.where(new_area.unsqueeze(-1) > 0, filled, placed), mask

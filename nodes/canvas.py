@@ -140,7 +140,7 @@ class ExpandCanvas(io.ComfyNode):
     def execute(
         cls, image, overlap: int, fill: str, color: str, seed: int, **geometry
     ) -> io.NodeOutput:
-        image = check_image(image).to(host.torch_device())
+        image = check_image(image, values=False).to(host.torch_device())  # the core checks them
         plan = plan_canvas(image, **geometry)
         out, mask = model_free.outpaint(
             image,

@@ -321,7 +321,7 @@ class Inpaint(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, mask, model, captioner=None, **kw) -> io.NodeOutput:
-        image = check_image(image)  # the sampler matches the mask to it
+        image = check_image(image, values=False)  # the sampler checks what it reads
         settings = _settings(kw)
         result = sampling.inpaint(
             model,
@@ -374,7 +374,7 @@ class Outpaint(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, model, overlap: int, captioner=None, **kw) -> io.NodeOutput:
-        image = check_image(image)
+        image = check_image(image, values=False)  # the sampler checks the values
         plan = plan_canvas(image, **{k: kw.pop(k) for k in GEOMETRY})
         settings = _settings(kw)
         result, mask = sampling.outpaint(

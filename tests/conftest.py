@@ -68,6 +68,16 @@ def brick() -> torch.Tensor:
     return _photo("brick")
 
 
+@pytest.fixture(scope="session")
+def overshooting(coffee) -> torch.Tensor:
+    """A 128x128 crop of coffee upscaled 2x bicubic and left unclamped, as ComfyUI's
+    Upscale Image (bicubic) leaves it: values a little past 0..1, ``[1,256,256,3]``."""
+    crop = coffee[:, 150:278, 250:378].movedim(-1, 1)
+    up = torch.nn.functional.interpolate(crop, scale_factor=2, mode="bicubic").movedim(1, -1)
+    assert float(up.min()) < 0 or float(up.max()) > 1
+    return up.contiguous()
+
+
 def run_node(node_cls, **inputs):
     """Call a V3 node the way ComfyUI does: build the schema, then ``execute``.
 

@@ -45,6 +45,15 @@ def test_per_side_with_overlap_keeps_original_pixels(coffee):
     assert 0 < mask[0, 200, 66] < 1 and mask[0, 200, 80] == 0
 
 
+def test_per_side_places_the_image_as_given_past_0_to_1(overshooting):
+    image, _ = run_node(
+        ExpandCanvas, image=overshooting, size_mode="per side", left=0, right=40, top=8,
+        bottom=0, overlap=16, fill="smooth",
+    ).args  # fmt: skip
+    assert torch.equal(image[:, 8:, :256], overshooting)
+    assert float(image[:, :8].min()) >= 0 and float(image[:, :, 256:].max()) <= 1
+
+
 def test_color_fill_uses_hex(coffee):
     image, _ = run_node(
         ExpandCanvas,

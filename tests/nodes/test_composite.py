@@ -32,3 +32,17 @@ def test_composite_node_names_an_input_that_is_not_a_tensor(name):
         UncropError, match=f"^{name}: expected an? (IMAGE|MASK) tensor, got ndarray"
     ):
         run_node(Composite, color_match="none", **inputs)
+
+
+def test_composite_node_returns_kept_pixels_as_given_past_0_to_1(overshooting):
+    """A bicubic upscale's overshoot was clamped away under mask 0 (1.5 % of a photo's
+    values moved, by up to 0.1): those pixels come back bit for bit."""
+    mask = torch.zeros(1, 256, 256)
+    mask[:, 96:160, 80:200] = torch.linspace(0.2, 1, 120)
+    (out,) = run_node(
+        Composite, original=overshooting, generated=torch.rand(1, 256, 256, 3), mask=mask,
+        color_match="none",
+    ).args  # fmt: skip
+    keep = mask[0] == 0
+    assert torch.equal(out[0][keep], overshooting[0][keep])
+    assert float(out[0][~keep].min()) >= 0 and float(out[0][~keep].max()) <= 1

@@ -33,6 +33,15 @@ def test_fill_node_keeps_unmasked_pixels(method: str, coffee: torch.Tensor) -> N
     assert not torch.equal(out[0][~keep], image[0][~keep])
 
 
+def test_fill_node_returns_unmasked_pixels_as_given_past_0_to_1(overshooting) -> None:
+    mask = torch.zeros(1, 256, 256)
+    mask[:, 100:140, 60:200] = 1
+    (out,) = run_node(Fill, image=overshooting, mask=mask, method="smooth").args
+    keep = mask[0] == 0
+    assert torch.equal(out[0][keep], overshooting[0][keep])
+    assert float(out[0][~keep].min()) >= 0 and float(out[0][~keep].max()) <= 1
+
+
 def test_fill_node_passes_its_seed(coffee: torch.Tensor) -> None:
     image = coffee[:, :64, :64].contiguous()
     mask = torch.zeros(1, 64, 64)

@@ -163,9 +163,9 @@ def plan_target(
     if fit == "stretch":
         return CanvasPlan(width, height, cw, ch, cw, ch, 0, 0)
     scale = min(cw / width, ch / height) if fit == "pad" else max(cw / width, ch / height)
-    # Snap to the canvas on the limiting axis so no 1 px sliver is left to generate.
-    sw = cw if abs(width * scale - cw) < 1 else max(1, round(width * scale))
-    sh = ch if abs(height * scale - ch) < 1 else max(1, round(height * scale))
+    sw, sh = max(1, round(width * scale)), max(1, round(height * scale))
+    if scale != 1:  # resampled anyway: stretched by 1 px rather than leave a 1 px sliver
+        sw, sh = (cw if abs(sw - cw) <= 1 else sw), (ch if abs(sh - ch) <= 1 else sh)
     if max(sw, sh) > MAX_SIDE:  # crop only: the whole image is scaled before it is cut
         raise UncropError(
             f"fit: 'crop' would scale the {width}x{height} image to {sw}x{sh} px to cover "
@@ -214,7 +214,9 @@ def known_region(plan: CanvasPlan) -> tuple[slice, slice, slice, slice]:
 def outpaint_mask(plan: CanvasPlan, overlap: int = 0, device=None) -> torch.Tensor:
     """``[1,H,W]`` mask: 1 on new area, plus a linear ramp ``overlap`` px into the image.
 
-    The ramp only runs in from sides that were grown, so a crop edge stays hard.
+    The ramp only runs in from sides that were grown, so a crop edge stays hard, and no
+    deeper than the side's new strip is wide: the 2 px a side gains from rounding to
+    ``multiple_of`` do not hand 64 px of the photo along it to the model.
     """
     h, w = plan.canvas_h, plan.canvas_w
     mask = torch.ones((1, h, w), device=device)
@@ -224,19 +226,17 @@ def outpaint_mask(plan: CanvasPlan, overlap: int = 0, device=None) -> torch.Tens
         return mask
     yy = torch.arange(ys.start, ys.stop, device=device, dtype=torch.float32).view(-1, 1)
     xx = torch.arange(xs.start, xs.stop, device=device, dtype=torch.float32).view(1, -1)
-    # Distance (in px, from 1 at the first image pixel) to each grown side.
-    dist = torch.full((ys.stop - ys.start, xs.stop - xs.start), float("inf"), device=device)
-    if plan.left:
-        dist = torch.minimum(dist, (xx - xs.start + 1).expand_as(dist))
-    if plan.right:
-        dist = torch.minimum(dist, (xs.stop - xx).expand_as(dist))
-    if plan.top:
-        dist = torch.minimum(dist, (yy - ys.start + 1).expand_as(dist))
-    if plan.bottom:
-        dist = torch.minimum(dist, (ys.stop - yy).expand_as(dist))
-    ramp = torch.where(
-        dist.isinf(), torch.zeros_like(dist), (1.0 - dist / (overlap + 1)).clamp(0, 1)
-    )
+    ramp = torch.zeros((ys.stop - ys.start, xs.stop - xs.start), device=device)
+    # Each grown side's distance, in px from 1 at the first image pixel, and its strip.
+    for dist, margin in (
+        (xx - xs.start + 1, plan.left),
+        (xs.stop - xx, plan.right),
+        (yy - ys.start + 1, plan.top),
+        (ys.stop - yy, plan.bottom),
+    ):
+        if margin > 0:
+            depth = min(overlap, margin)
+            ramp = torch.maximum(ramp, (1.0 - dist / (depth + 1)).clamp(0, 1))
     mask[:, ys, xs] = ramp
     return mask
 

@@ -105,7 +105,7 @@ class ExpandCanvas(io.ComfyNode):
                     default=0,
                     min=0,
                     max=1024,
-                    tooltip="Let the mask reach this many px into the image, fading out, to blend seams.",
+                    tooltip="Let the mask reach this many px into the image, fading out, to blend seams (from each grown side, at most as deep as its new strip is wide).",
                 ),  # fmt: skip
                 io.Combo.Input(
                     "fill",

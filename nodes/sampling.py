@@ -358,7 +358,7 @@ class Outpaint(io.ComfyNode):
                     default=16,
                     min=0,
                     max=1024,
-                    tooltip="Let the generated area reach this many px into the image, fading out.",
+                    tooltip="Let the generated area reach this many px into the image, fading out (from each grown side, at most as deep as its new strip is wide).",
                 ),
                 *_sampler_inputs(),
             ],

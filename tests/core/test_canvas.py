@@ -169,3 +169,25 @@ def test_resizing_rgba_keeps_hidden_colours_out_of_visible_pixels(size):
         canvas.resize_image(opaque[..., :3], size, size),
         atol=1e-5,
     )
+
+
+def test_a_rounding_strip_ramps_no_deeper_than_it_is_wide():
+    """Only left=256 asked for on a 1000x667 photo: rounding to 8 adds 2 px on top and 3 at
+    the bottom, and each started a 64 px ramp across the width (24 % of the photo masked)."""
+    plan = canvas.plan_margins(1000, 667, left=256, multiple_of=8)
+    assert (plan.top, plan.bottom) == (2, 3)
+    mask = canvas.outpaint_mask(plan, overlap=64)[0, plan.y : plan.y + 667, plan.x :]
+    assert torch.equal(mask[3:-4, 64:], torch.zeros(660, 936))  # the rows past both strips
+    assert float(mask[2, 500]) == 0 and 0 < float(mask[1, 500]) < 1  # 2 px deep on top
+    assert float(mask[-4, 500]) == 0 and 0 < float(mask[-3, 500]) < 1  # 3 at the bottom
+    assert torch.allclose(mask[300, :64], 1 - torch.arange(1, 65) / 65)  # the side asked for
+
+
+def test_a_resampled_image_fills_the_canvas_rather_than_leave_a_1px_sliver():
+    plan = canvas.plan_target(1000, 1001, 1024, 1024, fit="pad")
+    assert (plan.scaled_w, plan.scaled_h) == (1024, 1024) and not plan.adds_area
+    # Not resampled otherwise: its pixels are kept, and the sliver ramps 1 px deep.
+    plan = canvas.plan_target(1023, 1024, 1024, 1024, fit="pad", anchor="left")
+    assert (plan.scaled_w, plan.scaled_h, plan.right) == (1023, 1024, 1)
+    mask = canvas.outpaint_mask(plan, overlap=64)[0]
+    assert float(mask[500, 1022]) == 0.5 and float(mask[500, 1021]) == 0

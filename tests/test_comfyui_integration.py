@@ -142,6 +142,7 @@ def test_free_model_and_node_cache_frees_the_packs_models(comfy):
         if node["class_type"] == "UncropOutpaint":
             node["inputs"].update(FAST_SAMPLING)
     executor = harness.new_executor()
+    gc.collect()  # the executors of earlier tests, and the models they held
     harness.run_prompt(prompt, executor=executor)
     assert len(models._cache) == 1 and len(caption._CACHE) == 1  # held by the node cache
     mm.unload_all_models()  # what main.py's prompt worker does on that request

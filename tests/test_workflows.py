@@ -160,3 +160,26 @@ def test_nodes_do_not_overlap(workflow):
         for b, bx0, by0, bx1, by1 in boxes[i + 1 :]:
             overlap = min(ax1, bx1) > max(ax0, bx0) and min(ay1, by1) > max(ay0, by0)
             assert not overlap, f"nodes {a} and {b} overlap"
+
+
+# The editor offers to download a missing model file a loader node lists in its
+# properties.models, from these hosts only, and only files (a diffusers or captioner
+# folder cannot be offered, so none is listed).
+DOWNLOAD_HOSTS = ("https://huggingface.co/", "https://civitai.com/")
+LOADERS = {"UncropLoadInpaintModel": "checkpoints", "CheckpointLoaderSimple": "checkpoints"}
+
+
+def test_every_model_file_a_workflow_needs_can_be_downloaded_by_the_editor(workflow):
+    for node in workflow["nodes"]:
+        listed = node.get("properties", {}).get("models", [])
+        if node["type"] not in LOADERS:
+            assert not listed, f"{node['type']} lists models the editor would misread"
+            continue
+        model = node["widgets_values"][0]
+        assert model.endswith(".safetensors"), f"{node['type']}: '{model}' is not a file"
+        assert [m["name"] for m in listed] == [model], f"{node['type']}: no download for {model}"
+        (entry,) = listed
+        assert (
+            entry["url"].startswith(DOWNLOAD_HOSTS) and entry["directory"] == LOADERS[node["type"]]
+        )
+        assert entry["url"].split("?")[0].endswith("/" + model)

@@ -23,6 +23,7 @@ import torch
 from .core import canvas, caption, imageio, model_free, models, sampling
 from .core.errors import UncropError
 from .core.fill import DEFAULT_COLOR, DEFAULT_PATCH_SIZE, FILL_METHODS, parse_color
+from .core.inputs import match_mask
 from .core.masks import refine_mask
 from .core.patchmatch import check_patch_size
 
@@ -444,6 +445,8 @@ def run_inpaint(args: argparse.Namespace) -> Path:
     imageio.output_format(args.output, "--output", (image.shape[2], image.shape[1]))
     mask = _load_mask(args.mask, args.channel, args.invert)
     image, mask = image.to(device), mask.to(device)
+    # --grow and --feather are the image's px: a mask file of another size is matched first
+    _, mask = match_mask(image, mask, "image", "--mask", image_values=False)
     mask = refine_mask(mask, grow_px=args.grow, feather_px=args.feather)
     if getattr(args, "model", None):
         result = _diffusion(

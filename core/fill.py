@@ -20,6 +20,7 @@ import torch
 from .composite import match_channels
 from .errors import UncropError
 from .inputs import at_least_float32, check_seed, generator, hole_of, is_empty, match_mask
+from .masks import reflect_index
 from .patchmatch import check_patch_size, patch_fill
 from .pattern import estimate_period, extend_pattern
 from .progress import Part, ProgressHook, or_null
@@ -185,15 +186,6 @@ def fill_edge(image: torch.Tensor, hole: torch.Tensor, **_: object) -> torch.Ten
     return _in_crop(image, hole, 1, run)
 
 
-def _reflect_index(i: torch.Tensor, n: int) -> torch.Tensor:
-    """Mirror indices into 0..n-1 (edge pixel not repeated), for any distance."""
-    if n == 1:
-        return torch.zeros_like(i)
-    period = 2 * (n - 1)
-    i = torch.remainder(i, period)
-    return torch.where(i >= n, period - i, i)
-
-
 MIRROR_BOUNCES = 16  # reflections a pixel may take before it falls back to its edge colour
 
 
@@ -210,7 +202,7 @@ def fill_mirror(image: torch.Tensor, hole: torch.Tensor, **_: object) -> torch.T
     directly, which is exactly numpy's ``reflect`` padding however wide the band.
     """
     _b, h, w, _c = image.shape  # one image: fill() calls each method per batch item
-    padded = _pad_known_rectangle(image, hole, _reflect_index)
+    padded = _pad_known_rectangle(image, hole, reflect_index)
     if padded is not None:
         return padded
     ys, xs = _bbox(hole, 1)
@@ -225,8 +217,8 @@ def fill_mirror(image: torch.Tensor, hole: torch.Tensor, **_: object) -> torch.T
     ty, tx = py.clone(), px.clone()
     pending = torch.arange(at.numel(), device=image.device)  # those whose t is in the hole
     for _ in range(MIRROR_BOUNCES):
-        ny = _reflect_index(2 * near_y[at] - ty[pending], h)
-        nx = _reflect_index(2 * near_x[at] - tx[pending], w)
+        ny = reflect_index(2 * near_y[at] - ty[pending], h)
+        nx = reflect_index(2 * near_x[at] - tx[pending], w)
         ty[pending], tx[pending] = ny, nx
         again = hole[0, ny, nx]
         pending, ny, nx = pending[again], ny[again], nx[again]

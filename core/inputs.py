@@ -126,18 +126,13 @@ def match_mask(
     mask = check_mask(mask, mask_name).to(device=image.device, dtype=image.dtype)
     b_img, h, w = image.shape[:3]
     b_mask, mh, mw = mask.shape
-    if b_img != b_mask:
-        if b_mask == 1:
-            mask = mask.expand(b_img, mh, mw)
-        elif b_img == 1:
-            image = image.expand(b_mask, *image.shape[1:])
-        else:
-            raise UncropError(
-                f"{mask_name} batch of {b_mask} does not match {image_name} batch of {b_img}: "
-                f"{mask_name} {_shape(mask)} vs {image_name} {_shape(image)}. Use one mask for "
-                "all images or one mask per image."
-            )
-    if (mh, mw) != (h, w):
+    if b_img != b_mask and 1 not in (b_img, b_mask):
+        raise UncropError(
+            f"{mask_name} batch of {b_mask} does not match {image_name} batch of {b_img}: "
+            f"{mask_name} {_shape(mask)} vs {image_name} {_shape(image)}. Use one mask for "
+            "all images or one mask per image."
+        )
+    if (mh, mw) != (h, w):  # on the masks as given: one mask for a batch is resized once
         corner = mask[:, :1, :1]
         if bool((mask == corner).all()):  # one value per mask: the same at any size
             # LoadImage gives a blank 64x64 mask for an image with no alpha channel
@@ -145,14 +140,19 @@ def match_mask(
                 "%s is %dx%d with one value; taken at the image size %dx%d.",
                 mask_name, mw, mh, w, h,
             )  # fmt: skip
-            return image, corner.expand(mask.shape[0], h, w).contiguous()
-        if abs(mw / mh - w / h) > ASPECT_TOLERANCE * (w / h):
+            mask = corner.expand(b_mask, h, w)
+        elif abs(mw / mh - w / h) > ASPECT_TOLERANCE * (w / h):
             raise UncropError(
                 f"{mask_name} size {mw}x{mh} has a different aspect ratio than {image_name} "
                 f"size {w}x{h}; resize or crop the mask to match the image."
             )
-        log.warning("Resizing %s from %dx%d to the image size %dx%d.", mask_name, mw, mh, w, h)
-        mask = resize_mask(mask, h, w, marks_fill)
+        else:
+            log.warning("Resizing %s from %dx%d to the image size %dx%d.", mask_name, mw, mh, w, h)
+            mask = resize_mask(mask, h, w, marks_fill)
+    if b_mask < b_img:
+        mask = mask.expand(b_img, h, w)
+    elif b_img < b_mask:
+        image = image.expand(b_mask, *image.shape[1:])
     return image, mask.contiguous()
 
 

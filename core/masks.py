@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from .errors import UncropError
-from .inputs import hole_of
+from .inputs import at_least_float32, hole_of
 from .progress import ProgressHook, or_null
 
 # Limits of refine_mask (and the Refine Mask node): wider than any edge needs, and
@@ -168,17 +168,30 @@ def _gaussian_kernel(sigma: float, device: torch.device, dtype: torch.dtype) -> 
     return k / k.sum()
 
 
+def reflect_index(i: torch.Tensor, n: int) -> torch.Tensor:
+    """Mirror indices into 0..n-1 (edge pixel not repeated), for any distance."""
+    if n == 1:
+        return torch.zeros_like(i)
+    period = 2 * (n - 1)
+    i = torch.remainder(i, period)
+    return torch.where(i >= n, period - i, i)
+
+
 def _convolve_axis(x: torch.Tensor, kernel: torch.Tensor, dim: int) -> torch.Tensor:
     """1-D convolution along ``dim`` as a weighted sum of shifted views.
 
     For the short kernels used here this beats a single-channel conv2d on the CPU
-    by several times and is just as fast on a GPU. Borders are reflected.
+    by several times and is just as fast on a GPU. Borders are reflected, however far
+    the kernel reaches past them (a feather as wide as the frame jumped about when
+    the border switched to repeating its last pixel).
     """
     r = (kernel.numel() - 1) // 2
     n = x.shape[dim]
-    mode = "reflect" if r < n else "replicate"
-    pad = (r, r, 0, 0) if dim == -1 else (0, 0, r, r)
-    padded = F.pad(x, pad, mode=mode)
+    if r < n:
+        padded = F.pad(x, (r, r, 0, 0) if dim == -1 else (0, 0, r, r), mode="reflect")
+    else:
+        at = reflect_index(torch.arange(-r, n + r, device=x.device), n)
+        padded = x.index_select(dim, at)
     out = padded.narrow(dim, 0, n) * kernel[0]
     for i in range(1, kernel.numel()):
         out.add_(padded.narrow(dim, i, n), alpha=float(kernel[i]))
@@ -214,11 +227,19 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return out[:, 0] if squeeze else out
 
 
+# A feathered value this close to 1 is 1: the kernel's float32 weights sum to a little
+# under 1, so the inside of a mask came out 0.9999998 (a threshold at 1 found nothing,
+# and a composite took not quite all of the generated image).
+FEATHER_SNAP = 1e-6
+
+
 def feather(mask: torch.Tensor, pixels: float) -> torch.Tensor:
-    """Soften the mask edge so it ramps over about ``pixels`` px (sigma = pixels / 3)."""
+    """Soften the mask edge so it ramps over about ``pixels`` px (sigma = pixels / 3);
+    computed in float32 at least (half precision let the inside sag by a level)."""
     if pixels <= 0:
         return mask
-    return gaussian_blur(mask, pixels / 3.0).clamp(0.0, 1.0)
+    out = gaussian_blur(at_least_float32(mask), pixels / 3.0).clamp_(0.0, 1.0)
+    return torch.where(out >= 1 - FEATHER_SNAP, 1.0, out).to(mask.dtype)
 
 
 def threshold(mask: torch.Tensor, level: float) -> torch.Tensor:

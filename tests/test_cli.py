@@ -101,6 +101,23 @@ def test_console_entry_point_runs(tmp_path):
     assert Image.open(tmp_path / "o.png").size == (664, 400)
 
 
+def test_grow_is_in_the_image_pixels_whatever_the_mask_file_size(tmp_path):
+    """A quarter-size mask was grown in its own pixels: --grow 8 grew 34 image px."""
+    mask = np.zeros((400, 600), np.uint8)
+    mask[160:240, 280:320] = 255
+    Image.fromarray(mask).save(tmp_path / "full.png")
+    Image.fromarray(mask[::4, ::4]).save(tmp_path / "quarter.png")
+    outs = []
+    for name in ("full", "quarter"):
+        out = tmp_path / f"{name}-out.png"
+        args = ["inpaint", str(cli.SAMPLE_IMAGE), "--mask", str(tmp_path / f"{name}.png")]
+        assert cli.main([*args, "-o", str(out), "--method", "color", "--grow", "8"]) == 0
+        outs.append(np.asarray(Image.open(out)) != np.asarray(Image.open(cli.SAMPLE_IMAGE)))
+    changed = [np.nonzero(o.any(-1).any(0))[0] for o in outs]  # the columns filled
+    assert (changed[0].min(), changed[0].max()) == (272, 327)
+    assert abs(changed[1].min() - 272) <= 2 and abs(changed[1].max() - 327) <= 2
+
+
 def test_the_model_free_fill_takes_the_seed(tmp_path):
     mask = np.zeros((400, 600), np.uint8)
     mask[100:200, 200:300] = 255

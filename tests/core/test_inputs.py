@@ -130,3 +130,20 @@ def test_a_shrunk_mask_keeps_thin_strokes_and_a_source_mask_stays_inside() -> No
     )
     assert torch.equal(big, grown[:, 0].clamp(0, 1))
     assert bool(((big > 0) & (big < 1)).any())  # soft at the stroke's edge
+
+
+def test_one_mask_for_a_batch_is_resized_once(monkeypatch):
+    """It was expanded to the batch first: 100 images and one 2048 px mask took 3 s and
+    2 GB, resizing the same mask 100 times."""
+    import uncrop.core.inputs as inputs
+
+    sizes = []
+    real = inputs.resize_mask
+    monkeypatch.setattr(
+        inputs, "resize_mask", lambda m, *a, **k: sizes.append(m.shape[0]) or real(m, *a, **k)
+    )
+    mask = torch.zeros(1, 256, 256)
+    mask[:, 64:128, 32:96] = 1
+    image, matched = match_mask(torch.rand(100, 64, 64, 3), mask)
+    assert sizes == [1] and matched.shape == (100, 64, 64)
+    assert torch.equal(matched[57], real(mask, 64, 64)[0])

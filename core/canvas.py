@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UncropError
-from .inputs import ALPHA_SEEN, at_least_float32
+from .inputs import at_least_float32, premultiplied, unpremultiplied
 
 FITS = ("pad", "crop", "stretch")
 ANCHORS = (
@@ -186,16 +186,16 @@ def resize_image(image: torch.Tensor, width: int, height: int) -> torch.Tensor:
     """
     if image.shape[2] == width and image.shape[1] == height:
         return image
-    t = at_least_float32(image).movedim(-1, 1)  # no half-precision antialias on the CPU
-    rgba = t.shape[1] == 4
+    t = at_least_float32(image)  # no half-precision antialias on the CPU
+    rgba = t.shape[-1] == 4
     if rgba:
-        t = torch.cat([t[:, :3] * t[:, 3:], t[:, 3:]], dim=1)
-    t = F.interpolate(t, size=(height, width), mode="bicubic", antialias=True, align_corners=False)
-    if rgba:  # divided by the alpha as resampled: a bicubic overshoot past 1 cancels out
-        alpha = t[:, 3:]
-        seen = alpha > ALPHA_SEEN
-        t = torch.cat([torch.where(seen, t[:, :3] / alpha.clamp_min(ALPHA_SEEN), 0.0), alpha], 1)
-    return t.movedim(1, -1).clamp(0.0, 1.0).to(image.dtype)
+        t = premultiplied(t)
+    t = F.interpolate(
+        t.movedim(-1, 1), size=(height, width), mode="bicubic", antialias=True, align_corners=False
+    ).movedim(1, -1)
+    if rgba:
+        t = unpremultiplied(t)
+    return t.clamp(0.0, 1.0).to(image.dtype)
 
 
 def known_region(plan: CanvasPlan) -> tuple[slice, slice, slice, slice]:

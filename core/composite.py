@@ -13,12 +13,13 @@ import torch
 
 from .errors import UncropError
 from .inputs import (
-    ALPHA_SEEN,
     MODEL_HOLE,
     at_least_float32,
     check_image,
     hole_of,
     match_mask,
+    premultiplied,
+    unpremultiplied,
 )
 from .masks import dilate
 
@@ -95,15 +96,9 @@ def _blend(original: torch.Tensor, generated: torch.Tensor, weight: torch.Tensor
     where ``weight`` is 1 (lerp computes from the nearer end). RGBA colours are weighted by
     their alpha: a transparent pixel's hidden colour, often black, is no part of the blend
     (straight, it darkened a soft edge over transparency to below both sides)."""
-    mixed = torch.lerp(original, generated, weight)
     if original.shape[-1] != 4:
-        return mixed
-    alpha = mixed[..., 3:]
-    rgb = torch.lerp(
-        original[..., :3] * original[..., 3:], generated[..., :3] * generated[..., 3:], weight
-    )
-    rgb = torch.where(alpha > ALPHA_SEEN, rgb / alpha.clamp_min(ALPHA_SEEN), mixed[..., :3])
-    mixed = torch.cat([rgb.clamp_(0, 1), alpha], dim=-1)
+        return torch.lerp(original, generated, weight)
+    mixed = unpremultiplied(torch.lerp(premultiplied(original), premultiplied(generated), weight))
     return torch.where(weight >= 1, generated, mixed)
 
 

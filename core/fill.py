@@ -20,13 +20,14 @@ import torch
 from .composite import match_channels
 from .errors import UncropError
 from .inputs import (
-    ALPHA_SEEN,
     at_least_float32,
     check_seed,
     generator,
     hole_of,
     is_empty,
     match_mask,
+    premultiplied,
+    unpremultiplied,
 )
 from .masks import reflect_index
 from .patchmatch import check_patch_size, patch_fill
@@ -395,20 +396,16 @@ FILL_METHODS: dict[str, FillMethod] = {
 MIXING = ("smooth", "patch", "pattern")
 
 
-def _premultiplied(run: FillMethod) -> FillMethod:
+def _alpha_weighted(run: FillMethod) -> FillMethod:
     """``run`` on an RGBA image with its colours weighted by alpha, divided out after: the
     colour hidden under transparent pixels, often black, is no part of a fill (mixed in
     straight, a red disc's edge came out as dark as 0.05 red)."""
 
-    def premultiplied(image: torch.Tensor, hole: torch.Tensor, **kw: object) -> torch.Tensor:
-        alpha = image[..., 3:]
-        out = run(torch.cat([image[..., :3] * alpha, alpha], dim=-1), hole, **kw)
-        seen = out[..., 3:]
-        rgb = (out[..., :3] / seen.clamp_min(ALPHA_SEEN)).clamp_(0, 1)
-        rgb = torch.where(seen > ALPHA_SEEN, rgb, 0.0)  # invisible: black, as resizing gives
-        return torch.where(hole.unsqueeze(-1), torch.cat([rgb, seen], dim=-1), image)
+    def weighted(image: torch.Tensor, hole: torch.Tensor, **kw: object) -> torch.Tensor:
+        out = unpremultiplied(run(premultiplied(image), hole, **kw))
+        return torch.where(hole.unsqueeze(-1), out, image)
 
-    return premultiplied
+    return weighted
 
 
 def fill(
@@ -456,7 +453,7 @@ def fill(
             part = Part(hook, i, image.shape[0])
             run = FILL_METHODS[method]
             if method in MIXING and image.shape[-1] == 4:
-                run = _premultiplied(run)
+                run = _alpha_weighted(run)
             out.append(
                 run(image[i : i + 1], hole[i : i + 1], seed=seed + i, progress=part, **options)
             )

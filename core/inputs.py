@@ -209,9 +209,23 @@ HOLE_LEVEL = 1 / 255
 # context. The pre-fill replaces, and the captioner hides, the same pixels.
 MODEL_HOLE = 0.5
 
-# Below this alpha a pixel's colour is not divided out of a premultiplied one (resized or
-# blended): it is invisible.
+# Below this alpha a pixel's colour is not divided out of a premultiplied one (resized,
+# filled or blended): it is invisible, and black.
 ALPHA_SEEN = 1e-4
+
+
+def premultiplied(rgba: torch.Tensor) -> torch.Tensor:
+    """``[...,4]`` with the colours weighted by alpha, for resampling, filling or blending
+    without the colour hidden under transparent pixels (often black) bleeding in."""
+    return torch.cat([rgba[..., :3] * rgba[..., 3:], rgba[..., 3:]], dim=-1)
+
+
+def unpremultiplied(rgba: torch.Tensor) -> torch.Tensor:
+    """:func:`premultiplied` undone: colours divided by the alpha as it came out (a
+    resampler's overshoot past 1 cancels out) and clamped to 0..1, black where invisible."""
+    alpha = rgba[..., 3:]
+    rgb = (rgba[..., :3] / alpha.clamp_min(ALPHA_SEEN)).clamp(0.0, 1.0)
+    return torch.cat([torch.where(alpha > ALPHA_SEEN, rgb, 0.0), alpha], dim=-1)
 
 
 def hole_of(mask: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UncropError
-from .inputs import at_least_float32, premultiplied, unpremultiplied
+from .inputs import at_least_float32, check_image, premultiplied, unpremultiplied
 
 FITS = ("pad", "crop", "stretch")
 ANCHORS = (
@@ -246,8 +246,12 @@ def expand_canvas(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Place ``image`` on the plan's canvas. New area is left at 0 (fill it next).
 
-    Returns ``(canvas [B,H,W,C], mask [B,H,W])`` with 1 = area to generate.
+    Where it is not resized the image is placed as it came, values a resampler left past
+    0..1 included (NaN, or values on another scale, are refused). Returns
+    ``(canvas [B,H,W,C], mask [B,H,W])`` with 1 = area to generate.
     """
+    image = check_image(image, values=False)
+    check_image(image)
     if image.shape[2] != plan.source_w or image.shape[1] != plan.source_h:
         raise UncropError(
             f"image: the canvas plan was made for {plan.source_w}x{plan.source_h}, "

@@ -418,7 +418,7 @@ def fill(
     **options: object,
 ) -> torch.Tensor:
     """Fill every pixel of the hole (``mask >= HOLE_LEVEL``, 1/255); all other pixels
-    are returned unchanged, in a new tensor.
+    are returned as checked (within 0..1), in a new tensor.
 
     The result is not blended: use :func:`uncrop.core.composite.composite` to
     feather it into the original along a soft mask.

@@ -8,7 +8,7 @@ import torch
 from . import canvas
 from .composite import composite
 from .fill import fill
-from .inputs import check_image, match_mask
+from .inputs import match_mask
 from .progress import ProgressHook
 
 
@@ -45,9 +45,7 @@ def outpaint(
     A ``source_mask`` option is given in the input image's pixels and is moved
     onto the canvas here (the new area is never a source).
     """
-    given = check_image(image, values=False)  # placed as it came where not resized
-    image = check_image(image)
-    placed, mask = canvas.expand_canvas(given, plan, overlap=overlap)
+    placed, mask = canvas.expand_canvas(image, plan, overlap=overlap)
     if not plan.adds_area:
         return placed, mask
     if options.get("source_mask") is not None:
@@ -55,7 +53,7 @@ def outpaint(
             image, options["source_mask"], "image", "source_mask", marks_fill=False
         )
         placed_source, _ = canvas.expand_canvas(source.unsqueeze(-1), plan)
-        options["source_mask"] = (placed_source[..., 0] > 0.5).to(image.dtype)
+        options["source_mask"] = (placed_source[..., 0] > 0.5).to(placed.dtype)
     new_area = canvas.outpaint_mask(plan, 0, device=placed.device).expand_as(mask)
     filled = fill(placed, new_area, method, seed=seed, progress=progress, **options)
     return torch.where(new_area.unsqueeze(-1) > 0, filled, placed), mask

@@ -822,9 +822,7 @@ def outpaint(
     ``TILE_ABOVE`` times the native side, it is covered with overlapping native-size
     windows, each sampled after its neighbours nearer the photo so it sees them.
     """
-    given = check_image(image, values=False)  # placed as it came where not resized
-    check_image(image)
-    placed, mask = canvas.expand_canvas(given, plan, overlap=overlap)
+    placed, mask = canvas.expand_canvas(image, plan, overlap=overlap)
     if not plan.adds_area:
         return SampleResult(placed, [settings.prompt if settings else ""] * placed.shape[0]), mask
     new_area = canvas.outpaint_mask(plan, 0, device=placed.device).to(placed.dtype)

@@ -2,7 +2,8 @@
 
 The dominant 2-D period of the known area is read off its masked, normalised
 autocorrelation (computed with FFTs): the shortest lag whose correlation is near
-the best one, then the shortest lag not parallel to it. The hole is then filled
+the best one, then the shortest lag not parallel to it. A lattice of one vector
+alone must correlate better than one of two. The hole is then filled
 by whole periods: every unknown pixel copies the pixel one lattice step away,
 repeated until the hole is covered. When no lag correlates well enough, or the
 known area has no texture at all (a plain sky, a gradient), there is no clear
@@ -23,6 +24,10 @@ from .progress import ProgressHook, or_null
 log = logging.getLogger(__name__)
 
 MIN_CORRELATION = 0.5  # below this there is no clear period
+# A period found along one direction only must correlate better: in 64-128 px crops
+# of photos (skimage's camera, coffee, retina, hubble) lone lags at 0.53-0.61 filled
+# with 1.3-4.9 times patch's error; brick's lone lags score 0.68 and more.
+MIN_CORRELATION_ONE = 0.65
 MIN_LAG = 3  # shorter lags are just the image being smooth
 MIN_OVERLAP = 0.25  # share of the known area a lag must still overlap
 # A known area whose median high-pass detail is under one 8-bit level has no texture
@@ -42,6 +47,13 @@ class Period:
 
 def estimate_period(image: torch.Tensor, known: torch.Tensor) -> Period | None:
     """The lattice of ``image`` ``[H,W,C]`` over the ``known`` ``[H,W]`` area, or None."""
+    if not bool(known.any()):
+        return None
+    # Only the known box matters: outside it nothing is known (a 1024 px image on a
+    # 4096 px outpaint canvas: 11 s to 0.4 s).
+    rows, cols = known.any(dim=1).nonzero(), known.any(dim=0).nonzero()
+    top, bottom, left, right = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    known, image = known[top:bottom, left:right], image[top:bottom, left:right]
     h, w = known.shape
     k = known.to(torch.float32)
     grey = image.to(torch.float32).mean(dim=-1)
@@ -54,15 +66,19 @@ def estimate_period(image: torch.Tensor, known: torch.Tensor) -> Period | None:
     g = (grey - local / weight.clamp_min(1 / 81)) * k
     if float(g[known].abs().median()) < MIN_DETAIL:
         return None
-    # Lags shorter than half the frame are all that is searched, so padding each side
-    # by half a frame keeps them from wrapping; a little more gives sizes whose only
-    # prime factors are 2, 3 and 5, which FFTs take in a third of the time.
-    size = (next_fast_len(h + h // 2 + 1, real=True), next_fast_len(w + w // 2 + 1, real=True))
+    # A known rectangle overlaps itself shifted by a share s of its side on 1 - s of
+    # its area, so lags up to 1 - MIN_OVERLAP of each side are searched (a texture
+    # that repeats only twice across the box has its period at half of it). Padding
+    # by that, and the peak test's 2, keeps them from wrapping; a little more gives
+    # sizes whose only prime factors are 2, 3 and 5, which FFTs take in a third of
+    # the time.
+    my, mx = int(h * (1 - MIN_OVERLAP)), int(w * (1 - MIN_OVERLAP))
+    size = (next_fast_len(h + my + 3, real=True), next_fast_len(w + mx + 3, real=True))
     fg, fgg, fk = (torch.fft.rfft2(t, s=size) for t in (g, g * g, k))
-    # The lags searched, dy in [0, h/2) and |dx| < w/2, and 2 more on every side for
+    # The lags searched, dy in [0, my] and |dx| <= mx, and 2 more on every side for
     # the peak test; lag d sits at index d mod size.
-    ly = torch.arange(-2, h // 2 + 2, device=known.device)
-    lx = torch.arange(-(w // 2) - 1, w // 2 + 2, device=known.device)
+    ly = torch.arange(-2, my + 3, device=known.device)
+    lx = torch.arange(-mx - 2, mx + 3, device=known.device)
 
     def lags(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         full = torch.fft.irfft2(a.conj() * b, s=size)
@@ -100,6 +116,8 @@ def estimate_period(image: torch.Tensor, known: torch.Tensor) -> Period | None:
             second_ok & (ncc >= sbest - 0.1 * (1 - MIN_CORRELATION) - 0.05 * sbest), length
         )
         second = (int(dy.flatten()[pick]), int(dx.flatten()[pick]))
+    elif best < MIN_CORRELATION_ONE:
+        return None
     return Period((fy, fx), second, best)
 
 

@@ -259,17 +259,17 @@ def test_pattern_falls_back_to_patch_without_a_period(
 
 
 def test_pattern_leftovers_beside_a_thin_known_strip(caplog: pytest.LogCaptureFixture) -> None:
-    """One known column of stripes: a period down it, none across, so the lattice
+    """Two known columns of stripes: a period down them, none across, so the lattice
     leaves the hole to patch, which copies from anything known (no source_mask was
     given, so none is checked or blamed)."""
     image = torch.zeros(1, 40, 40, 3)
     image[:, ::4] = 1.0
     mask = torch.ones(1, 40, 40)
-    mask[:, :, 0] = 0
+    mask[:, :, :2] = 0
     with caplog.at_level(logging.INFO, logger="uncrop.core.fill"):
         out = fill(image, mask, "pattern", seed=0)
     assert "patch-filling them" in caplog.text
-    assert torch.equal(out[..., 0, :], image[..., 0, :])
+    assert torch.equal(out[..., :2, :], image[..., :2, :])
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
 
 

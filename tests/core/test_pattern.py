@@ -114,3 +114,42 @@ def test_a_gradient_has_no_period() -> None:
     ramp = 0.2 + 0.002 * yy + 0.001 * xx
     for grey in (sky, ramp):
         assert estimate_period(grey[..., None].expand(256, 256, 3), known) is None
+
+
+@pytest.mark.parametrize("tile", [(48, 60), (60, 80)])
+def test_finds_a_period_that_repeats_less_than_twice_across_the_known_box(
+    tile: tuple[int, int],
+) -> None:
+    """A 96x120 known box: the periods are half of it or more (up to 3/4, where a
+    shifted rectangle still overlaps itself on MIN_OVERLAP of its area)."""
+    th, tw = tile
+    pattern = torch.rand(th, tw, 3, generator=torch.Generator().manual_seed(3))
+    image = pattern.repeat(2, 2, 1)[:96, :120]
+    period = estimate_period(image, torch.ones(96, 120, dtype=torch.bool))
+    assert period is not None and period.second is not None
+    assert {period.first, period.second} == {(th, 0), (0, tw)}
+
+
+def test_only_the_known_box_counts() -> None:
+    """A tiling on a larger canvas, with another texture where nothing is known: the
+    same lattice as the tiling alone (the estimate looks only inside the known box)."""
+    gen = torch.Generator().manual_seed(4)
+    tiling = torch.rand(11, 17, 3, generator=gen).repeat(8, 6, 1)[:80, :90]
+    canvas = torch.rand(5, 7, 3, generator=gen).repeat(40, 40, 1)[:170, :250]
+    canvas[37:117, 101:191] = tiling
+    known = torch.zeros(170, 250, dtype=torch.bool)
+    known[37:117, 101:191] = True
+    known[50:60, 120:150] = False  # and a hole inside the box
+    alone = estimate_period(tiling, known[37:117, 101:191])
+    assert alone is not None and {alone.first, alone.second} == {(11, 0), (0, 17)}
+    assert estimate_period(canvas, known) == alone
+
+
+def test_a_photo_with_one_weak_lag_has_no_period(astronaut: torch.Tensor) -> None:
+    """A 96 px crop of the astronaut's shoulder repeats only along one lag, (56, 17),
+    at correlation 0.59: copied along it, the outpainted third came out with three
+    times patch's squared error. One vector needs MIN_CORRELATION_ONE."""
+    crop = astronaut[0, 48:144, 48:144]
+    known = torch.ones(96, 96, dtype=torch.bool)
+    known[:, 64:] = False
+    assert estimate_period(crop, known) is None

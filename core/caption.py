@@ -14,7 +14,9 @@ Masks point the usual way, 1 = the hole to fill. With ``region="visible"`` the
 model never sees the hole: each image is cropped to the bounding box of what the
 mask leaves visible, and hole pixels still inside that box are replaced by a blur
 of their surroundings (:func:`push_pull_fill`: no content of their own), so a
-caption describes only what will be kept.
+caption describes only what will be kept. Transparent pixels are hidden the same
+way, and each picture is shrunk before it is prepared and padded to what its
+processor crops to (:func:`picture_for_model`).
 """
 
 from __future__ import annotations
@@ -109,33 +111,91 @@ def apply_template(template: str, caption: str) -> str:
     return template.replace("{caption}", caption).strip()
 
 
-def visible_region(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor | None:
-    """The part of one image ``[1,H,W,C]`` that ``hole [1,H,W]`` (bool) leaves visible.
+SHOWN_SIDE = 768
+"""A picture is shrunk to this longest side before the rest of its preparation: twice
+the largest input of the supported captioners (BLIP-large reads 384x384, GIT 224x224),
+so their own resize still has pixels to spare. A 4K frame took a second to prepare."""
 
-    Cropped to the bounding box of the visible pixels; hole pixels inside the box
-    are filled from their surroundings. None when nothing is visible.
+
+def seen_pixels(
+    image: torch.Tensor, mask: torch.Tensor | None, region: str = "visible"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(image, seen)``: the checked images, and which of their pixels the model is
+    shown, ``[B,H,W]`` bool.
+
+    A pixel is hidden by the mask (at 0.5 or more, as the model's hole) unless
+    ``region`` is ``whole``, and, in an RGBA image, by being transparent or less than
+    half as opaque as the image's most opaque pixel: the colour under a transparent or
+    faint pixel (often black) is not what the image shows.
     """
-    known = ~hole[0]
-    if not bool(known.any()):
+    if mask is None or region == "whole":
+        image = check_image(image)
+        seen = torch.ones_like(image[..., 0], dtype=torch.bool)
+    else:
+        image, mask = match_mask(image, mask)
+        seen = mask < MODEL_HOLE
+    if image.shape[-1] == 4:
+        alpha = torch.where(seen, image[..., 3], 0.0)
+        most = alpha.flatten(1).amax(dim=1)[:, None, None]
+        seen = seen & (alpha >= TRANSPARENT) & (alpha >= 0.5 * most)
+    return image, seen
+
+
+def picture_for_model(
+    image: torch.Tensor, seen: torch.Tensor, aspect: float | None = None
+) -> Image.Image | None:
+    """The picture of one image ``[H,W,C]`` a captioning model is shown, or None when
+    ``seen [H,W]`` (see :func:`seen_pixels`) hides all of it.
+
+    Cropped to the box of the seen pixels, and padded to the width:height ``aspect``
+    a processor crops to (GIT's crops the middle square, so a wide strip's ends were
+    cut off). Shrunk to :data:`SHOWN_SIDE`, each pixel averaging only what is seen.
+    The hidden pixels inside, and the padding, take a blur of their surroundings
+    (:func:`push_pull_fill`): no content of their own to describe.
+    """
+    if not bool(seen.any()):
         return None
-    rows = torch.nonzero(known.any(dim=1)).flatten()
-    cols = torch.nonzero(known.any(dim=0)).flatten()
+    rows = torch.nonzero(seen.any(dim=1)).flatten()
+    cols = torch.nonzero(seen.any(dim=0)).flatten()
     ys = slice(int(rows[0]), int(rows[-1]) + 1)
     xs = slice(int(cols[0]), int(cols[-1]) + 1)
-    crop, crop_hole = image[:, ys, xs], hole[:, ys, xs]
-    return push_pull_fill(crop, crop_hole) if bool(crop_hole.any()) else crop
+    # Channels first, as the pooling below wants them (4x faster at 4K than a view).
+    rgb = image[ys, xs, :3].movedim(-1, 0).to(torch.float32).contiguous()
+    if rgb.shape[0] == 1:
+        rgb = rgb.expand(3, -1, -1)
+    weight = seen[ys, xs].to(torch.float32)
+    h, w = weight.shape
+    if aspect is not None:  # the padded size; the padding is added once shrunk
+        h, w = max(h, round(w / aspect)), max(w, round(h * aspect))
+    scale = SHOWN_SIDE / max(h, w)
+    if scale < 1:  # each pixel the mean of the seen pixels it covers, by area
+        size = (max(1, round(weight.shape[0] * scale)), max(1, round(weight.shape[1] * scale)))
+        values = F.interpolate((rgb * weight)[None], size=size, mode="area")[0]
+        weight = F.interpolate(weight[None, None], size=size, mode="area")[0, 0]
+        rgb = values / weight.clamp_min(1e-12)
+        h, w = max(size[0], round(h * scale)), max(size[1], round(w * scale))
+    if (h, w) != weight.shape:
+        top, left = (h - weight.shape[0]) // 2, (w - weight.shape[1]) // 2
+        pad = (left, w - weight.shape[1] - left, top, h - weight.shape[0] - top)
+        rgb, weight = F.pad(rgb, pad), F.pad(weight, pad)
+    rgb = rgb.movedim(0, -1)
+    if bool((weight == 0).any()):
+        rgb = push_pull_fill(rgb[None], weight[None])[0]
+    arr = (rgb.clamp(0, 1).cpu().numpy() * 255.0).round().astype(np.uint8)
+    return Image.fromarray(arr, "RGB")
 
 
-def push_pull_fill(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
-    """Replace ``hole`` pixels of ``image [1,H,W,C]`` by a blur of their surroundings.
+def push_pull_fill(image: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Replace the pixels of ``image [1,H,W,C]`` of ``weight [1,H,W]`` 0 by a blur of
+    their surroundings, the others weighing by their weight.
 
-    Push-pull: the visible pixels are averaged down a pyramid until every cell has
-    some, then each level is filled from the one above. Linear time: under a
-    second for a 4K image on one thread; the hole gets the colours around it and no shapes
-    of its own, which is what a captioning model should not describe.
+    Push-pull: the pixels, weighted, are averaged down a pyramid until every cell has
+    some, then each level is filled from the one above. Linear time: under a second
+    for a 4K image on one thread; the hole gets the colours around it and no shapes of
+    its own, which is what a captioning model should not describe.
     """
     x = image.movedim(-1, 1)
-    weight = (~hole).unsqueeze(1).to(x.dtype)
+    weight = weight.unsqueeze(1).to(x.dtype)
     levels = [(x * weight, weight)]
     while not bool((levels[-1][1] > 0).all()) and min(levels[-1][1].shape[-2:]) > 1:
         values, weight = levels[-1]
@@ -148,40 +208,16 @@ def push_pull_fill(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
     for values, weight in reversed(levels[:-1]):
         up = F.interpolate(out, size=values.shape[-2:], mode="bilinear", align_corners=False)
         out = torch.where(weight > 0, values / weight.clamp_min(1e-12), up)
-    return torch.where(hole.unsqueeze(-1), out.movedim(1, -1), image)
-
-
-def _to_pil(image: torch.Tensor) -> Image.Image:
-    rgb = image[0].detach().float().cpu()
-    if rgb.shape[-1] == 1:
-        rgb = rgb.expand(-1, -1, 3)
-    arr = (rgb[..., :3].clamp(0, 1).numpy() * 255.0).round().astype(np.uint8)
-    return Image.fromarray(arr, "RGB")
+    return torch.where(levels[0][1] == 1, x, out).movedim(1, -1)
 
 
 def images_for_model(
     image: torch.Tensor, mask: torch.Tensor | None, region: str = "visible"
 ) -> list[Image.Image | None]:
-    """The pictures the captioning model is shown, one per batch item.
-
-    None for an image whose mask hides everything (there is nothing to describe).
-    Without a mask, or with ``region="whole"``, each image is shown as it is. An RGBA
-    image's transparent pixels are hidden as the hole is: the colour under them, often
-    black, is not in the picture.
-    """
-    if mask is None or region == "whole":
-        image = check_image(image)
-        hole = torch.zeros_like(image[..., 0], dtype=torch.bool)
-    else:
-        image, mask = match_mask(image, mask)
-        hole = mask >= MODEL_HOLE
-    if image.shape[-1] == 4:  # a faint pixel's colour is real; a transparent one's is not
-        hole = hole | (image[..., 3] < TRANSPARENT)
-    out: list[Image.Image | None] = []
-    for i in range(image.shape[0]):
-        crop = visible_region(image[i : i + 1], hole[i : i + 1])
-        out.append(None if crop is None else _to_pil(crop))
-    return out
+    """The pictures a captioning model that does not crop is shown, one per batch item
+    (None for an image whose mask hides everything: there is nothing to describe)."""
+    image, seen = seen_pixels(image, mask, region)
+    return [picture_for_model(image[i], seen[i]) for i in range(image.shape[0])]
 
 
 def check_model_folder(folder: str | os.PathLike) -> str:
@@ -364,13 +400,16 @@ class Captioner:
         An image whose mask hides everything gets an empty string.
         """
         opts = (options or self.options).checked()
-        pictures = images_for_model(image, mask, opts.region)
+        image, seen = seen_pixels(image, mask, opts.region)
         hook = or_null(progress)
         loaded = self.load()
         device = loaded.placement.activate()
+        aspect = _crop_aspect(loaded.processor)
         captions = []
-        for i, picture in enumerate(pictures):
-            hook.check_interrupted()
+        total = image.shape[0]
+        for i in range(total):
+            hook.check_interrupted()  # before each picture is made: a 4K one takes a while
+            picture = picture_for_model(image[i], seen[i], aspect)
             if picture is None:
                 log.warning(
                     "Caption: image %d is masked or transparent entirely; nothing to describe.", i
@@ -379,7 +418,7 @@ class Captioner:
             else:
                 text = _generate(loaded, self.family, picture, opts, device)
                 captions.append(apply_template(opts.template, text))
-            hook.update(i + 1, len(pictures))
+            hook.update(i + 1, total)
         log.info("Caption (%s): %s", self.name, captions)
         return captions
 
@@ -440,6 +479,18 @@ def _load(
     return _Loaded(model=model, processor=processor, placement=place, dtype=dtype)
 
 
+def _crop_aspect(processor: Any) -> float | None:
+    """The width:height a processor crops its input to (GIT's CLIP processor: the
+    middle square), or None for one that resizes the whole picture (BLIP's)."""
+    images = getattr(processor, "image_processor", processor)
+    crop = getattr(images, "crop_size", None)
+    if not getattr(images, "do_center_crop", False) or crop is None:
+        return None
+    # A dict in transformers 4, a SizeDict in 5.
+    height, width = (getattr(crop, k, None) or dict(crop).get(k) for k in ("height", "width"))
+    return float(width) / float(height) if height and width else None
+
+
 def _generate(
     loaded: _Loaded, family: str, picture: Image.Image, opts: CaptionOptions, device: torch.device
 ) -> str:
@@ -456,6 +507,8 @@ def _generate(
     kwargs = {k: v.to(device) for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
     kwargs["pixel_values"] = inputs["pixel_values"].to(device=device, dtype=loaded.dtype)
     used = int(kwargs["input_ids"].shape[-1]) if "input_ids" in kwargs else 1
+    if family == "blip" and "input_ids" in kwargs:
+        used -= 1  # BLIP's generate drops the [SEP] its processor ends the prefix with
     with torch.inference_mode():
         ids = model.generate(
             **kwargs,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import shutil
-import time
 import weakref
 from dataclasses import replace
 from pathlib import Path
@@ -117,8 +116,11 @@ def test_visible_region_hides_the_hole_from_the_model(captioner, spy, astronaut)
     whole, visible = spy.seen
     assert whole.shape == (128, 128, 3)
     assert _red_pixels(whole) == 128 * 51
-    assert visible.shape == (128, 77, 3), "cropped to what the mask leaves visible"
     assert _red_pixels(visible) == 0
+    if captioner.family == "git":  # padded to the square its processor crops to
+        assert visible.shape == (128, 128, 3)
+        visible = visible[:, 25:102]
+    assert visible.shape == (128, 77, 3), "cropped to what the mask leaves visible"
     expected = (image[0, :, :77].numpy() * 255).round().astype(np.uint8)
     assert np.array_equal(visible, expected), "visible pixels are handed over unchanged"
 
@@ -144,19 +146,80 @@ def test_region_whole_shows_everything_even_with_a_mask(captioner, spy, astronau
 
 @pytest.mark.parametrize("region", ["visible", "whole"])
 def test_transparent_pixels_are_hidden_as_the_hole_is(astronaut, region):
-    """A cut-out on transparent black: the black it hides is not shown to the model."""
+    """A cut-out on transparent black: the black it hides is not shown to the model, nor
+    is a faint fringe (under half opaque, as a mask hides from 0.5)."""
     image, _ = _scene(astronaut)
     rgba = torch.cat([image, torch.ones_like(image[..., :1])], dim=-1)
     rgba[:, :, 77:] = 0.0  # transparent, hidden colour black
-    rgba[:, :, 70:77, 3] = 0.3  # faint, but its colour is seen
+    rgba[:, :, 74:77, 3] = 0.3  # a faint fringe: hidden
+    rgba[:, :, 70:74, 3] = 0.6  # more opaque than not: seen as it is
     (seen,) = cap.images_for_model(rgba, torch.zeros(1, 128, 128), region)
-    assert seen.size == (77, 128)  # cropped to the opaque pixels
-    expected = (image[0, :, :77].numpy() * 255).round().astype(np.uint8)
+    assert seen.size == (74, 128)  # cropped to the pixels at least half opaque
+    expected = (image[0, :, :74].numpy() * 255).round().astype(np.uint8)
     assert np.array_equal(np.asarray(seen), expected)
     rgba[:, 40:80, 20:50] = 0.0  # transparent inside the box: filled from around it
     (seen,) = cap.images_for_model(rgba, None)
-    assert seen.size == (77, 128)
+    assert seen.size == (74, 128)
     assert int((np.asarray(seen)[40:80, 20:50] < 8).all(-1).sum()) == 0  # no black
+
+
+def test_a_translucent_image_is_seen_as_opaque_as_its_most_opaque_pixel(astronaut):
+    """A ghost at alpha 0.3 is all there is to describe: shown in its colours."""
+    image, _ = _scene(astronaut)
+    rgba = torch.cat([image, torch.full_like(image[..., :1], 0.3)], dim=-1)
+    rgba[:, :, 77:, 3] = 0.1  # less than half as opaque: hidden
+    (seen,) = cap.images_for_model(rgba, None)
+    expected = (image[0, :, :77].numpy() * 255).round().astype(np.uint8)
+    assert np.array_equal(np.asarray(seen), expected)
+    rgba[..., 3] = 0.5 / 255  # under one 8-bit level everywhere: nothing to see
+    assert cap.images_for_model(rgba, None) == [None]
+
+
+def test_a_wide_strip_is_padded_for_a_processor_that_crops_the_middle_square(
+    captioner, spy, astronaut
+):
+    """GIT's processor crops the middle square: the 128x32 strip the mask leaves is
+    padded to a square (the padding filled from the strip), so all of it is seen.
+    BLIP's resizes the whole picture and is handed the strip as it is."""
+    image = astronaut[:, ::4, ::4]
+    mask = torch.ones(1, 128, 128)
+    mask[:, 96:] = 0
+    captioner.caption(image, mask)
+    (seen,) = spy.seen
+    strip = (image[0, 96:].numpy() * 255).round().astype(np.uint8)
+    if captioner.family == "git":
+        assert seen.shape == (128, 128, 3)
+        assert np.array_equal(seen[48:80], strip)
+        below = seen[80:].astype(float).mean(axis=(0, 1))
+        assert np.abs(below - strip[-1].astype(float).mean(axis=0)).max() < 40, "no black"
+    else:
+        assert np.array_equal(seen, strip)
+
+
+def test_each_picture_is_made_after_the_cancel_check(captioner, astronaut, monkeypatch):
+    """Cancelling a batch stops before the next picture is prepared (16 4K frames were
+    all prepared, 16.7 s, before the first check)."""
+    made = []
+    original = cap.picture_for_model
+    monkeypatch.setattr(cap, "picture_for_model", lambda *a: made.append(1) or original(*a))
+
+    class Cancel(Exception):
+        pass
+
+    class Hook:
+        checks = 0
+
+        def update(self, done, total, preview=None):
+            pass
+
+        def check_interrupted(self):
+            Hook.checks += 1
+            if Hook.checks == 2:
+                raise Cancel
+
+    with pytest.raises(Cancel):
+        captioner.caption(astronaut[:, ::8, ::8].expand(3, -1, -1, -1), progress=Hook())
+    assert len(made) == 1
 
 
 def test_soft_mask_below_half_counts_as_visible(astronaut):
@@ -203,6 +266,18 @@ def test_caption_stops_at_the_decoders_last_position(captioner, astronaut):
     assert 0 < len(long.split()) <= positions
     with pytest.raises(UncropError, match=f"prefix: .* {positions} text positions"):
         captioner.caption(image, options=cap.CaptionOptions(prefix="sea " * 2 * positions))
+
+
+def test_a_prefix_may_fill_all_but_the_last_position(models, astronaut):
+    """BLIP's processor ends the prefix with [SEP], which generate drops: with
+    [CLS] and 62 words the tiny decoder's 64 positions leave room for one token."""
+    captioner = cap.Captioner(models / "captioners" / "tiny-blip", device=torch.device("cpu"))
+    image = astronaut[:, ::8, ::8]
+    opts = cap.CaptionOptions(prefix="sea " * 62, max_length=8, beams=1)
+    (text,) = captioner.caption(image, options=opts)
+    assert text.startswith("sea " * 61 + "sea") and len(text.split()) == 63
+    with pytest.raises(UncropError, match="prefix: 64 tokens"):
+        captioner.caption(image, options=replace(opts, prefix="sea " * 63))
 
 
 def test_git_room_where_transformers_doubles_its_positions(models, monkeypatch, astronaut):
@@ -396,20 +471,23 @@ def test_sampler_sends_the_caption_to_the_text_encoder(models, tmp_path, astrona
     assert any(torch.equal(ids.cpu(), tokens) for ids in encoded), "caption not encoded"
 
 
-def test_big_hole_is_filled_quickly_without_hole_colour_leaking(brick):
+def test_a_big_picture_is_shrunk_without_hole_colour_leaking(brick):
+    """Longer than SHOWN_SIDE: shrunk first, each pixel the mean of the seen pixels it
+    covers, so the red hole reaches neither the shrunk edge nor the blur filling it."""
     image = torch.nn.functional.interpolate(
         brick.movedim(-1, 1), size=(700, 1024), mode="bilinear"
     ).movedim(1, -1)
     mask = torch.zeros(1, 700, 1024)
     mask[:, 201:433, 303:611] = 1
     image[:, 201:433, 303:611] = torch.tensor(RED)
-    start = time.perf_counter()
     (picture,) = cap.images_for_model(image, mask)
-    assert time.perf_counter() - start < 5.0, "linear time (a solver took 10 s+ here)"
+    assert picture.size == (cap.SHOWN_SIDE, 525)
     arr = np.asarray(picture).astype(int)
-    assert picture.size == (1024, 700)
     assert (arr[..., 0] - arr[..., 1:].max(axis=-1)).max() < 40, "no red anywhere"
-    assert np.array_equal(arr[:200], (image[0, :200].numpy() * 255).round()), "rest unchanged"
+    shrunk = torch.nn.functional.interpolate(
+        image[:, :200].movedim(-1, 1), size=(150, 768), mode="area"
+    )[0].movedim(0, -1)
+    assert np.abs(arr[:150] - (shrunk.numpy() * 255).round()).max() <= 1, "seen rows as they are"
 
 
 def test_push_pull_fill_takes_the_surrounding_colour():
@@ -419,7 +497,7 @@ def test_push_pull_fill_takes_the_surrounding_colour():
     hole = torch.zeros(1, 40, 60, dtype=torch.bool)
     hole[:, 10:30, 20:45] = True
     image[hole] = torch.tensor([1.0, 0.0, 0.0])
-    out = cap.push_pull_fill(image, hole)
+    out = cap.push_pull_fill(image, (~hole).float())
     assert torch.allclose(out, torch.tensor([0.2, 0.4, 0.6]).expand_as(out), atol=1e-5)
 
 

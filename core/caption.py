@@ -104,6 +104,19 @@ class CaptionOptions:
         return self
 
 
+class Captions(str):
+    """A batch's captions as one text, a line per image, that keeps each one: a
+    sampler given it as its prompt paints each image with its own caption (as plain
+    text, every image would get every line)."""
+
+    each: tuple[str, ...]
+
+    def __new__(cls, captions: list[str]) -> Captions:
+        text = super().__new__(cls, "\n".join(captions))
+        text.each = tuple(captions)
+        return text
+
+
 def apply_template(template: str, caption: str) -> str:
     """``template`` with ``{caption}`` replaced (other braces are left alone)."""
     if not caption:

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from . import canvas
+from .caption import Captions
 from .composite import color_match, composite, transparent_hole
 from .errors import UncropError
 from .fill import FILL_METHODS, fill
@@ -278,6 +279,20 @@ def prompt_summary(prompts: list[str]) -> str:
     return " | ".join(dict.fromkeys(p for p in prompts if p))
 
 
+def given_prompts(prompt: str, count: int) -> list[str]:
+    """The given prompt of each of ``count`` images: a batch's :class:`.Captions`
+    (from Caption Image) one each, any other text the same for all."""
+    if not isinstance(prompt, Captions) or len(prompt.each) == 1:
+        return [str(prompt)] * count
+    if len(prompt.each) != count:
+        raise UncropError(
+            f"prompt: {len(prompt.each)} captions, one for each image captioned, for "
+            f"{count} images to paint. Caption the batch that is painted, or connect the "
+            "captioner to this node's captioner input and leave the prompt empty."
+        )
+    return list(prompt.each)
+
+
 def resolve_prompts(
     prompt: str,
     image: torch.Tensor,
@@ -285,10 +300,11 @@ def resolve_prompts(
     captioner,
     progress: ProgressHook | None = None,
 ) -> list[str]:
-    """One prompt per image: the given one, else the captioner's, else empty. The
-    captioner gets ``progress``'s cancel button (captioning a batch takes a while)."""
+    """One prompt per image: the given one (see :func:`given_prompts`), else the
+    captioner's, else empty. The captioner gets ``progress``'s cancel button
+    (captioning a batch takes a while)."""
     if prompt.strip():
-        return [prompt] * image.shape[0]
+        return given_prompts(prompt, image.shape[0])
     if captioner is not None:
         captions = list(captioner.caption(image, mask, progress=CancelOnly(progress)))
         if len(captions) != image.shape[0]:
@@ -581,7 +597,7 @@ def sample(
     plans = [_plan_windows(model, mask[i], settings, tiles) for i in range(image.shape[0])]
     if not any(plans):  # nothing to paint: no caption, and the model stays where it is
         out = (grey if grey is not None else image).clone()
-        return SampleResult(out, [settings.prompt] * image.shape[0], plans)
+        return SampleResult(out, given_prompts(settings.prompt, image.shape[0]), plans)
     prompts = resolve_prompts(settings.prompt, image, mask, captioner, hook)
     if prepare_model is not None:
         prepare_model()

@@ -166,8 +166,9 @@ class CaptionImage(io.ComfyNode):
             description=(
                 "Writes a prompt describing the image with a captioning model. With a mask and "
                 "region 'visible', only what the mask leaves visible is described. One line per "
-                "image of the batch; the caption is also shown on the node, so the node runs "
-                "even with nothing connected to its output."
+                "image of the batch; wired to an Uncrop sampler's prompt, each image of the same "
+                "batch is painted with its own line. The caption is also shown on the node, so "
+                "the node runs even with nothing connected to its output."
             ),
             hidden=[io.Hidden.unique_id],
             inputs=[
@@ -183,7 +184,10 @@ class CaptionImage(io.ComfyNode):
             outputs=[
                 io.String.Output(
                     display_name="caption",
-                    tooltip="The caption of each image, one per line for a batch.",
+                    tooltip=(
+                        "The caption of each image, one per line for a batch. An Uncrop "
+                        "sampler given it paints each image of that batch with its own line."
+                    ),
                 )
             ],
             is_output_node=True,
@@ -207,6 +211,6 @@ class CaptionImage(io.ComfyNode):
             options=_options(region, max_length, beams, template, prefix),
             progress=host.Progress(),
         )
-        text = "\n".join(captions)
+        text = captioning.Captions(captions)  # a sampler takes each image's own line
         host.show_text(cls, text)
         return io.NodeOutput(text, ui=ui.PreviewText(text))

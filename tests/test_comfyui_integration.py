@@ -149,3 +149,34 @@ def test_free_model_and_node_cache_frees_the_packs_models(comfy):
     executor.reset()
     gc.collect()
     assert len(models._cache) == 0 and len(caption._CACHE) == 0
+
+
+def test_caption_image_text_paints_each_image_of_its_batch_with_its_own_line(comfy):
+    """Caption Image's output wired into the sampler's prompt, through ComfyUI's
+    execution: each image of the batch is painted with its own caption, never with
+    the whole multi-line text."""
+    harness, _, _ = comfy
+    prompt = harness.ui_to_api(
+        json.loads((ROOT / "workflows" / "inpaint-diffusion.json").read_text())
+    )
+    options = {"region": "visible", "max_length": 6, "beams": 1, "template": "{caption}"}
+    sampler = next(i for i, n in prompt.items() if n["class_type"] == "UncropInpaint")
+    prompt.update(
+        {
+            "20": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+            "21": {"class_type": "ImageBatch", "inputs": {"image1": ["1", 0], "image2": ["20", 0]}},
+            "22": {
+                "class_type": "UncropLoadCaptioner",
+                "inputs": {"model": "blip-image-captioning-large", "prefix": "", **options},
+            },
+            "23": {
+                "class_type": "UncropCaptionImage",
+                "inputs": {"captioner": ["22", 0], "image": ["21", 0], "prefix": "", **options},
+            },
+        }
+    )
+    prompt[sampler]["inputs"].update(FAST_SAMPLING, image=["21", 0], prompt=["23", 0])
+    result = harness.run_prompt(prompt)
+    lines = result["progress_text"]["23"].split("\n")
+    assert len(lines) == 2 and all(lines)
+    assert result["progress_text"][sampler] == " | ".join(dict.fromkeys(lines))

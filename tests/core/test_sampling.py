@@ -443,6 +443,37 @@ def test_a_given_prompt_wins_over_the_captioner(sd_inpaint, photo):
     assert result.prompts == ["a dog"] and captioner.calls == []
 
 
+def test_a_batchs_captions_as_the_prompt_paint_each_image_with_its_own(
+    sd_inpaint, photo, monkeypatch
+):
+    """Caption Image's text for a batch: one line per image, and each image is encoded
+    with its line alone (as plain text every image got both lines)."""
+    from uncrop.core.caption import Captions
+
+    pipe_cls = type(sd_inpaint.pipe)
+    original = pipe_cls.__call__
+    prompts_seen = []
+
+    def spy(self, *args, **kwargs):
+        prompts_seen.append(kwargs.get("prompt"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(pipe_cls, "__call__", spy)
+    batch = photo.expand(2, -1, -1, -1)
+    captions = Captions(["a red tree", "a blue sky"])
+    result = sampling.inpaint(sd_inpaint, batch, _hole(), SamplerSettings(prompt=captions, **FAST))
+    assert result.prompts == ["a red tree", "a blue sky"]
+    assert prompts_seen == ["a red tree", "a blue sky"]
+    one = sampling.inpaint(
+        sd_inpaint, batch, _hole(), SamplerSettings(prompt=Captions(["a red tree"]), **FAST)
+    )
+    assert one.prompts == ["a red tree"] * 2
+    with pytest.raises(UncropError, match="prompt: 2 captions, one for each image captioned, for 3"):
+        sampling.inpaint(
+            sd_inpaint, photo.expand(3, -1, -1, -1), _hole(), SamplerSettings(prompt=captions)
+        )
+
+
 def test_bad_settings_name_the_setting(sd_inpaint, photo):
     for bad, name in [
         ({"scheduler": "lms"}, "scheduler"),

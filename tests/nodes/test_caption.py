@@ -83,6 +83,7 @@ def test_caption_image_with_mask_hides_the_hole(in_models, astronaut, monkeypatc
     ).result
     assert seen == [(64, 128), (64, 128)]
     assert len(text.split("\n")) == 2, "one line per image"
+    assert text.each == tuple(text.split("\n")), "each image's caption kept for a sampler"
 
 
 def test_loader_options_are_the_samplers_defaults(in_models, astronaut):

@@ -468,7 +468,9 @@ def test_a_batchs_captions_as_the_prompt_paint_each_image_with_its_own(
         sd_inpaint, batch, _hole(), SamplerSettings(prompt=Captions(["a red tree"]), **FAST)
     )
     assert one.prompts == ["a red tree"] * 2
-    with pytest.raises(UncropError, match="prompt: 2 captions, one for each image captioned, for 3"):
+    with pytest.raises(
+        UncropError, match="prompt: 2 captions, one for each image captioned, for 3"
+    ):
         sampling.inpaint(
             sd_inpaint, photo.expand(3, -1, -1, -1), _hole(), SamplerSettings(prompt=captions)
         )

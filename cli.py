@@ -89,7 +89,10 @@ def _add_common(p: argparse.ArgumentParser, default_method: str) -> None:
     )
     p.add_argument(
         "--color",
-        help=f"colour for --method color (hex; default {DEFAULT_COLOR}; not with --model)",
+        help=(
+            f"colour for --method color (hex; default {DEFAULT_COLOR}; #rrggbbaa gives an "
+            "RGBA image's fill that alpha; not with --model)"
+        ),
     )
     p.add_argument(
         "--patch-size",

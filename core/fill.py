@@ -259,8 +259,9 @@ def fill_smooth(
 def fill_color(
     image: torch.Tensor, hole: torch.Tensor, color: tuple[float, ...] = (0.5, 0.5, 0.5), **_: object
 ) -> torch.Tensor:
-    """A flat colour (RGB in 0..1, or hex text like ``#808080``; its luminance on a
-    one-channel image, alpha 1)."""
+    """A flat colour: RGB or RGBA in 0..1, or hex text like ``#808080`` or
+    ``#80808040``. Its luminance on a one-channel image; alpha 1 unless given, and
+    given only for an RGBA image."""
     if isinstance(color, str):
         color = parse_color(color)
     values = color.flatten().tolist() if isinstance(color, torch.Tensor) else color
@@ -270,10 +271,19 @@ def fill_color(
         or not all(isinstance(v, numbers.Real) and 0 <= v <= 1 for v in values)
     ):
         raise UncropError(
-            f"color: expected RGB values in 0..1 or hex text like #808080, got {color!r}."
+            "color: expected RGB or RGBA values in 0..1, or hex text like #808080 or "
+            f"#80808040, got {color!r}."
         )
-    rgb = torch.tensor(list(values)[:3], device=image.device, dtype=image.dtype)
+    values = list(values)
+    if len(values) == 4 and image.shape[-1] != 4 and values[3] != 1:
+        raise UncropError(
+            f"color: alpha {values[3]:g} needs an RGBA image; this one has "
+            f"{image.shape[-1]} channel(s). Give an opaque colour, like #808080."
+        )
+    rgb = torch.tensor(values[:3], device=image.device, dtype=image.dtype)
     flat = match_channels(rgb, image.shape[-1])
+    if len(values) == 4 and image.shape[-1] == 4:
+        flat = torch.cat([flat[:3], flat.new_tensor(values[3:])])
     return torch.where(hole.unsqueeze(-1), flat.expand_as(image), image)
 
 
@@ -461,17 +471,18 @@ def fill(
     return out[0] if len(out) == 1 else torch.cat(out)
 
 
-def parse_color(text: str, name: str = "color") -> tuple[float, float, float]:
-    """``#rrggbb`` / ``rrggbb`` / ``#rgb`` to an RGB tuple in 0..1."""
+def parse_color(text: str, name: str = "color") -> tuple[float, ...]:
+    """``#rrggbb`` / ``#rgb`` to an RGB tuple in 0..1, and ``#rrggbbaa`` / ``#rgba`` to
+    RGBA (as CSS writes them); the ``#`` is optional."""
     value = text.strip().lstrip("#")
-    if len(value) == 3:
+    if len(value) in (3, 4):
         value = "".join(ch * 2 for ch in value)
-    try:
-        if len(value) != 6 or not all(ch in "0123456789abcdefABCDEF" for ch in value):
-            raise ValueError  # int(..., 16) would take signs, spaces and underscores
-        return tuple(int(value[i : i + 2], 16) / 255.0 for i in (0, 2, 4))  # type: ignore[return-value]
-    except ValueError:
-        raise UncropError(f"{name}: expected a hex colour like #808080, got '{text}'.") from None
+    if len(value) not in (6, 8) or not all(ch in "0123456789abcdefABCDEF" for ch in value):
+        # (int(..., 16) would take signs, spaces and underscores)
+        raise UncropError(
+            f"{name}: expected a hex colour like #808080 (or #80808040 with alpha), got '{text}'."
+        )
+    return tuple(int(value[i : i + 2], 16) / 255.0 for i in range(0, len(value), 2))
 
 
 def color_option(method: str, text: str, name: str = "color") -> dict[str, object]:

@@ -116,7 +116,7 @@ class ExpandCanvas(io.ComfyNode):
                 io.String.Input(
                     "color",
                     default=filling.DEFAULT_COLOR,
-                    tooltip="Colour for fill 'color' (hex).",
+                    tooltip="Colour for fill 'color' (hex, #808080; #80808040 gives an RGBA image's fill that alpha).",
                 ),
                 io.Int.Input(
                     "seed",

@@ -48,7 +48,7 @@ class Fill(io.ComfyNode):
                 io.String.Input(
                     "color",
                     default=filling.DEFAULT_COLOR,
-                    tooltip="Colour for method 'color' (hex).",
+                    tooltip="Colour for method 'color' (hex, #808080; #80808040 gives an RGBA image's fill that alpha).",
                 ),
                 io.Int.Input(
                     "patch_size",

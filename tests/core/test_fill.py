@@ -459,9 +459,26 @@ def test_nearest_known_and_parse_color() -> None:
     near = nearest_known(hole)
     assert (near[0, ..., 0] == 2).all() and (near[0, ..., 1] == 2).all()
     assert parse_color("#f00") == (1.0, 0.0, 0.0)
-    for bad in ("nope", "#-1-1-1", "#+f+f+f", "# ff ff", "#0x1234"):
+    assert parse_color("ff000080") == (1.0, 0.0, 0.0, 128 / 255)
+    assert parse_color("#f008") == (1.0, 0.0, 0.0, 136 / 255)
+    for bad in ("nope", "#-1-1-1", "#+f+f+f", "# ff ff", "#0x1234", "#12345", "#1234567"):
         with pytest.raises(UncropError, match="color"):
             parse_color(bad)
+
+
+def test_a_colour_with_alpha_fills_an_rgba_hole_with_it() -> None:
+    """#ff000080 on an RGBA image: red at half alpha (the alpha was dropped); on an RGB
+    image an alpha under 1 is refused, naming the colour, and 1 is taken as opaque."""
+    rgba = torch.rand(1, 8, 8, 4, generator=torch.Generator().manual_seed(0))
+    mask = _rect_mask(8, 8, 2, 6, 2, 6)
+    out = fill(rgba, mask, "color", color="#ff000080")
+    hole = mask[0] > 0
+    assert torch.equal(out[0][hole], torch.tensor([1.0, 0.0, 0.0, 128 / 255]).expand(16, 4))
+    assert torch.equal(out[0][~hole], rgba[0][~hole])
+    with pytest.raises(UncropError, match="color: alpha 0.5 needs an RGBA image; this one has 3"):
+        fill(rgba[..., :3], mask, "color", color=(1.0, 0.0, 0.0, 0.5))
+    opaque = fill(rgba[..., :3], mask, "color", color=(1.0, 0.0, 0.0, 1.0))
+    assert torch.equal(opaque[0][hole], torch.tensor([1.0, 0.0, 0.0]).expand(16, 3))
 
 
 def test_smooth_solves_separate_holes_on_their_own_boxes(coffee: torch.Tensor) -> None:

@@ -63,16 +63,19 @@ def match_generated(
 
 
 def transparent_hole(original: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
-    """``[B,H,W]``: how transparent an RGBA ``original`` is inside the hole a model sees
-    (``mask`` >= ``MODEL_HOLE``), 0 elsewhere; None for an opaque image.
+    """``[B,H,W]``: how much more of the generated image an RGBA ``original``'s pixels
+    take for being transparent; None for an opaque image.
 
-    Under a transparent pixel there is nothing to blend with: its colour is hidden, often
-    black, and a blend kept the pixel partly transparent in that colour. Such pixels take
-    the generated image as much as they are transparent.
+    A transparent pixel has nothing to keep: inside the hole a model sees (``mask`` from
+    ``MODEL_HOLE``) it takes the generated pixel as much as it is transparent, and below
+    that, where the mask's soft edge runs over it, proportionally less, down to none at
+    mask 0. (Applied only inside the hole, a feathered mask's alpha jumped from 0.5 to 1
+    at its 0.5 line.)
     """
     if original.shape[-1] != 4:
         return None
-    return (mask >= MODEL_HOLE) * (1 - original[..., 3].clamp(0, 1))
+    reach = (mask / MODEL_HOLE).clamp(0, 1)
+    return reach * (1 - original[..., 3].clamp(0, 1))
 
 
 def composite(original: torch.Tensor, generated: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -721,6 +721,23 @@ def _prefill_is_seen(model: InpaintModel, settings: SamplerSettings) -> bool:
     return not (model.info.is_inpaint_unet and settings.strength >= 1.0)
 
 
+def _over_surroundings(image: torch.Tensor) -> torch.Tensor:
+    """An RGBA ``image [1,H,W,4]`` with each pixel's colour shown over the colour of the
+    nearest pixel at least half opaque, as much as it is transparent: the colours the
+    model is given as context. The colour under a transparent pixel is hidden, often
+    black; the model copied it, and a soft mask's edge over transparency came out dark.
+    """
+    if image.shape[-1] != 4:
+        return image
+    alpha = image[..., 3:].clamp(0, 1)
+    solid = alpha[..., 0] >= MODEL_HOLE
+    if bool(solid.all()) or not bool(solid.any()):
+        return image
+    behind = fill(image[..., :3], (~solid).to(image.dtype), "edge")
+    rgb = torch.lerp(behind, image[..., :3], alpha)
+    return torch.cat([rgb, image[..., 3:]], dim=-1)
+
+
 def _sample_region(
     model: InpaintModel,
     pipe,
@@ -742,13 +759,14 @@ def _sample_region(
     # Only what the model treats as hole is replaced; softer edge pixels keep their real
     # content as context.
     hole = (mask >= MODEL_HOLE).to(image.dtype)
+    shown = _over_surroundings(image)
     if settings.prefill == "none" or not _prefill_is_seen(model, settings):
-        current = image.clone()
+        current = shown.clone()
         if image.shape[-1] == 4:  # the model paints RGB: the alpha it paints under comes
             # from around the hole, as a pre-fill gives it (a new area stayed transparent)
             current[..., 3:] = fill(image[..., 3:], hole, "edge")
     else:
-        current = fill(image, hole, settings.prefill, seed=seed, progress=CancelOnly(reporter.hook))
+        current = fill(shown, hole, settings.prefill, seed=seed, progress=CancelOnly(reporter.hook))
     remaining = mask.clone()
     h, w = image.shape[1:3]
     native = settings.resolution or model.native_size

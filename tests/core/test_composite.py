@@ -240,7 +240,7 @@ def test_color_match_reads_its_ring_past_a_mask_tail(astronaut):
 def test_a_transparent_hole_takes_the_generated_image_whole_through_a_soft_edge():
     """Under alpha 0 the colour is hidden (black here): a soft mask's blend kept those
     pixels partly transparent in it. Inside the hole (mask >= 0.5) they take all of the
-    generated pixel; elsewhere the soft mask blends as before, and mask 0 stays exact."""
+    generated pixel, below it less as the mask falls, and mask 0 stays exact."""
     orig = torch.rand(1, 32, 32, 4)
     orig[0, 8:24, 8:24] = torch.tensor([0.0, 0.0, 0.0, 0.0])  # erased to transparent black
     mask = hole_mask(32, 32, soft=3)
@@ -253,9 +253,24 @@ def test_a_transparent_hole_takes_the_generated_image_whole_through_a_soft_edge(
     assert torch.equal(out[0][keep], orig[0][keep])
     soft = (mask[0] < 0.5) & (mask[0] > 0)
     m, o, g = mask[0][soft].unsqueeze(-1), orig[0][soft], gen[0][soft]
-    alpha = o[:, 3:] * (1 - m) + m  # colours weighted by their alpha (premultiplied)
-    rgb = (o[:, :3] * o[:, 3:] * (1 - m) + g * m) / alpha
+    # Below 0.5 a transparent pixel takes more as the mask nears 0.5 (2m of its clearness)
+    w = 1 - (1 - m) * (1 - 2 * m * (1 - o[:, 3:]))
+    alpha = o[:, 3:] * (1 - w) + w  # colours weighted by their alpha (premultiplied)
+    rgb = (o[:, :3] * o[:, 3:] * (1 - w) + g * w) / alpha
     assert torch.allclose(out[0][soft], torch.cat([rgb, alpha], -1), atol=1e-5)
+
+
+def test_a_soft_mask_over_transparency_ramps_the_alpha_without_a_step():
+    """A 200 px mask ramp over transparent pixels: the alpha rises from 0 at mask 0 to 1
+    at mask 0.5 and stays there, with no step (it jumped from 0.5 to 1 at 0.5)."""
+    orig = torch.zeros(1, 1, 200, 4)
+    mask = torch.linspace(0, 1, 200).view(1, 1, 200)
+    out = composite(orig, torch.full((1, 1, 200, 3), 0.8), mask)
+    alpha = out[0, 0, :, 3]
+    assert float(alpha[0]) == 0.0 and bool((alpha[mask[0, 0] >= 0.5] == 1).all())
+    steps = alpha.diff()
+    assert bool((steps >= 0).all()) and float(steps.max()) < 0.02
+    assert torch.allclose(out[0, 0, 1:, :3], torch.tensor(0.8).expand(199, 3))
 
 
 def test_a_soft_edge_over_transparency_keeps_the_generated_colour():

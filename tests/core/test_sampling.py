@@ -735,6 +735,23 @@ def test_an_rgba_transparent_hole_is_opaque_through_the_seam_feather(sd_inpaint,
     assert torch.equal(sampling.inpaint(sd_inpaint, image, hole, settings).image, result.image)
 
 
+def test_the_colour_hidden_under_transparent_context_never_reaches_the_model(sd_inpaint, photo):
+    """An erased patch (alpha 0) beside the hole, in the model's context: the model was
+    given its hidden colour, so the painted hole changed with it (black or white). It is
+    now given the colours around the patch, and the hidden colour changes nothing."""
+    image = torch.cat([photo, torch.ones_like(photo[..., :1])], dim=-1)
+    image[:, 30:66, 90:110] = 0.0  # erased to transparent black
+    mask = sampling.feather(_hole(), 4.0)
+    settings = SamplerSettings(resolution=128, **FAST)
+    result = sampling.inpaint(sd_inpaint, image, mask, settings)
+    keep = mask[0] == 0
+    assert torch.equal(result.image[0][keep], image[0][keep])
+    assert float(result.image[0, ..., 3][mask[0] >= 0.5].min()) == 1.0
+    image[:, 30:66, 90:110, :3] = 1.0  # the hidden colour white instead
+    again = sampling.inpaint(sd_inpaint, image, mask, settings)
+    assert torch.equal(again.image[0][~keep], result.image[0][~keep])
+
+
 @pytest.mark.parametrize("failures", [1, 2])
 def test_out_of_memory_retries_with_vae_tiling_then_says_what_to_do(
     tree, photo, monkeypatch, failures

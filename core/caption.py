@@ -116,6 +116,9 @@ class Captions(str):
         text.each = tuple(captions)
         return text
 
+    def __reduce__(self):  # copies and pickles (ComfyUI's history deep-copies outputs)
+        return (Captions, (list(self.each),))
+
 
 def apply_template(template: str, caption: str) -> str:
     """``template`` with ``{caption}`` replaced (other braces are left alone)."""

@@ -78,15 +78,26 @@ def transparent_hole(original: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
     return reach * (1 - original[..., 3].clamp(0, 1))
 
 
-def composite(original: torch.Tensor, generated: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def composite(
+    original: torch.Tensor,
+    generated: torch.Tensor,
+    mask: torch.Tensor,
+    seam: torch.Tensor | None = None,
+) -> torch.Tensor:
     """``original * (1 - mask) + generated * mask``: the original bit for bit where
     ``mask == 0`` (values a resampler left past 0..1 included) and exactly the generated
     image where it is 1; blended pixels are within 0..1. RGBA blends premultiplied by
-    alpha, and inside the hole an RGBA original's transparent pixels take more of the
-    generated image (:func:`transparent_hole`)."""
+    alpha, and an RGBA original's transparent pixels take more of the generated image,
+    all of it inside the hole (:func:`transparent_hole`).
+
+    ``seam`` (the samplers' feathered weight, 0 where ``mask`` is) blends in the mask's
+    place; the transparent pixels' share is still reckoned from ``mask``.
+    """
     given = check_image(original, "original", values=False)
     original, generated, mask = match_generated(original, generated, mask)
     clear = transparent_hole(original, mask)
+    if seam is not None:
+        mask = seam.to(mask.device, mask.dtype).expand_as(mask)
     if clear is not None:  # written so that a fully transparent pixel takes exactly 1
         mask = torch.where(clear > 0, 1 - (1 - mask) * (1 - clear), mask)
     weight = mask.unsqueeze(-1)

@@ -277,7 +277,7 @@ def fill_color(
     values = list(values)
     if len(values) == 4 and image.shape[-1] != 4 and values[3] != 1:
         raise UncropError(
-            f"color: alpha {values[3]:g} needs an RGBA image; this one has "
+            f"color: alpha {values[3]:.3g} needs an RGBA image; this one has "
             f"{image.shape[-1]} channel(s). Give an opaque colour, like #808080."
         )
     rgb = torch.tensor(values[:3], device=image.device, dtype=image.dtype)

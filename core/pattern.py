@@ -116,7 +116,7 @@ def estimate_period(image: torch.Tensor, known: torch.Tensor) -> Period | None:
             second_ok & (ncc >= sbest - 0.1 * (1 - MIN_CORRELATION) - 0.05 * sbest), length
         )
         second = (int(dy.flatten()[pick]), int(dx.flatten()[pick]))
-    elif best < MIN_CORRELATION_ONE:
+    elif float(ncc.flatten()[first]) < MIN_CORRELATION_ONE:  # the vector kept, not a multiple
         return None
     return Period((fy, fx), second, best)
 

@@ -30,10 +30,11 @@ import torch
 
 from . import canvas
 from .caption import Captions
-from .composite import color_match, composite, transparent_hole
+from .composite import color_match, composite
 from .errors import UncropError
 from .fill import FILL_METHODS, fill
 from .inputs import (
+    ALPHA_SEEN,
     MODEL_HOLE,
     SEED_LIMIT,
     check_image,
@@ -721,21 +722,25 @@ def _prefill_is_seen(model: InpaintModel, settings: SamplerSettings) -> bool:
     return not (model.info.is_inpaint_unet and settings.strength >= 1.0)
 
 
-def _over_surroundings(image: torch.Tensor) -> torch.Tensor:
-    """An RGBA ``image [1,H,W,4]`` with each pixel's colour shown over the colour of the
-    nearest pixel at least half opaque, as much as it is transparent: the colours the
-    model is given as context. The colour under a transparent pixel is hidden, often
-    black; the model copied it, and a soft mask's edge over transparency came out dark.
-    """
+def _without_hidden_colours(image: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
+    """An RGBA ``image [1,H,W,4]`` whose transparent pixels (alpha under ``ALPHA_SEEN``)
+    take the colour of the nearest pixel seen outside the ``hole``: the colours the model
+    is given. The colour hidden under them, often black, is no part of the picture; the
+    model copied it into the painted hole. A faint pixel keeps its own colour, and no
+    colour comes from the hole, which may hold what is being removed."""
     if image.shape[-1] != 4:
         return image
-    alpha = image[..., 3:].clamp(0, 1)
-    solid = alpha[..., 0] >= MODEL_HOLE
-    if bool(solid.all()) or not bool(solid.any()):
+    hidden = image[..., 3] < ALPHA_SEEN
+    if not bool(hidden.any()):
         return image
-    behind = fill(image[..., :3], (~solid).to(image.dtype), "edge")
-    rgb = torch.lerp(behind, image[..., :3], alpha)
-    return torch.cat([rgb, image[..., 3:]], dim=-1)
+    sources = ~hidden & (hole < MODEL_HOLE)
+    if bool(sources.any()):
+        behind = fill(image[..., :3], (~sources).to(image.dtype), "edge")
+    else:  # nothing seen to take a colour from
+        behind = torch.full_like(image[..., :3], 0.5)
+    out = image.clone()
+    out[..., :3] = torch.where(hidden.unsqueeze(-1), behind, image[..., :3])
+    return out
 
 
 def _sample_region(
@@ -759,7 +764,7 @@ def _sample_region(
     # Only what the model treats as hole is replaced; softer edge pixels keep their real
     # content as context.
     hole = (mask >= MODEL_HOLE).to(image.dtype)
-    shown = _over_surroundings(image)
+    shown = _without_hidden_colours(image, hole)
     if settings.prefill == "none" or not _prefill_is_seen(model, settings):
         current = shown.clone()
         if image.shape[-1] == 4:  # the model paints RGB: the alpha it paints under comes
@@ -792,10 +797,8 @@ def _sample_region(
         remaining[0][ys, xs] = torch.where(weight >= 0.999, 0.0, remaining[0][ys, xs])
     if settings.color_match != "none":
         current = color_match(current, image, mask, settings.color_match)
-    clear = transparent_hole(image, mask)  # a ramp there blended with hidden colours
-    if clear is not None:
-        solid = clear if solid is None else torch.maximum(solid, clear)
-    result = composite(image, current, seam_weight(mask, settings.mask_blur, solid))
+    seam = seam_weight(mask, settings.mask_blur, solid)
+    result = composite(image, current, mask, seam)  # transparent pixels' share from the mask
     return torch.where(mask.unsqueeze(-1) > 0, result, given)
 
 
@@ -858,7 +861,8 @@ def outpaint(
     """
     placed, mask = canvas.expand_canvas(image, plan, overlap=overlap)
     if not plan.adds_area:
-        return SampleResult(placed, [settings.prompt if settings else ""] * placed.shape[0]), mask
+        prompts = given_prompts(settings.prompt if settings else "", placed.shape[0])
+        return SampleResult(placed, prompts), mask
     new_area = canvas.outpaint_mask(plan, 0, device=placed.device).to(placed.dtype)
     result = sample(
         model, placed, mask, settings or SamplerSettings(), tiles=True,

@@ -212,5 +212,5 @@ class CaptionImage(io.ComfyNode):
             progress=host.Progress(),
         )
         text = captioning.Captions(captions)  # a sampler takes each image's own line
-        host.show_text(cls, text)
-        return io.NodeOutput(text, ui=ui.PreviewText(text))
+        host.show_text(cls, str(text))
+        return io.NodeOutput(text, ui=ui.PreviewText(str(text)))

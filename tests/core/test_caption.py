@@ -222,6 +222,17 @@ def test_each_picture_is_made_after_the_cancel_check(captioner, astronaut, monke
     assert len(made) == 1
 
 
+def test_captions_survive_copies_and_pickles():
+    """ComfyUI's history deep-copies outputs: a copy rebuilt a Captions from its text,
+    one character a line."""
+    import copy
+    import pickle
+
+    text = cap.Captions(["a red tree", "a blue sky"])
+    for again in (copy.copy(text), copy.deepcopy(text), pickle.loads(pickle.dumps(text))):
+        assert again == "a red tree\na blue sky" and again.each == ("a red tree", "a blue sky")
+
+
 def test_soft_mask_below_half_counts_as_visible(astronaut):
     image, mask = _scene(astronaut)
     (full,) = cap.images_for_model(image, mask * 0.4)

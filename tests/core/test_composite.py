@@ -273,6 +273,26 @@ def test_a_soft_mask_over_transparency_ramps_the_alpha_without_a_step():
     assert torch.allclose(out[0, 0, 1:, :3], torch.tensor(0.8).expand(199, 3))
 
 
+def test_a_seam_blends_in_the_masks_place_but_transparency_counts_from_the_mask():
+    """The samplers' feathered seam, here half the mask: opaque pixels take the seam's
+    share; transparent ones take all of the generated pixel from mask 0.5, and below it
+    their share grows with the mask, never compounded from the seam."""
+    orig = torch.zeros(1, 1, 21, 4)
+    orig[..., 10:, :] = torch.tensor([0.2, 0.2, 0.2, 1.0])  # right half opaque
+    mask = torch.linspace(0, 1, 21).view(1, 1, 21)
+    mask[..., 10:] = torch.linspace(0, 1, 11)
+    gen = torch.full((1, 1, 21, 3), 0.8)
+    seam = mask * 0.5
+    out = composite(orig, gen, mask, seam)
+    m, alpha = mask[0, 0], out[0, 0, :, 3]
+    assert bool((alpha[:10][m[:10] >= 0.5] == 1).all())
+    soft = m[:10] < 0.5
+    want = 1 - (1 - seam[0, 0, :10]) * (1 - 2 * m[:10])
+    assert torch.allclose(alpha[:10][soft], want[soft], atol=1e-6)
+    assert torch.allclose(out[0, 0, 10:, 0], 0.2 + 0.6 * seam[0, 0, 10:], atol=1e-6)
+    assert torch.equal(out[0, 0, 10], orig[0, 0, 10])  # mask 0: exact
+
+
 def test_a_soft_edge_over_transparency_keeps_the_generated_colour():
     """Straight blending mixed in the hidden black under alpha 0: across a feather the
     colour fell to 0.37 at alpha 0.47, which over white shows darker than both sides."""

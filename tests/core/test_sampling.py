@@ -752,6 +752,41 @@ def test_the_colour_hidden_under_transparent_context_never_reaches_the_model(sd_
     assert torch.equal(again.image[0][~keep], result.image[0][~keep])
 
 
+def test_hidden_colours_come_from_around_never_from_the_hole():
+    """What the model is given for transparent pixels: the nearest seen colour outside
+    the hole (the red object in the hole is being removed; taken from there, the edge
+    pre-fill copied it back in). A faint pixel keeps its colour; with nothing seen,
+    grey."""
+    image = torch.zeros(1, 32, 32, 4)
+    image[:, :, 16:] = torch.tensor([0.0, 0.8, 0.0, 1.0])  # opaque green
+    image[:, 8:24, 16:24] = torch.tensor([1.0, 0.0, 0.0, 1.0])  # red, to be removed
+    image[:, 0, 0] = torch.tensor([0.0, 0.0, 1.0, 0.3])  # faint blue
+    mask = torch.zeros(1, 32, 32)
+    mask[:, 8:24, 16:24] = 1
+    shown = sampling._without_hidden_colours(image, mask)
+    assert torch.equal(shown[..., 3], image[..., 3])
+    hidden = image[0, ..., 3] == 0
+    assert torch.equal(shown[0, 16, 15, :3], torch.tensor([0.0, 0.8, 0.0]))
+    assert not bool((shown[0][hidden][:, 0] > 0).any()), "no red from the hole"
+    assert torch.equal(shown[0][~hidden], image[0][~hidden])
+    clear = torch.zeros(1, 8, 8, 4)
+    assert bool(
+        (sampling._without_hidden_colours(clear, torch.zeros(1, 8, 8))[..., :3] == 0.5).all()
+    )
+
+
+def test_an_outpaint_with_nothing_to_add_still_gives_each_image_its_caption():
+    from uncrop.core.caption import Captions
+
+    images = torch.rand(2, 32, 32, 3)
+    plan = canvas.plan_margins(32, 32)
+    captions = Captions(["a red tree", "a blue sky"])
+    result, _ = sampling.outpaint(None, images, plan, SamplerSettings(prompt=captions))
+    assert result.prompts == ["a red tree", "a blue sky"]
+    with pytest.raises(UncropError, match="prompt: 2 captions"):
+        sampling.outpaint(None, torch.rand(3, 32, 32, 3), plan, SamplerSettings(prompt=captions))
+
+
 @pytest.mark.parametrize("failures", [1, 2])
 def test_out_of_memory_retries_with_vae_tiling_then_says_what_to_do(
     tree, photo, monkeypatch, failures

@@ -36,6 +36,7 @@ from PIL import Image
 
 from .errors import UncropError
 from .inputs import MODEL_HOLE, check_image, match_mask
+from .masks import box_of
 from .models import PICKLE_SUFFIXES, default_device, file_stamp
 from .progress import ProgressHook, or_null
 
@@ -169,17 +170,14 @@ def picture_for_model(
     The hidden pixels inside, and the padding, take a blur of their surroundings
     (:func:`push_pull_fill`): no content of their own to describe.
     """
-    if not bool(seen.any()):
+    box = box_of(seen)
+    if box is None:
         return None
-    rows = torch.nonzero(seen.any(dim=1)).flatten()
-    cols = torch.nonzero(seen.any(dim=0)).flatten()
-    ys = slice(int(rows[0]), int(rows[-1]) + 1)
-    xs = slice(int(cols[0]), int(cols[-1]) + 1)
     # Channels first, as the pooling below wants them (4x faster at 4K than a view).
-    rgb = image[ys, xs, :3].movedim(-1, 0).to(torch.float32).contiguous()
+    rgb = image[box][..., :3].movedim(-1, 0).to(torch.float32).contiguous()
     if rgb.shape[0] == 1:
         rgb = rgb.expand(3, -1, -1)
-    weight = seen[ys, xs].to(torch.float32)
+    weight = seen[box].to(torch.float32)
     h, w = weight.shape
     if aspect is not None:  # the padded size; the padding is added once shrunk
         h, w = max(h, round(w / aspect)), max(w, round(h * aspect))

@@ -29,7 +29,7 @@ from .inputs import (
     premultiplied,
     unpremultiplied,
 )
-from .masks import reflect_index
+from .masks import box_of, reflect_index
 from .patchmatch import check_patch_size, patch_fill
 from .pattern import estimate_period, extend_pattern
 from .progress import Part, ProgressHook, or_null
@@ -47,11 +47,10 @@ FillMethod = Callable[..., torch.Tensor]
 def _bbox(hole: torch.Tensor, margin: int) -> tuple[slice, slice]:
     """Bounding box of all holes in the batch, grown by ``margin`` and clipped."""
     any_hole = hole.any(dim=0)
-    rows = torch.nonzero(any_hole.any(dim=1)).flatten()
-    cols = torch.nonzero(any_hole.any(dim=0)).flatten()
+    rows, cols = box_of(any_hole)
     h, w = any_hole.shape
-    y0, y1 = max(0, int(rows[0]) - margin), min(h, int(rows[-1]) + 1 + margin)
-    x0, x1 = max(0, int(cols[0]) - margin), min(w, int(cols[-1]) + 1 + margin)
+    y0, y1 = max(0, rows.start - margin), min(h, rows.stop + margin)
+    x0, x1 = max(0, cols.start - margin), min(w, cols.stop + margin)
     return slice(y0, y1), slice(x0, x1)
 
 
@@ -283,7 +282,7 @@ def fill_color(
     rgb = torch.tensor(values[:3], device=image.device, dtype=image.dtype)
     flat = match_channels(rgb, image.shape[-1])
     if len(values) == 4 and image.shape[-1] == 4:
-        flat = torch.cat([flat[:3], flat.new_tensor(values[3:])])
+        flat[3] = values[3]
     return torch.where(hole.unsqueeze(-1), flat.expand_as(image), image)
 
 

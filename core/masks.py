@@ -168,6 +168,16 @@ def _gaussian_kernel(sigma: float, device: torch.device, dtype: torch.dtype) -> 
     return k / k.sum()
 
 
+def box_of(flags: torch.Tensor) -> tuple[slice, slice] | None:
+    """``(rows, cols)`` slices of the bounding box of the set pixels of ``flags [H,W]``
+    (bool), or None when none is set."""
+    rows = torch.nonzero(flags.any(dim=1)).flatten()
+    if rows.numel() == 0:
+        return None
+    cols = torch.nonzero(flags.any(dim=0)).flatten()
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
 def reflect_index(i: torch.Tensor, n: int) -> torch.Tensor:
     """Mirror indices into 0..n-1 (edge pixel not repeated), for any distance."""
     if n == 1:

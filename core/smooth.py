@@ -81,7 +81,7 @@ from scipy.sparse.linalg import splu
 
 from .errors import UncropError
 from .inputs import at_least_float32
-from .masks import dilate_square, erode_square, label_islands
+from .masks import box_of, dilate_square, erode_square, label_islands
 from .progress import ProgressHook, or_null
 
 # Tension at a 512 px frame; scaled by (512 / size)² so the fill is resolution independent.
@@ -369,10 +369,8 @@ RECT_RTOL_FACTOR = 0.01
 def _rectangle(hole: torch.Tensor) -> tuple[int, int, int, int] | None:
     """``(y0, y1, x0, x1)`` when ``hole`` is one filled rectangle no longer than
     ``RECT_SIDE``, else None."""
-    rows = torch.nonzero(hole.any(dim=1)).flatten()
-    cols = torch.nonzero(hole.any(dim=0)).flatten()
-    y0, y1 = int(rows[0]), int(rows[-1]) + 1
-    x0, x1 = int(cols[0]), int(cols[-1]) + 1
+    rows, cols = box_of(hole)
+    y0, y1, x0, x1 = rows.start, rows.stop, cols.start, cols.stop
     if max(y1 - y0, x1 - x0) > RECT_SIDE or int(hole.sum()) != (y1 - y0) * (x1 - x0):
         return None
     return y0, y1, x0, x1

@@ -212,5 +212,6 @@ class CaptionImage(io.ComfyNode):
             progress=host.Progress(),
         )
         text = captioning.Captions(captions)  # a sampler takes each image's own line
-        host.show_text(cls, str(text))
-        return io.NodeOutput(text, ui=ui.PreviewText(str(text)))
+        shown = str(text)  # plain text for the editor and the history
+        host.show_text(cls, shown)
+        return io.NodeOutput(text, ui=ui.PreviewText(shown))

@@ -122,10 +122,12 @@ class Captions(str):
 
 
 def apply_template(template: str, caption: str) -> str:
-    """``template`` with ``{caption}`` replaced (other braces are left alone)."""
+    """``template`` with ``{caption}`` replaced (other braces are left alone), on one
+    line: a batch's text has a line per image, and a text encoder reads a line break
+    as a space."""
     if not caption:
         return ""
-    return template.replace("{caption}", caption).strip()
+    return " ".join(template.replace("{caption}", caption).split())
 
 
 SHOWN_SIDE = 768

@@ -259,6 +259,16 @@ def test_template_and_prefix_are_applied(captioner, astronaut):
     assert prefixed != plain
 
 
+def test_a_template_with_line_breaks_gives_one_line_a_caption(captioner, astronaut):
+    # A batch's text is a line per image: a template's line breaks would add lines.
+    image = astronaut[:, ::4, ::4].expand(2, -1, -1, -1)
+    plain = captioner.caption(image[:1])[0]
+    captions = captioner.with_options(template="{caption},\n  detailed\tphoto\n").caption(image)
+    assert list(captions) == [f"{plain}, detailed photo"] * 2
+    text = cap.Captions(list(captions))
+    assert text.split("\n") == list(text.each)
+
+
 def test_more_tokens_make_a_longer_caption(captioner, astronaut):
     image = astronaut[:, ::4, ::4]
     short = captioner.caption(image, options=cap.CaptionOptions(max_length=3, beams=1))[0]

@@ -153,3 +153,29 @@ def test_a_photo_with_one_weak_lag_has_no_period(astronaut: torch.Tensor) -> Non
     known = torch.ones(96, 96, dtype=torch.bool)
     known[:, 64:] = False
     assert estimate_period(crop, known) is None
+
+
+def _stripes_and_their_double(seed: int, size: int = 256, period: int = 16) -> torch.Tensor:
+    """Grey noise that repeats every ``period`` px along x (random along y), plus a
+    faint part that flips sign every period, and noise: lag (0, 16) correlates about
+    0.60-0.62, lag (0, 32) 0.66-0.67."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.arange(size)
+    repeat = torch.randn(size, period, generator=g)[:, x % period]
+    half = torch.randn(size, period, generator=g)
+    flip = torch.cat([half, -half], 1)[:, x % (2 * period)]
+    noise = torch.randn(size, size, generator=g)
+    grey = 0.635**0.5 * repeat + 0.025**0.5 * flip + 0.34**0.5 * noise
+    return (0.5 + 0.08 * grey).clamp(0, 1)[..., None].expand(-1, -1, 3)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_lone_vector_is_judged_by_its_own_correlation(seed: int) -> None:
+    """The shortest near-best lag is kept; a lone one must itself reach
+    MIN_CORRELATION_ONE, not just its longer multiple (0.66 here, the kept 0.60)."""
+    known = torch.ones(256, 256, dtype=torch.bool)
+    assert estimate_period(_stripes_and_their_double(seed), known) is None
+    g = torch.Generator().manual_seed(seed)
+    clear = torch.randn(256, 16, generator=g)[:, torch.arange(256) % 16]
+    period = estimate_period((0.5 + 0.08 * clear).clamp(0, 1)[..., None].expand(-1, -1, 3), known)
+    assert period is not None and (period.first, period.second) == ((0, 16), None)

@@ -595,3 +595,22 @@ def test_a_hole_with_almost_nothing_known_around_it(monkeypatch: pytest.MonkeyPa
     hole[0, 0] = True
     with pytest.raises(UncropError, match="mask: covers the whole image"):
         sm.smooth_fill(image, hole)
+
+
+@pytest.mark.parametrize("tension", [-0.1, float("nan"), float("inf"), 1e38, True, "0.1"])
+def test_a_tension_outside_0_to_max_is_refused(tension) -> None:
+    # 1e38 is finite, but the half-size solve's 4x overflowed float32: a NaN fill.
+    image = torch.rand(300, 300, 3, generator=torch.Generator().manual_seed(0))
+    hole = torch.zeros(300, 300, dtype=torch.bool)
+    hole[10:290, 10:290] = True
+    with pytest.raises(UncropError, match="tension: expected a number from 0 to 1e"):
+        sm.smooth_fill(image, hole, tension=tension)
+
+
+def test_the_largest_tension_gives_a_finite_membrane_fill() -> None:
+    y, x = torch.meshgrid(torch.arange(300.0), torch.arange(300.0), indexing="ij")
+    image = torch.stack([x / 300, y / 300, (x + y) / 600], -1)
+    hole = torch.zeros(300, 300, dtype=torch.bool)
+    hole[10:290, 10:290] = True
+    out = sm.smooth_fill(image, hole, tension=sm.MAX_TENSION)
+    assert (out - image).abs().max() < 1e-4  # a ramp is harmonic: the membrane keeps it

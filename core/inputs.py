@@ -79,16 +79,21 @@ def check_image(image: torch.Tensor, name: str = "image", values: bool = True) -
     return _finite_in_unit_range(image, name, "IMAGE") if values else image
 
 
-def check_mask(mask: torch.Tensor, name: str = "mask") -> torch.Tensor:
-    """Return ``mask`` as a float ``[B,H,W]`` tensor in 0..1 or raise UncropError."""
+def check_mask(
+    mask: torch.Tensor, name: str = "mask", size: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """Return ``mask`` as a float ``[B,H,W]`` tensor in 0..1 or raise UncropError.
+
+    ``size``, the image's ``(H, W)``, settles a 4-D mask that could be either layout
+    (``[B,1,W,1]``: a row as ``[B,H,W,1]``, a column as ``[B,1,H,W]``)."""
     if not isinstance(mask, torch.Tensor):
         raise UncropError(f"{name}: expected a MASK tensor, got {type(mask).__name__}.")
     if mask.ndim == 2:
         mask = mask.unsqueeze(0)
+    elif mask.ndim == 4 and mask.shape[-1] == 1 and (mask.shape[1] != 1 or mask.shape[1:3] == size):
+        mask = mask[..., 0]
     elif mask.ndim == 4 and mask.shape[1] == 1:
         mask = mask[:, 0]
-    elif mask.ndim == 4 and mask.shape[-1] == 1:
-        mask = mask[..., 0]
     if mask.ndim != 3 or 0 in mask.shape:
         raise UncropError(
             f"{name}: expected a MASK of shape [batch, height, width], got {_shape(mask)}."
@@ -123,7 +128,7 @@ def match_mask(
     allowed pixels allows no pixel that was partly outside it).
     """
     image = check_image(image, image_name, image_values)
-    mask = check_mask(mask, mask_name).to(device=image.device, dtype=image.dtype)
+    mask = check_mask(mask, mask_name, size=tuple(image.shape[1:3])).to(device=image.device)
     b_img, h, w = image.shape[:3]
     b_mask, mh, mw = mask.shape
     if b_img != b_mask and 1 not in (b_img, b_mask):
@@ -153,7 +158,18 @@ def match_mask(
         mask = mask.expand(b_img, h, w)
     elif b_img < b_mask:
         image = image.expand(b_mask, *image.shape[1:])
-    return image, mask.contiguous()
+    return image, _keeping_holes(mask, image.dtype).contiguous()
+
+
+def _keeping_holes(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``mask`` in ``dtype``, a value under ``HOLE_LEVEL`` still under it there
+    (float16 rounds 0.00392 up to its 1/255, which made a known pixel hole)."""
+    out = mask.to(dtype)
+    if out.dtype == mask.dtype:
+        return out
+    level = torch.tensor(HOLE_LEVEL, dtype=dtype, device=mask.device)
+    under = torch.nextafter(level, torch.zeros_like(level))
+    return torch.where(mask < HOLE_LEVEL, out.clamp_max(under), out)
 
 
 SEED_LIMIT = 2**64  # seeds are 0 .. 2**64 - 1, as in ComfyUI

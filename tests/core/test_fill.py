@@ -320,9 +320,11 @@ def test_half_precision_images(
 ) -> None:
     image = _crop(astronaut, 48).to(device, dtype)
     mask = _rect_mask(48, 48, 10, 30, 10, 30).to(device)
+    mask[0, 40:, :] = 0.00392  # under 1/255, a known pixel; float16 rounds it to 1/255
     out = fill(image, mask, method, seed=2)
     assert out.dtype == dtype
     _assert_known_kept(out, image, mask)
+    assert torch.equal(out[0, 40:], image[0, 40:])
 
 
 def test_noise_statistics_do_not_overflow_half_precision(astronaut: torch.Tensor) -> None:

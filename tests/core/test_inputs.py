@@ -147,3 +147,23 @@ def test_one_mask_for_a_batch_is_resized_once(monkeypatch):
     image, matched = match_mask(torch.rand(100, 64, 64, 3), mask)
     assert sizes == [1] and matched.shape == (100, 64, 64)
     assert torch.equal(matched[57], real(mask, 64, 64)[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_a_mask_in_the_images_dtype_keeps_its_hole(dtype):
+    # float16 rounds 0.00392 (under 1/255: a known pixel) up to its own 1/255.
+    mask = torch.tensor([[[0.0, 0.00392, 1 / 255, 0.5, 1.0]]])
+    image, out = match_mask(torch.zeros(1, 1, 5, 3, dtype=dtype), mask)
+    assert out.dtype == dtype
+    assert (out >= 1 / 255).tolist() == [[[False, False, True, True, True]]]
+    assert torch.allclose(out.double(), mask.double(), atol=1e-3)
+
+
+@pytest.mark.parametrize("layout", ["BHW1", "B1HW"])
+@pytest.mark.parametrize("size", [(1, 8), (8, 1), (5, 7)])
+def test_a_four_dimensional_mask_fits_a_row_or_a_column(layout, size):
+    # [1,1,8,1] is a row as [B,H,W,1] and a column as [B,1,H,W]: the image decides.
+    mask = torch.rand(1, *size)
+    given = mask[..., None] if layout == "BHW1" else mask[:, None]
+    _, out = match_mask(torch.zeros(1, *size, 3), given)
+    assert torch.equal(out, mask)

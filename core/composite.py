@@ -22,6 +22,7 @@ from .inputs import (
     unpremultiplied,
 )
 from .masks import dilate
+from .progress import ProgressHook, or_null
 
 COLOR_MATCH_MODES = ("none", "mean_std", "histogram")
 
@@ -201,12 +202,27 @@ def _match_values(src: torch.Tensor, ref: torch.Tensor, mode: str, flat: float) 
     return out
 
 
+def _match_into(
+    out: torch.Tensor, reference: torch.Tensor, inside: torch.Tensor, ring: torch.Tensor, mode: str
+) -> None:
+    """One ``[H,W,C]`` image of :func:`color_match`: ``out``'s ``inside`` pixels matched
+    to ``reference``'s ``ring``, in place."""
+    gen, ref = at_least_float32(out), at_least_float32(reference)
+    if out.shape[-1] >= 3:  # RGB(A) in Lab, where one unit is about a visible step
+        src, seen = rgb_to_lab(gen[..., :3][inside]), rgb_to_lab(ref[..., :3][ring])
+        out[..., :3][inside] = lab_to_rgb(_match_values(src, seen, mode, flat=1.0)).to(out.dtype)
+    else:  # a grey image by its one channel: one Lab unit of lightness
+        matched = _match_values(gen[inside], ref[ring], mode, flat=0.01)
+        out[inside] = matched.clamp(0, 1).to(out.dtype)
+
+
 def color_match(
     generated: torch.Tensor,
     reference: torch.Tensor,
     mask: torch.Tensor,
     mode: str = "mean_std",
     band: int = 32,
+    progress: ProgressHook | None = None,
 ) -> torch.Tensor:
     """Match the colours of ``generated`` inside the mask to ``reference`` around it.
 
@@ -215,7 +231,8 @@ def color_match(
     in Lab (``mean_std``) or per Lab channel by
     quantiles (``histogram``); a grey image by its one channel. Pixels outside the
     mask are not changed. Returns ``generated`` matched to ``reference`` (see
-    :func:`match_generated`).
+    :func:`match_generated`). ``progress`` hears of each image done and can cancel
+    between them.
     """
     if mode not in COLOR_MATCH_MODES:
         raise UncropError(
@@ -229,18 +246,10 @@ def color_match(
     if reference.shape[-1] == 4:  # a transparent pixel's colour is hidden, not seen
         ring &= reference[..., 3] >= 0.5
     out = generated.clone()
-    colour = generated.shape[-1] >= 3  # RGB(A) in Lab; a grey image by its one channel
+    hook = or_null(progress)
     for i in range(generated.shape[0]):
-        if not inside[i].any() or int(ring[i].sum()) < 16:
-            continue
-        gen_i, ref_i = at_least_float32(generated[i]), at_least_float32(reference[i])
-        if colour:
-            src = rgb_to_lab(gen_i[..., :3][inside[i]])
-            ref = rgb_to_lab(ref_i[..., :3][ring[i]])
-            matched = _match_values(src, ref, mode, flat=1.0)  # one Lab unit
-            out[i, ..., :3][inside[i]] = lab_to_rgb(matched).to(out.dtype)
-        else:
-            src, ref = gen_i[inside[i]], ref_i[ring[i]]
-            matched = _match_values(src, ref, mode, flat=0.01)  # one Lab unit of lightness
-            out[i][inside[i]] = matched.clamp(0, 1).to(out.dtype)
+        hook.check_interrupted()
+        if inside[i].any() and int(ring[i].sum()) >= 16:
+            _match_into(out[i], reference[i], inside[i], ring[i], mode)
+        hook.update(i + 1, generated.shape[0])
     return out

@@ -50,5 +50,7 @@ class Composite(io.ComfyNode):
         original = check_image(original, "original", values=False).to(device)
         generated = check_image(generated, "generated", values=False).to(device)
         mask = check_mask(mask).to(device)
-        generated = compositing.color_match(generated, original, mask, color_match)
+        generated = compositing.color_match(
+            generated, original, mask, color_match, progress=host.Progress()
+        )
         return io.NodeOutput(host.node_output(compositing.composite(original, generated, mask)))

@@ -3,6 +3,7 @@ import torch
 from conftest import run_node
 
 from uncrop.core.errors import UncropError
+from uncrop.nodes import host
 from uncrop.nodes.composite import Composite
 
 
@@ -46,3 +47,20 @@ def test_composite_node_returns_kept_pixels_as_given_past_0_to_1(overshooting):
     keep = mask[0] == 0
     assert torch.equal(out[0][keep], overshooting[0][keep])
     assert float(out[0][~keep].min()) >= 0 and float(out[0][~keep].max()) <= 1
+
+
+def test_composite_node_color_match_stops_at_cancel(astronaut, monkeypatch):
+    checks = []
+
+    def cancel_at_second():
+        checks.append(1)
+        if len(checks) == 2:
+            raise InterruptedError("cancel pressed")
+
+    monkeypatch.setattr(host, "check_interrupted", cancel_at_second)
+    image = astronaut[:, ::8, ::8].expand(3, -1, -1, -1)
+    mask = torch.zeros(1, 64, 64)
+    mask[:, 20:40, 20:40] = 1
+    with pytest.raises(InterruptedError):
+        run_node(Composite, original=image, generated=image, mask=mask, color_match="histogram")
+    assert len(checks) == 2

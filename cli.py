@@ -22,7 +22,7 @@ import torch
 
 from .core import canvas, caption, imageio, model_free, models, sampling
 from .core.errors import UncropError
-from .core.fill import DEFAULT_COLOR, DEFAULT_PATCH_SIZE, FILL_METHODS, parse_color
+from .core.fill import DEFAULT_COLOR, DEFAULT_PATCH_SIZE, FILL_METHODS, PATCH_METHODS, parse_color
 from .core.inputs import match_mask
 from .core.masks import refine_mask
 from .core.patchmatch import check_patch_size
@@ -32,7 +32,6 @@ log = logging.getLogger("uncrop")
 SAMPLES = Path(__file__).resolve().parent / "samples"
 SAMPLE_IMAGE = SAMPLES / "coffee.jpg"
 SAMPLE_MASK = SAMPLES / "coffee-mask.png"
-PATCH_METHODS = ("patch", "pattern")  # pattern falls back to patch, with its options
 
 
 class TqdmProgress:

@@ -423,6 +423,8 @@ FILL_METHODS: dict[str, FillMethod] = {
 
 # Methods whose new pixels mix known ones (the rest copy whole pixels or make their own).
 MIXING = ("smooth", "patch", "pattern")
+# Methods that copy from the image, with patch's options (pattern falls back to patch).
+PATCH_METHODS = ("patch", "pattern")
 
 
 def _alpha_weighted(run: FillMethod) -> FillMethod:
@@ -450,7 +452,8 @@ def fill(
     are returned as checked (within 0..1), in a new tensor.
 
     The result is not blended: use :func:`uncrop.core.composite.composite` to
-    feather it into the original along a soft mask.
+    feather it into the original along a soft mask. A ``source_mask`` option is read
+    (and checked) only by the methods that copy from the image, ``PATCH_METHODS``.
     """
     if method not in FILL_METHODS:
         raise UncropError(f"method: expected one of {', '.join(FILL_METHODS)}, got '{method}'.")
@@ -460,7 +463,7 @@ def fill(
         return image.clone()  # always a new tensor: callers write into the result
     hook = or_null(progress)
     hole = hole_of(mask)
-    source_mask = options.pop("source_mask", None)
+    source_mask = options.pop("source_mask", None) if method in PATCH_METHODS else None
     if source_mask is not None:
         _, source_mask = match_mask(image, source_mask, mask_name="source_mask", marks_fill=False)
         if source_mask.shape[0] != image.shape[0]:

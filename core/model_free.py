@@ -7,7 +7,7 @@ import torch
 
 from . import canvas
 from .composite import composite
-from .fill import fill
+from .fill import PATCH_METHODS, fill
 from .inputs import match_mask
 from .progress import ProgressHook
 
@@ -43,12 +43,13 @@ def outpaint(
     Returns ``(image, mask)``: the mask marks the new area (1) plus the optional
     ``overlap`` band, ready for a model to refine; the image is final as it is.
     A ``source_mask`` option is given in the input image's pixels and is moved
-    onto the canvas here (the new area is never a source).
+    onto the canvas here (the new area is never a source); like :func:`fill`, only the
+    methods that copy (``PATCH_METHODS``) read it.
     """
     placed, mask = canvas.expand_canvas(image, plan, overlap=overlap)
     if not plan.adds_area:
         return placed, mask
-    if options.get("source_mask") is not None:
+    if method in PATCH_METHODS and options.get("source_mask") is not None:
         _, source = match_mask(
             image, options["source_mask"], "image", "source_mask", marks_fill=False
         )

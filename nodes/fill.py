@@ -66,7 +66,8 @@ class Fill(io.ComfyNode):
                     optional=True,
                     tooltip=(
                         "Where 'patch' and 'pattern' may copy from (1 = allowed). Leave the object "
-                        "you remove, or the other half of a diptych, at 0. Default: anywhere known."
+                        "you remove, or the other half of a diptych, at 0. Default: anywhere known. "
+                        "The other methods ignore it."
                     ),
                 ),
             ],
@@ -89,7 +90,8 @@ class Fill(io.ComfyNode):
         patch_size: int = filling.DEFAULT_PATCH_SIZE,
         source_mask=None,
     ) -> io.NodeOutput:
-        # model_free.inpaint and fill() check and match image, mask and source_mask.
+        # model_free.inpaint and fill() check and match image, mask and (for the methods
+        # that copy) source_mask.
         device = host.torch_device()
         image, mask = image.to(device), mask.to(device)
         if source_mask is not None:

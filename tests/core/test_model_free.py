@@ -1,6 +1,8 @@
+import pytest
 import torch
 
 from uncrop.core import canvas, model_free
+from uncrop.core.errors import UncropError
 
 
 def test_inpaint_keeps_unmasked_pixels_and_fills_hole(coffee, device):
@@ -55,3 +57,12 @@ def test_outpaint_source_mask_is_moved_onto_the_canvas(coffee):
     assert (
         (band[:, 0] > 0.8) & (band[:, 1] < 0.25) & (band[:, 2] > 0.8)
     ).any()  # the test can fail
+
+
+def test_outpaint_reads_the_source_mask_only_for_the_methods_that_copy(coffee):
+    plan = canvas.plan_margins(600, 400, left=48, multiple_of=8)
+    wrong = torch.rand(1, 50, 50)  # another aspect: refused where it is read
+    out, _ = model_free.outpaint(coffee, plan, "mirror", source_mask=wrong)
+    assert torch.equal(out, model_free.outpaint(coffee, plan, "mirror")[0])
+    with pytest.raises(UncropError, match="source_mask size 50x50"):
+        model_free.outpaint(coffee, plan, "pattern", source_mask=wrong)

@@ -73,6 +73,19 @@ def test_fill_node_names_a_bad_source_mask(coffee: torch.Tensor) -> None:
         run_node(Fill, image=coffee, mask=mask, method="patch", source_mask=torch.rand(1, 50, 50))
 
 
+@pytest.mark.parametrize("method", ["smooth", "edge", "mirror", "color", "noise"])
+def test_fill_node_reads_the_source_mask_only_for_the_methods_that_copy(
+    coffee: torch.Tensor, method: str
+) -> None:
+    # A source mask left connected while trying the other methods stopped them.
+    mask = torch.zeros(1, 400, 600)
+    mask[:, 100:200, 100:200] = 1
+    for source in (torch.rand(1, 50, 50), torch.ones(2, 400, 600)):  # wrong aspect, batch
+        (out,) = run_node(Fill, image=coffee, mask=mask, method=method, source_mask=source).args
+        (alone,) = run_node(Fill, image=coffee, mask=mask, method=method).args
+        assert torch.equal(out, alone)
+
+
 def test_fill_node_reads_the_colour_only_for_the_color_method() -> None:
     image = torch.full((1, 32, 32, 3), 0.25)
     mask = torch.zeros(1, 32, 32)

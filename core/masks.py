@@ -208,6 +208,17 @@ def _convolve_axis(x: torch.Tensor, kernel: torch.Tensor, dim: int) -> torch.Ten
     return out
 
 
+def _reflect_pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
+    """``x`` ``[B,C,H,W]`` grown by reflection, however far (``F.pad``'s reflection
+    stops short of the frame's size, and is 7x faster than a gather where it reaches)."""
+    h, w = x.shape[-2:]
+    if max(top, bottom) < h and max(left, right) < w:
+        return F.pad(x, (left, right, top, bottom), mode="reflect")
+    rows = reflect_index(torch.arange(-top, h + bottom, device=x.device), h)
+    cols = reflect_index(torch.arange(-left, w + right, device=x.device), w)
+    return x.index_select(-2, rows).index_select(-1, cols)
+
+
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable gaussian blur of ``[B,H,W]`` or ``[B,C,H,W]`` with reflected borders.
 
@@ -222,12 +233,15 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     factor = int(sigma // 4) if sigma >= 8 else 1
     factor = min(factor, max(1, min(h, w) // 8))
     if factor > 1:
-        # Whole cells only, the frame reflected to fill the last ones, so each cell's
-        # centre scales back to where it was (stretching a partial last cell over the
-        # frame moved a 120 px feather's edge by 3 px).
-        top, left = (-h) % factor // 2, (-w) % factor // 2
-        pad = (left, (-w) % factor - left, top, (-h) % factor - top)
-        small = F.avg_pool2d(F.pad(t, pad, mode="reflect"), factor)
+        # The frame with reflected margins of the kernel's reach, in whole cells, is
+        # blurred small and cropped after, so its edges mirror about the edge pixel as at
+        # full size (mirrored at the small size, about a cell's centre, an 8 px strip on
+        # the border lost a third of a 120 px feather). The last cells are completed
+        # the same way, so each cell's centre scales back to where it was.
+        reach = math.ceil(3 * sigma / factor) * factor
+        top, left = reach + (-h) % factor // 2, reach + (-w) % factor // 2
+        bottom, right = 2 * reach + (-h) % factor - top, 2 * reach + (-w) % factor - left
+        small = F.avg_pool2d(_reflect_pad(t, top, bottom, left, right), factor)
         small = gaussian_blur(small, sigma / factor)
         out = F.interpolate(small, scale_factor=factor, mode="bilinear", align_corners=False)
         out = out[..., top : top + h, left : left + w]

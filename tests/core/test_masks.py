@@ -116,6 +116,27 @@ def test_wide_feather_is_centred_on_the_edge(size, pixels):
     assert (f.double() - torch.from_numpy(want)).abs().max() < 0.005
 
 
+@pytest.mark.parametrize("pixels", [24, 60, 120, 512])
+@pytest.mark.parametrize("case", ["border strip", "corner of an odd frame"])
+def test_a_wide_feather_is_reflected_at_the_frame_edge_as_a_narrow_one(case, pixels):
+    """The small-scale blur mirrored about its first cell's centre, not the edge pixel:
+    an 8 px strip on the border got 0.100 for 0.149 at feather 120 (0.071 off at most
+    in these cases); now within 0.01 of the full-size blur everywhere."""
+    from scipy.ndimage import gaussian_filter1d
+
+    if case == "border strip":
+        m = torch.zeros(1, 256, 256)
+        m[:, :, :8] = 1
+    else:
+        m = torch.zeros(1, 250, 371)
+        m[:, :30, 200:] = 1
+    want = m[0].double().numpy()
+    for axis in (1, 0):
+        want = gaussian_filter1d(want, pixels / 3, axis=axis, mode="mirror", truncate=3.0)
+    got = masks.feather(m, pixels)[0].double().numpy()
+    assert abs(got - want.clip(0, 1)).max() < 0.01
+
+
 def test_fill_holes_fills_enclosed_only(device):
     m = torch.zeros(1, 20, 20)
     m[:, 5:15, 5:15] = 1

@@ -784,15 +784,31 @@ def _refuse_missing_weights(name: str, path, parts) -> None:
                 )
 
 
-def _limit_tokenizers(pipe) -> None:
-    """Each tokenizer reads at most what its text encoder has positions for (77). A
-    tokenizer folder of vocab.json and merges.txt alone, with no tokenizer_config.json,
+def _check_tokenizers(pipe, path: Path, files: Path | None = None) -> None:
+    """Each tokenizer must read a prompt, and reads at most what its text encoder has
+    positions for (77).
+
+    A tokenizer folder of vocab.json and merges.txt alone, with no tokenizer_config.json,
     has no limit: the pipeline padded prompts to 10^30 tokens and failed inside
-    transformers."""
+    transformers. One with an empty vocabulary loads, and failed at the first prompt.
+    ``files``: where a single file's tokenizer came from (it is read from a copy)."""
     for tokenizer, encoder in (("tokenizer", "text_encoder"), ("tokenizer_2", "text_encoder_2")):
         tok, enc = getattr(pipe, tokenizer, None), getattr(pipe, encoder, None)
+        if tok is None:
+            continue
+        try:
+            ids = tok("a photo").input_ids
+        except Exception as exc:  # transformers raises a bare Exception for a missing token
+            ids, why = None, f"{type(exc).__name__}: {exc}"
+        if ids is not None and (tok.bos_token_id is None or tok.eos_token_id is None):
+            ids, why = None, "it has no start or end token"
+        if ids is None:
+            raise UncropError(
+                f"model: the {tokenizer} of {path} ({files or tok.name_or_path}) cannot read a prompt "
+                f"({why}); replace its vocab.json and merges.txt with a working copy."
+            )
         positions = getattr(getattr(enc, "config", None), "max_position_embeddings", None)
-        if tok is not None and positions and tok.model_max_length > positions:
+        if positions and tok.model_max_length > positions:
             tok.model_max_length = int(positions)
 
 
@@ -858,7 +874,9 @@ def load_model(
     except Exception as exc:  # diffusers, transformers and safetensors each raise their own
         raise UncropError(f"model: could not load {info.path}: {exc}") from exc
     _refuse_missing_weights("model", info.path, pipe.components.items())
-    _limit_tokenizers(pipe)
+    _check_tokenizers(
+        pipe, info.path, None if info.form == "diffusers" else find_clip_tokenizer(tokenizer_dir)
+    )
     cn = None
     if controlnet:
         try:

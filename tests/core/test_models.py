@@ -9,6 +9,7 @@ import shutil
 import sys
 import time
 import weakref
+from pathlib import Path
 
 import pytest
 import torch
@@ -495,6 +496,33 @@ def test_a_tokenizer_of_vocab_and_merges_alone_reads_77_tokens(tree, tmp_path, c
     settings = sampling.SamplerSettings(prompt="a cat", steps=1)
     out = sampling.inpaint(model, photo, mask, settings).image
     assert torch.equal(out[mask == 0], photo[mask == 0])
+
+
+def _empty_vocabulary(folder: Path) -> Path:
+    folder.mkdir(exist_ok=True)
+    for name in ("vocab.json", "merges.txt"):
+        (folder / name).unlink(missing_ok=True)
+    (folder / "vocab.json").write_text("{}")
+    (folder / "merges.txt").write_text("")
+    return folder
+
+
+def test_a_tokenizer_that_cannot_read_a_prompt_is_refused_at_load(tree, tmp_path, monkeypatch):
+    """An empty vocabulary loaded, then the first prompt raised a bare Exception inside
+    transformers (its unknown token missing), naming no folder."""
+    folder = tmp_path / "empty-vocab"
+    shutil.copytree(tree["sd-inpaint"], folder)
+    shutil.rmtree(folder / "tokenizer")
+    _empty_vocabulary(folder / "tokenizer")
+    models.clear_cache()
+    with pytest.raises(
+        UncropError, match=r"the tokenizer of .*empty-vocab .* cannot read a prompt"
+    ):
+        models.load_model(folder)
+    files = _empty_vocabulary(tmp_path / "tokenizer-files")
+    monkeypatch.setenv(models.TOKENIZER_ENV, str(files))
+    with pytest.raises(UncropError, match=r"sd.safetensors \(.*tokenizer-files\) cannot read"):
+        models.load_model(tree["sd.safetensors"])
 
 
 def test_controlnet_folder_errors_name_the_controlnet(tree, tmp_path):

@@ -796,16 +796,18 @@ def _check_tokenizers(pipe, path: Path, files: Path | None = None) -> None:
         tok, enc = getattr(pipe, tokenizer, None), getattr(pipe, encoder, None)
         if tok is None:
             continue
+        why = None
         try:
-            ids = tok("a photo").input_ids
+            tok("a photo")
         except Exception as exc:  # transformers raises a bare Exception for a missing token
-            ids, why = None, f"{type(exc).__name__}: {exc}"
-        if ids is not None and (tok.bos_token_id is None or tok.eos_token_id is None):
-            ids, why = None, "it has no start or end token"
-        if ids is None:
+            why = f"{type(exc).__name__}: {exc}"
+        else:
+            if tok.bos_token_id is None or tok.eos_token_id is None:
+                why = "it has no start or end token"
+        if why:
             raise UncropError(
-                f"model: the {tokenizer} of {path} ({files or tok.name_or_path}) cannot read a prompt "
-                f"({why}); replace its vocab.json and merges.txt with a working copy."
+                f"model: the {tokenizer} of {path} ({files or tok.name_or_path}) cannot read "
+                f"a prompt ({why}); replace its vocab.json and merges.txt with a working copy."
             )
         positions = getattr(getattr(enc, "config", None), "max_position_embeddings", None)
         if positions and tok.model_max_length > positions:

@@ -46,7 +46,11 @@ def _option_inputs() -> list:
         io.String.Input(
             "template",
             default=defaults.template,
-            tooltip="The prompt written; {caption} is replaced by the caption, e.g. '{caption}, detailed photo'. Written on one line (line breaks become spaces): a batch's text has a line per image.",
+            tooltip=(
+                "The prompt written; {caption} is replaced by the caption, e.g. '{caption}, "
+                "detailed photo'. Written on one line (line breaks become spaces): a batch's "
+                "text has a line per image."
+            ),
         ),
         io.String.Input(
             "prefix",

@@ -49,7 +49,7 @@ class Composite(io.ComfyNode):
         device = host.torch_device()
         original = check_image(original, "original", values=False).to(device)
         generated = check_image(generated, "generated", values=False).to(device)
-        mask = check_mask(mask).to(device)
+        mask = check_mask(mask, size=tuple(original.shape[1:3])).to(device)
         generated = compositing.color_match(
             generated, original, mask, color_match, progress=host.Progress()
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -237,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--multiple-of", type=int, default=8, help="round the canvas up to this multiple"
     )
+    p.add_argument(
+        "--overlap",
+        type=int,
+        help="with --model: let the generated area reach this many px into the image, fading "
+        f"out, so the seam is painted over; 0 keeps every input pixel (default: "
+        f"{sampling.OUTPAINT_OVERLAP})",
+    )
 
     _add_captioner(p)
 
@@ -369,7 +377,15 @@ def _model_free_only(args: argparse.Namespace) -> None:
             "--captioner writes the prompt for --model; without --model no prompt is used. "
             "To caption an image, run: uncrop caption IMAGE."
         )
-    given = _given(args, {**DIFFUSION_FLAGS, "--controlnet": "controlnet", "--dtype": "dtype"})
+    given = _given(
+        args,
+        {
+            **DIFFUSION_FLAGS,
+            "--controlnet": "controlnet",
+            "--dtype": "dtype",
+            "--overlap": "overlap",
+        },
+    )
     if given:
         raise UncropError(
             f"{', '.join(given)}: {'these set' if len(given) > 1 else 'this sets'} the "
@@ -487,9 +503,14 @@ def run_outpaint(args: argparse.Namespace) -> Path:
     plan = _plan(args, image.shape[2], image.shape[1])
     imageio.output_format(args.output, "--output", (plan.canvas_w, plan.canvas_h))
     if getattr(args, "model", None):
+        overlap = sampling.OUTPAINT_OVERLAP if args.overlap is None else args.overlap
+        if overlap < 0:
+            raise UncropError(f"--overlap: expected 0 or more px, got {overlap}.")
 
         def job(model, settings, **run):
-            return sampling.outpaint(model, image.to(device), plan, settings, overlap=16, **run)[0]
+            return sampling.outpaint(
+                model, image.to(device), plan, settings, overlap=overlap, **run
+            )[0]
 
         result = _diffusion(args, device, job)
         return _save(args, result.image, _prompt_metadata(result.prompts))
@@ -522,6 +543,15 @@ def run_demo(args: argparse.Namespace) -> list[Path]:
     return written
 
 
+def _as_flag(message: str, args: argparse.Namespace) -> str:
+    """``message`` naming the flag the user typed where it starts with an option's name,
+    as the engine names the nodes' inputs ("multiple_of: ..." is "--multiple-of: ...")."""
+    name = re.match(r"[a-z_]+", message)
+    if name is None or name[0] not in vars(args) or name[0] in ("image", "command"):
+        return message  # not an option (the image is the command's argument)
+    return "--" + name[0].replace("_", "-") + message[name.end() :]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -540,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 written = run_demo(args)
     except UncropError as exc:
-        print(f"uncrop: error: {exc}", file=sys.stderr)
+        print(f"uncrop: error: {_as_flag(str(exc), args)}", file=sys.stderr)
         return 2
     for path in written:
         print(f"wrote {path}")

@@ -107,7 +107,7 @@ def plan_margins(
     margins = {"left": left, "top": top, "right": right, "bottom": bottom}
     for side, value in margins.items():
         if not math.isfinite(value) or value < 0:
-            raise UncropError(f"{side}: expected a margin >= 0, got {value}.")
+            raise UncropError(f"{side}: expected a finite margin >= 0, got {value}.")
     if unit == "%":
         exact = {
             s: v / 100.0 * (width if s in ("left", "right") else height) for s, v in margins.items()

@@ -840,6 +840,11 @@ def inpaint(
     )  # fmt: skip
 
 
+# How far an outpaint's generated area reaches into the image by default, fading out:
+# the seam is painted over, not left where the photo meets the new strip.
+OUTPAINT_OVERLAP = 16
+
+
 def outpaint(
     model: InpaintModel,
     image: torch.Tensor,

@@ -355,7 +355,7 @@ class Outpaint(io.ComfyNode):
                 *geometry_inputs(),
                 io.Int.Input(
                     "overlap",
-                    default=16,
+                    default=sampling.OUTPAINT_OVERLAP,
                     min=0,
                     max=1024,
                     tooltip="Let the generated area reach this many px into the image, fading out (from each grown side, at most as deep as its new strip is wide).",

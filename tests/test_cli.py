@@ -166,8 +166,9 @@ def test_bad_patch_size_is_refused(tmp_path, capsys):
         # 0 and "" are values given, not defaults to fill in
         (["--method", "patch", "--patch-size", "0"], "--patch-size: expected an odd number"),
         (["--method", "color", "--color", ""], "--color: expected a hex colour"),
-        (["--grow", "100000"], "grow: expected -1024 to 1024 px"),
-        (["--feather", "1e9"], "feather: expected 0 to 512 px"),
+        # the engine names the nodes' inputs; the CLI, the flags typed
+        (["--grow", "100000"], "error: --grow: expected -1024 to 1024 px"),
+        (["--feather", "1e9"], "error: --feather: expected 0 to 512 px"),
         (["--device", "cuda:99"], "device: cuda:99 is not available here"),
         (["--model", "no-such-model", "--strength", "0"], "strength: expected a value in (0, 1]"),
         (["--device", "xpu"], "device: expected auto, cpu, cuda, cuda:N or mps, got 'xpu'"),
@@ -194,6 +195,20 @@ def test_out_of_range_options_are_refused_up_front(tmp_path, capsys, extra, mess
     assert cli.main(args) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--left", "8", "--multiple-of", "0"], "error: --multiple-of: expected 1 or more"),
+        (["--left", "inf"], "error: --left: expected a finite margin >= 0, got inf"),
+        (["--left", "8", "--overlap", "8"], "error: --overlap: this sets the diffusion run"),
+    ],
+)
+def test_outpaint_errors_name_the_flag(tmp_path, capsys, extra, message):
+    code = cli.main(["outpaint", str(cli.SAMPLE_IMAGE), *extra, "-o", str(tmp_path / "o.png")])
+    assert code == 2
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -50,6 +50,29 @@ def test_outpaint_with_a_diffusers_folder(tree, files):
     assert Image.open(out).size == (80, 48)
 
 
+def test_outpaint_overlap_paints_into_the_image_only_as_asked(tree, files, capsys):
+    """The 16 px band fading into the photo was fixed, and no flag or help told of it."""
+    src = np.asarray(Image.open(files / "in.png"))
+    kept = {}
+    for overlap in (None, "0", "8"):
+        out = files / f"left-{overlap}.png"
+        code = cli.main([
+            "outpaint", str(files / "in.png"), "--left", "16", "-o", str(out), "--seed", "1",
+            "--model", str(tree["sd-inpaint"]), "--steps", "2", "--device", "cpu",
+            *(["--overlap", overlap] if overlap else []),
+        ])  # fmt: skip
+        assert code == 0
+        photo = np.asarray(Image.open(out))[:, 16:]
+        assert photo.shape == src.shape
+        same = (photo == src).all(axis=(0, 2))  # each column of the photo kept whole
+        kept[overlap] = int(np.argmax(same))  # the first column kept, and all after it
+        assert same[kept[overlap] :].all()
+    assert kept == {None: 16, "0": 0, "8": 8}
+    assert cli.main(["outpaint", str(files / "in.png"), "--left", "16", "--overlap", "-1",
+                     "--model", str(tree["sd-inpaint"]), "-o", str(files / "x.png")]) == 2  # fmt: skip
+    assert "--overlap: expected 0 or more px, got -1" in capsys.readouterr().err
+
+
 def test_a_pickle_model_is_refused_with_exit_code_2(files, capsys):
     (files / "m.ckpt").write_bytes(b"x")
     code = cli.main([

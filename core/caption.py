@@ -66,12 +66,12 @@ EXAMPLES = "Salesforce/blip-image-captioning-large or microsoft/git-base-coco"
 
 
 def folder_help(where: str | None = None) -> str:
-    """Where captioners go and which files they need; ``where`` names the folder(s)."""
-    where = where or f"ComfyUI/models/{MODEL_FOLDER}"
-    return (
-        f"Put each captioning model in its own sub-folder of {where}, holding {EXPECTED_FILES}, "
-        f"for example the files of {EXAMPLES} (BLIP or GIT; safetensors weights only)."
-    )
+    """Which files a captioner's folder needs, and where captioners go if ``where`` names
+    the folder(s) searched (a folder given by path needs no word on where)."""
+    files = f"{EXPECTED_FILES}, for example the files of {EXAMPLES} (BLIP or GIT; safetensors weights only)."
+    if where is None:
+        return f"A captioner's folder holds {files}"
+    return f"Put each captioning model in its own sub-folder of {where}, holding {files}"
 
 
 @dataclass(frozen=True)
@@ -244,8 +244,7 @@ def check_model_folder(folder: str | os.PathLike) -> str:
     """
     path = Path(folder)
     if not path.is_dir():
-        parent = f"'{path.parent}'"
-        raise UncropError(f"Captioner folder '{path}' does not exist. {folder_help(parent)}")
+        raise UncropError(f"Captioner folder '{path}' does not exist. {folder_help()}")
     names = {p.name for p in path.iterdir()}
     config_file = path / "config.json"
     if "config.json" not in names:

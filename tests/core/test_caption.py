@@ -551,3 +551,14 @@ def test_a_folder_without_a_whole_captioner_is_refused(models, tmp_path, family)
         cap.Captioner(folder, device=torch.device("cpu"), options=FAST).caption(
             torch.rand(1, 32, 32, 3)
         )
+
+
+def test_a_folder_given_by_path_is_told_what_it_lacks_not_where_captioners_go(tmp_path):
+    # Given by path (the CLI's --captioner), the help named ComfyUI/models/captioners, or
+    # for a missing relative folder "a sub-folder of '.'".
+    (tmp_path / "empty").mkdir()
+    for folder, why in ((tmp_path / "empty", "has no config.json"), (Path("fm"), "does not exist")):
+        with pytest.raises(UncropError, match=why) as info:
+            cap.check_model_folder(folder)
+        assert "A captioner's folder holds config.json" in str(info.value)
+        assert "sub-folder" not in str(info.value)

@@ -62,10 +62,10 @@ def test_margins_percent():
 
 
 def test_bad_geometry_errors():
-    with pytest.raises(UncropError, match="left: expected a margin >= 0, got -1"):
+    with pytest.raises(UncropError, match="left: expected a finite margin >= 0, got -1"):
         canvas.plan_margins(10, 10, left=-1)
     for bad in (float("nan"), float("inf")):
-        with pytest.raises(UncropError, match="top: expected a margin >= 0"):
+        with pytest.raises(UncropError, match="top: expected a finite margin >= 0"):
             canvas.plan_margins(10, 10, top=bad)
     with pytest.raises(UncropError, match="unit"):
         canvas.plan_margins(10, 10, left=1, unit="cm")

@@ -68,7 +68,10 @@ EXAMPLES = "Salesforce/blip-image-captioning-large or microsoft/git-base-coco"
 def folder_help(where: str | None = None) -> str:
     """Which files a captioner's folder needs, and where captioners go if ``where`` names
     the folder(s) searched (a folder given by path needs no word on where)."""
-    files = f"{EXPECTED_FILES}, for example the files of {EXAMPLES} (BLIP or GIT; safetensors weights only)."
+    files = (
+        f"{EXPECTED_FILES}, for example the files of {EXAMPLES} (BLIP or GIT; safetensors "
+        "weights only)."
+    )
     if where is None:
         return f"A captioner's folder holds {files}"
     return f"Put each captioning model in its own sub-folder of {where}, holding {files}"

@@ -463,7 +463,9 @@ def fill(
         return image.clone()  # always a new tensor: callers write into the result
     hook = or_null(progress)
     hole = hole_of(mask)
-    source_mask = options.pop("source_mask", None) if method in PATCH_METHODS else None
+    source_mask = options.pop("source_mask", None)
+    if method not in PATCH_METHODS:
+        source_mask = None  # read only where patches are copied
     if source_mask is not None:
         _, source_mask = match_mask(image, source_mask, mask_name="source_mask", marks_fill=False)
         if source_mask.shape[0] != image.shape[0]:

@@ -542,33 +542,45 @@ def _token_room(model: Any, family: str, used: int) -> int:
 
     The decoder has a fixed number of positions; past them its position embedding
     raises ``IndexError`` on the CPU and a device-side assert on a GPU (which ruins
-    the process's CUDA context, so it must never be reached). transformers 5.1 to
-    5.17 give GIT's n-th written token the position ``2n + image tokens`` instead of
-    ``n`` (the image tokens and the tokens so far are counted twice), so there the
-    room is about half: still hundreds of tokens for git-base and git-large.
+    the process's CUDA context, so it must never be reached). Some transformers
+    releases number GIT's text positions after its image tokens (see
+    :func:`_git_positions`), so there the room is smaller: still hundreds of tokens
+    for git-base and git-large.
     """
     config = getattr(model.config, "text_config", None) or model.config
     positions = int(getattr(config, "max_position_embeddings", 512))
     room = positions - used
-    if family == "git" and _git_positions_doubled():
+    rule = _git_positions() if family == "git" else "text"
+    if rule == "after_image":
+        room = positions - _git_image_tokens(model.config) - used + 1
+    elif rule == "doubled":
         room = (positions - 1 - _git_image_tokens(model.config)) // 2 - used + 2
     if room < 1:
         raise UncropError(
             f"prefix: {used} tokens leave no room in this captioner's {positions} text positions "
-            "(fewer with transformers 5.1 to 5.17 for GIT); shorten it."
+            "(fewer with transformers 5.0 to 5.17 for GIT); shorten it."
         )
     return room
 
 
-def _git_positions_doubled() -> bool:
+def _git_positions() -> str:
+    """How the installed transformers numbers GIT's n-th written token (from 0).
+
+    ``"text"``: ``n`` (4.x, 5.18 on). ``"after_image"``: ``n + image tokens`` (5.0:
+    the cache's length, which holds the image tokens, is taken as the offset).
+    ``"doubled"``: ``2n + image tokens`` (5.1 to 5.17: the tokens so far are counted
+    twice as well). Measured with the tiny GIT of the tests at 5.0.0, 5.17 and 5.23.
+    """
     import transformers
 
     parts = transformers.__version__.split(".")[:2]
     try:
         release = (int(parts[0]), int(parts[1]))
     except (ValueError, IndexError):
-        return False
-    return (5, 1) <= release < (5, 18)
+        return "text"
+    if release == (5, 0):
+        return "after_image"
+    return "doubled" if (5, 1) <= release < (5, 18) else "text"
 
 
 def _git_image_tokens(config: Any) -> int:

@@ -301,23 +301,35 @@ def test_a_prefix_may_fill_all_but_the_last_position(models, astronaut):
         captioner.caption(image, options=replace(opts, prefix="sea " * 63))
 
 
-def test_git_room_where_transformers_doubles_its_positions(models, monkeypatch, astronaut):
-    # transformers 5.1 to 5.17 give GIT's n-th token the position 2n + image tokens; with
-    # the tiny GIT (64 positions, 4x4 patches + 1 image tokens) the 25th token raised
-    # IndexError there (a device-side assert on a GPU). Measured with 5.17.
-    monkeypatch.setattr(cap, "_git_positions_doubled", lambda: True)
+@pytest.mark.parametrize(
+    "rule, rooms",
+    [("text", (63, 40, 17)), ("after_image", (47, 24, 1)), ("doubled", (24, 1, None))],
+)
+def test_git_room_follows_how_transformers_numbers_its_positions(models, monkeypatch, rule, rooms):
+    # The tiny GIT has 64 positions and 4x4 patches + 1 image tokens. transformers 5.0
+    # numbers the n-th written token n + 17: the 48th raised IndexError there (a
+    # device-side assert on a GPU); 5.1 to 5.17 number it 2n + 17: the 25th raised.
+    # Measured with 5.0.0 and 5.17.
+    monkeypatch.setattr(cap, "_git_positions", lambda: rule)
     captioner = cap.Captioner(models / "captioners" / "tiny-git", device=torch.device("cpu"))
     model = captioner.load().model
     assert cap._git_image_tokens(model.config) == 17
-    assert [cap._token_room(model, "git", used) for used in (1, 24)] == [24, 1]
-    with pytest.raises(UncropError, match="prefix: 25 tokens"):
-        cap._token_room(model, "git", 25)
+    for used, room in zip((1, 24, 47), rooms, strict=True):
+        if room is None:
+            with pytest.raises(UncropError, match=f"prefix: {used} tokens"):
+                cap._token_room(model, "git", used)
+        else:
+            assert cap._token_room(model, "git", used) == room
+
+
+def test_git_caption_keeps_to_its_room(models, monkeypatch, astronaut):
+    # The smallest room (5.1 to 5.17's), which is safe under every release's numbering.
+    monkeypatch.setattr(cap, "_git_positions", lambda: "doubled")
+    captioner = cap.Captioner(models / "captioners" / "tiny-git", device=torch.device("cpu"))
     long = captioner.caption(
         astronaut[:, ::8, ::8], options=cap.CaptionOptions(max_length=512, beams=1)
     )[0]
     assert 0 < len(long.split()) <= 24
-    monkeypatch.setattr(cap, "_git_positions_doubled", lambda: False)
-    assert cap._token_room(model, "git", 1) == 63
 
 
 @pytest.mark.parametrize(

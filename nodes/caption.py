@@ -151,9 +151,11 @@ class LoadCaptioner(io.ComfyNode):
     def execute(
         cls, model: str, region: str, max_length: int, beams: int, template: str, prefix: str
     ) -> io.NodeOutput:
+        device = host.torch_device()
         captioner = captioning.Captioner(
             find_captioner(model),
-            device=host.torch_device(),
+            device=device,
+            dtype=host.caption_dtype(device),
             options=_options(region, max_length, beams, template, prefix),
             placement=ComfyPlacement,
         )

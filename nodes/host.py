@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..core import caption as captioning
 from ..core import models
 
 log = logging.getLogger("uncrop")
@@ -55,6 +56,16 @@ def model_dtype(requested: str, device: torch.device) -> torch.dtype:
         return models.pick_dtype(device, requested)
     if mm.should_use_bf16(device):
         return torch.bfloat16
+    return torch.float16 if mm.should_use_fp16(device) else torch.float32
+
+
+def caption_dtype(device: torch.device) -> torch.dtype:
+    """The dtype a captioner loads in on ``device``: fp16 where ComfyUI would run a model
+    in fp16 (so --force-fp32 and cards whose fp16 is broken get fp32), else fp32; the
+    engine's choice outside ComfyUI and on the CPU."""
+    mm = _comfy_mm()
+    if mm is None or device.type == "cpu":
+        return captioning.default_dtype(device)
     return torch.float16 if mm.should_use_fp16(device) else torch.float32
 
 

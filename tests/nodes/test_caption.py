@@ -94,6 +94,12 @@ def test_loader_options_are_the_samplers_defaults(in_models, astronaut):
     assert captioner.caption(astronaut[:, ::4, ::4])[0].endswith(", photo")
 
 
+def test_loader_loads_in_the_hosts_dtype(in_models, monkeypatch):
+    monkeypatch.setattr(nodes.host, "caption_dtype", lambda device: torch.float64)
+    (captioner,) = run_node(nodes.LoadCaptioner, model="tiny-git").result
+    assert captioner.dtype == torch.float64
+
+
 def test_no_captioner_installed_says_where_to_put_what(tmp_path, monkeypatch):
     use_models_dir(monkeypatch, tmp_path)
     schema = nodes.LoadCaptioner.define_schema()

@@ -126,3 +126,16 @@ def test_auto_dtype_inside_comfyui_is_comfyuis_choice(monkeypatch):
     assert host.model_dtype("auto", gpu) == torch.bfloat16
     assert host.model_dtype("fp16", gpu) == torch.float16
     assert host.model_dtype("auto", torch.device("cpu")) == torch.float32
+
+
+def test_captioner_dtype_inside_comfyui_is_comfyuis_fp16_choice(monkeypatch):
+    choice = {"fp16": True}
+    mm = types.SimpleNamespace(should_use_fp16=lambda device: choice["fp16"])
+    monkeypatch.setattr(host, "_comfy_mm", lambda: mm)
+    gpu = torch.device("cuda")
+    assert host.caption_dtype(gpu) == torch.float16
+    choice["fp16"] = False  # --force-fp32, or a card whose fp16 is broken
+    assert host.caption_dtype(gpu) == torch.float32
+    assert host.caption_dtype(torch.device("cpu")) == torch.float32
+    monkeypatch.setattr(host, "_comfy_mm", lambda: None)  # outside ComfyUI: the engine's
+    assert host.caption_dtype(gpu) == torch.float16

@@ -31,7 +31,7 @@ import torch
 from . import canvas
 from .caption import Captions
 from .composite import color_match, composite
-from .errors import UncropError
+from .errors import OutOfMemory, UncropError
 from .fill import FILL_METHODS, fill
 from .inputs import (
     ALPHA_SEEN,
@@ -551,12 +551,13 @@ def _run_window(
             if not _is_oom(exc):
                 raise
             if attempt == 0 and not model.vae_tiling:
-                log.warning("Out of memory; retrying once with VAE tiling.")
+                # sample() puts the model's own setting back when the run ends.
+                log.warning("Out of memory; retrying with VAE tiling for the rest of this run.")
                 model.set_vae_tiling(True)
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
                 continue
-            raise UncropError(
+            raise OutOfMemory(
                 f"out of memory sampling a {window.sample_w}x{window.sample_h} window "
                 "even with VAE tiling; free memory (unload other models), lower the context, "
                 "or use a smaller model."
@@ -605,18 +606,22 @@ def sample(
     reporter = _StepReporter(hook, sum(map(len, plans)), settings, preview)
     pipe = _pipeline_for(model)
     out = image.clone()
-    for i, windows in enumerate(plans):
-        hook.check_interrupted()
-        for group in _regions(windows):
-            region = _union([windows[k] for k in group])
-            ys, xs = region.slices
-            out[i : i + 1, ys, xs] = _sample_region(
-                model, pipe, image[i : i + 1, ys, xs], mask[i : i + 1, ys, xs],
-                [_shift(windows[k], -region.x0, -region.y0) for k in group],
-                prompts[i], settings, (settings.seed + i * 1000 + group[0]) % SEED_LIMIT,
-                reporter,
-                None if solid is None else solid[i : i + 1, ys, xs],
-            )  # fmt: skip
+    tiling = model.vae_tiling  # an out-of-memory retry turns tiling on for this run only
+    try:
+        for i, windows in enumerate(plans):
+            hook.check_interrupted()
+            for group in _regions(windows):
+                region = _union([windows[k] for k in group])
+                ys, xs = region.slices
+                out[i : i + 1, ys, xs] = _sample_region(
+                    model, pipe, image[i : i + 1, ys, xs], mask[i : i + 1, ys, xs],
+                    [_shift(windows[k], -region.x0, -region.y0) for k in group],
+                    prompts[i], settings, (settings.seed + i * 1000 + group[0]) % SEED_LIMIT,
+                    reporter,
+                    None if solid is None else solid[i : i + 1, ys, xs],
+                )  # fmt: skip
+    finally:
+        model.set_vae_tiling(tiling)
     if grey is not None:
         out = composite(grey, out, hole_of(mask).to(mask.dtype))
     return SampleResult(out, prompts, plans)

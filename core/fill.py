@@ -473,14 +473,14 @@ def fill(
                 f"source_mask: a batch of {source_mask.shape[0]} for {image.shape[0]} image(s); "
                 "use one source mask for all images or one per image."
             )
-    out = []
+    out = image.new_empty(image.shape)  # each image's fill goes straight in: no batch copy
     for i in range(image.shape[0]):
         hook.check_interrupted()
         if not bool(hole[i].any()):
-            out.append(image[i : i + 1].clone())
+            out[i] = image[i]
         elif bool(hole[i].all()) and method != "color":  # a colour needs nothing known
             log.warning("Fill: image %d is masked entirely, nothing to fill from; using grey.", i)
-            out.append(fill_color(image[i : i + 1], hole[i : i + 1]))
+            out[i : i + 1] = fill_color(image[i : i + 1], hole[i : i + 1])
         else:
             if source_mask is not None:
                 options["source_mask"] = source_mask[i : i + 1]
@@ -488,11 +488,11 @@ def fill(
             run = FILL_METHODS[method]
             if method in MIXING and image.shape[-1] == 4:
                 run = _alpha_weighted(run)
-            out.append(
-                run(image[i : i + 1], hole[i : i + 1], seed=seed + i, progress=part, **options)
+            out[i : i + 1] = run(
+                image[i : i + 1], hole[i : i + 1], seed=seed + i, progress=part, **options
             )
         hook.update(i + 1, image.shape[0])
-    return out[0] if len(out) == 1 else torch.cat(out)
+    return out
 
 
 def parse_color(text: str, name: str = "color") -> tuple[float, ...]:

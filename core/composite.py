@@ -101,9 +101,14 @@ def composite(
         mask = seam.to(mask.device, mask.dtype).expand_as(mask)
     if clear is not None:  # written so that a fully transparent pixel takes exactly 1
         mask = torch.where(clear > 0, 1 - (1 - mask) * (1 - clear), mask)
-    weight = mask.unsqueeze(-1)
-    # At 0 lerp gives original + 0, which turns -0.0 into +0.0, so those are copied.
-    return torch.where(weight > 0, _blend(original, generated, weight), given.expand_as(original))
+    weight = mask.unsqueeze(-1).expand(*original.shape[:-1], 1)
+    given = given.expand_as(original)
+    out = original.new_empty(original.shape)
+    for i in range(out.shape[0]):  # one image at a time: no batch-sized temporaries
+        w = weight[i]
+        # At 0 lerp gives original + 0, which turns -0.0 into +0.0, so those are copied.
+        out[i] = torch.where(w > 0, _blend(original[i], generated[i], w), given[i])
+    return out
 
 
 def _blend(original: torch.Tensor, generated: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -58,6 +58,11 @@ def test_composite_is_exactly_the_generated_image_where_the_mask_is_1():
         gen = (torch.randint(0, 256, (1, 32, 32, 3), generator=gen_) / 255).to(dtype)
         out = composite(orig, gen, torch.ones(1, 32, 32))
         assert torch.equal(out, gen)
+    # RGBA blends premultiplied; at 1 the generated pixel is taken as it is, alpha below 1
+    # (an ulp off through the round trip) and the colour under alpha 0 (black) included.
+    orig, gen = torch.rand(2, 1, 32, 32, 4, generator=gen_)
+    gen[..., ::3, 3] = 0
+    assert torch.equal(composite(orig, gen, torch.ones(1, 32, 32)), gen)
 
 
 def test_composite_keeps_the_sign_of_zero_in_kept_pixels():

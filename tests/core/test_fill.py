@@ -327,6 +327,22 @@ def test_half_precision_images(
     assert torch.equal(out[0, 40:], image[0, 40:])
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("method", ALL)
+def test_half_precision_fills_a_big_hole_as_float32_does(
+    method: str, dtype: torch.dtype, astronaut: torch.Tensor
+) -> None:
+    # A 60 px hole reaches smooth's grid solver (the 20 px one above is solved directly),
+    # which gave NaN computed in float16. Each fill of the half-precision image is its
+    # float32 fill, rounded to the dtype.
+    image = _crop(astronaut, 96).to(dtype)
+    mask = _rect_mask(96, 96, 18, 78, 18, 78)
+    out = fill(image, mask, method, seed=2)
+    _assert_known_kept(out, image, mask)
+    full = fill(image.float(), mask, method, seed=2)
+    assert (out.float() - full).abs().max() <= 2 * torch.finfo(dtype).eps
+
+
 def test_noise_statistics_do_not_overflow_half_precision(astronaut: torch.Tensor) -> None:
     # 300 x 300 known pixels: more than float16 can count (65504).
     image = _crop(astronaut, 320)
@@ -390,6 +406,19 @@ def test_rgba_and_grey_channels(astronaut: torch.Tensor) -> None:
             _assert_known_kept(out, image, mask)
             if image.shape[-1] == 4:  # opaque around the hole: opaque in it
                 assert float(out[..., 3].min()) == 1.0
+
+
+@pytest.mark.parametrize("method", ["smooth", "patch", "pattern"])
+def test_rgba_known_pixels_are_kept_at_any_alpha(method: str, astronaut: torch.Tensor) -> None:
+    # These fill with colours weighted by alpha and divide it out after, which is not
+    # exact at every alpha and loses the colour under alpha 0: the known pixels are the
+    # input's, not the round trip's.
+    rgb = _crop(astronaut, 64)
+    alpha = torch.rand(1, 64, 64, 1, generator=torch.Generator().manual_seed(3))
+    alpha[:, ::5] = 0  # transparent rows that still hide a colour
+    image = torch.cat([rgb, alpha], -1)
+    mask = _rect_mask(64, 64, 20, 44, 20, 44)
+    _assert_known_kept(fill(image, mask, method, seed=1), image, mask)
 
 
 def test_color_fills_even_a_whole_frame_and_greys_to_luminance() -> None:

@@ -277,10 +277,16 @@ def test_mask_invert_and_threshold(tmp_path):
     assert mask.tolist() == [[[1.0, 1.0, 0.0, 0.0]]]
 
 
-def test_mask_threshold_out_of_range_is_refused(tmp_path):
+def test_mask_threshold_1_keeps_white(tmp_path):
+    path = save(tmp_path / "m.png", np.array([[0, 254, 255]], np.uint8))
+    assert imageio.load_mask(path, threshold=1.0).tolist() == [[[0.0, 0.0, 1.0]]]
+
+
+@pytest.mark.parametrize("threshold", [1.5, -0.1, float("nan")])
+def test_mask_threshold_out_of_range_is_refused(tmp_path, threshold):
     path = save(tmp_path / "m.png", np.zeros((4, 4), np.uint8))
-    with pytest.raises(UncropError, match="threshold: expected a value in 0..1, got 1.5"):
-        imageio.load_mask(path, threshold=1.5)
+    with pytest.raises(UncropError, match=f"threshold: expected a value in 0..1, got {threshold}"):
+        imageio.load_mask(path, threshold=threshold)
 
 
 def test_not_an_image_and_missing_file(tmp_path):
@@ -309,6 +315,14 @@ def test_save_image_roundtrip(tmp_path):
     imageio.save_image(img, tmp_path / "o" / "x.png")
     back, _ = imageio.load_image(tmp_path / "o" / "x.png")
     assert torch.allclose(back, img, atol=1 / 255)
+
+
+def test_8_bit_output_rounds_to_the_nearest_level(tmp_path):
+    # Truncated, the filled pixels came out half a level dark on average.
+    values = torch.tensor([0.0, 127.4, 127.6, 254.6, 255.0]) / 255
+    image = values.view(1, 1, 5, 1).expand(1, 1, 5, 3)
+    imageio.save_image(image, tmp_path / "r.png")
+    assert np.asarray(Image.open(tmp_path / "r.png"))[0, :, 0].tolist() == [0, 127, 128, 255, 255]
 
 
 def test_dark_32bit_mode_i_image_is_not_taken_for_8_bit(tmp_path):

@@ -67,6 +67,30 @@ def test_lattice_fill_is_the_pass_by_pass_copy(seed: int) -> None:
     assert bool(hole.any()) and torch.equal(out[~hole], image[~hole])
 
 
+def test_extending_stops_between_passes_at_cancel() -> None:
+    # A 60 px band of a 4 px period takes 15 passes; Cancel is asked before each.
+    class Stop:
+        checks = 0
+
+        def update(self, done, total, preview=None):
+            pass
+
+        def check_interrupted(self):
+            self.checks += 1
+            if self.checks == 3:
+                raise KeyboardInterrupt("cancelled")
+
+    image = torch.rand(32, 96, 3, generator=torch.Generator().manual_seed(0))
+    hole = torch.zeros(32, 96, dtype=torch.bool)
+    hole[:, 36:] = True
+    out, left = extend_pattern(image, hole, Period((0, 4), None, 0.9))
+    assert not bool(left.any())  # as it runs to the end uncancelled
+    hook = Stop()
+    with pytest.raises(KeyboardInterrupt):
+        extend_pattern(image, hole, Period((0, 4), None, 0.9), progress=hook)
+    assert hook.checks == 3
+
+
 def test_recovers_the_period_of_a_tiling() -> None:
     tile = torch.rand(13, 21, 3, generator=torch.Generator().manual_seed(0))
     image = tile.repeat(13, 12, 1)[:160, :240].unsqueeze(0)

@@ -480,6 +480,7 @@ def test_bad_settings_name_the_setting(sd_inpaint, photo):
     for bad, name in [
         ({"scheduler": "lms"}, "scheduler"),
         ({"strength": 0}, "strength"),
+        ({"strength": float("nan")}, r"strength: expected a value in \(0, 1\], got nan"),
         ({"strength": 0.01, "steps": 20}, "strength: 0.01 of 20 steps leaves no denoising step"),
         ({"seed": 2**64}, "seed: expected a whole number from 0 to 2"),
         # inf failed only after sampling (a NaN blur), NaN not at all
@@ -958,6 +959,21 @@ def test_tiles_start_beside_the_photo_with_context(sd_inpaint, monkeypatch, side
     starts = [start for start, _ in seen]
     assert len(seen) > 2 and starts == sorted(starts, reverse=True)
     assert seen[0][1] >= 0.25  # a quarter window of the photo as context
+
+
+def test_each_tile_draws_its_own_noise(sd_inpaint, monkeypatch):
+    # One seed for all tiles repeats the same noise across a wide outpaint.
+    seeds = []
+
+    def run_window(model, pipe, image, mask, window, prompt, settings, seed, reporter):
+        seeds.append(seed)
+        return torch.full((1, window.height, window.width, 3), 0.5)
+
+    monkeypatch.setattr(sampling, "_run_window", run_window)
+    plan = canvas.plan_margins(96, 96, left=200)
+    settings = SamplerSettings(resolution=64, seed=7, **FAST)
+    sampling.outpaint(sd_inpaint, torch.rand(1, 96, 96, 3), plan, settings)
+    assert len(seeds) > 2 and sorted(seeds) == list(range(7, 7 + len(seeds)))
 
 
 def test_nothing_to_paint_loads_nothing(sd_inpaint, photo):

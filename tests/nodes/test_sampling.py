@@ -148,3 +148,10 @@ def test_outpaint_node_per_side(in_models, photo):
     assert image.shape == (1, 96, 160, 3) and mask.shape == (1, 96, 160)
     assert torch.equal(image[:, :, :128], photo)
     assert float(mask[:, :, 128:].min()) == 1.0 and prompt_used == "the sky"
+    # An overlap repaints a band of the photo that fades in: the mask ramps over it.
+    image, mask, _ = run_node(
+        nodes.Outpaint, image=photo, model=model, size_mode="per side", right=32, overlap=8,
+        prompt="the sky", **FAST,
+    ).args  # fmt: skip
+    assert torch.equal(image[:, :, :120], photo[:, :, :120])
+    assert float(mask[:, :, :120].max()) == 0.0 and 0 < float(mask[0, 0, 124]) < 1

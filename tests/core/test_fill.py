@@ -10,6 +10,7 @@ import torch
 
 from uncrop.core.errors import UncropError
 from uncrop.core.fill import FILL_METHODS, fill, nearest_known, parse_color
+from uncrop.core.inputs import hole_of, match_mask
 from uncrop.core.masks import refine_mask
 from uncrop.core.model_free import inpaint
 
@@ -280,16 +281,24 @@ def test_batches_and_mask_shapes(
     images = torch.cat([_crop(astronaut, 64), _crop(coffee, 64)]).to(device)
     mask2d = _rect_mask(64, 64, 10, 30, 40, 60)[0].to(device)
     out = fill(images, mask2d, method)
-    assert out.shape == images.shape
+    # Each image of a batch is filled as it is alone (image i takes seed + i).
+    for i in range(2):
+        assert torch.equal(out[i : i + 1], fill(images[i : i + 1], mask2d, method, seed=i))
     # One mask per image, in [B,1,H,W] form, and a single image over a batch of masks.
     masks = torch.stack([mask2d, mask2d.flip(0)])
     out2 = fill(images, masks.unsqueeze(1), method)
     assert torch.equal(out2[1][masks[1] == 0], images[1][masks[1] == 0])
+    assert torch.equal(out2[1:], fill(images[1:], masks[1], method, seed=1))
     out3 = fill(images[:1], masks, method)
     assert out3.shape == (2, 64, 64, 3)
-    # Half-size mask with the same aspect ratio is resized.
-    out4 = fill(images, mask2d[::2, ::2], method)
-    assert out4.shape == images.shape
+    assert torch.equal(out3[1:], fill(images[:1], masks[1], method, seed=1))
+    # Half-size mask with the same aspect ratio is resized: the hole at full size, its
+    # edge within a pixel.
+    _, up = match_mask(images, mask2d[::2, ::2])
+    hole = hole_of(up)
+    assert bool(hole[:, mask2d > 0].all())
+    assert not bool(hole[:, _rect_mask(64, 64, 9, 31, 39, 61)[0] == 0].any())
+    assert torch.equal(fill(images, mask2d[::2, ::2], method), fill(images, up, method))
 
 
 @pytest.mark.parametrize("method", ALL)

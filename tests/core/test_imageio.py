@@ -99,7 +99,8 @@ def test_damaged_later_frames_and_exif_are_warned_about_not_raised(tmp_path, cap
     )
     cut = whole.read_bytes()[:3513]  # into the second frame
     image, _ = imageio.load_image(cut)
-    assert image.shape == (1, 64, 64, 3)
+    first, _ = imageio.load_image(whole)
+    assert first.shape == (1, 64, 64, 3) and torch.equal(image, first)
     assert "frames after the first are unreadable" in caplog.text
     exif = Image.Exif()
     exif[274] = 6  # rotated, but the block's byte-order mark is garbage
@@ -111,9 +112,11 @@ def test_damaged_later_frames_and_exif_are_warned_about_not_raised(tmp_path, cap
     assert "EXIF data is unreadable, so its orientation is ignored" in caplog.text
     for n in range(8, len(cut), 97):  # truncated anywhere: a clean error or the image
         try:
-            imageio.load_image(cut[:n])
+            part, _ = imageio.load_image(cut[:n])
         except UncropError as exc:
             assert str(exc).startswith("image: the downloaded data is not")
+        else:
+            assert part.shape == (1, 64, 64, 3) and torch.isfinite(part).all()
 
 
 def _grey_2bit_png(values: np.ndarray, key: int) -> bytes:

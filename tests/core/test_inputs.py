@@ -29,7 +29,7 @@ def test_image_nan_refused():
 
 
 def test_image_integer_dtype_refused():
-    with pytest.raises(UncropError, match="float"):
+    with pytest.raises(UncropError, match="^image: expected float values in 0..1, got dtype"):
         check_image(torch.zeros(1, 4, 4, 3, dtype=torch.uint8))
 
 
@@ -63,13 +63,17 @@ def test_integer_masks_of_0_and_1_only():
 
 
 def test_single_mask_broadcast_over_batch():
-    img, mask = match_mask(torch.rand(3, 8, 8, 3), torch.ones(1, 8, 8))
-    assert mask.shape == (3, 8, 8)
+    image, one = torch.rand(3, 8, 8, 3), torch.rand(1, 8, 8)
+    img, mask = match_mask(image, one)
+    assert torch.equal(img, image) and mask.shape == (3, 8, 8)
+    assert all(torch.equal(m, one[0]) for m in mask)
 
 
 def test_single_image_broadcast_over_masks():
-    img, mask = match_mask(torch.rand(1, 8, 8, 3), torch.rand(4, 8, 8))
-    assert img.shape == (4, 8, 8, 3)
+    one, masks = torch.rand(1, 8, 8, 3), torch.rand(4, 8, 8)
+    img, mask = match_mask(one, masks)
+    assert torch.equal(mask, masks) and img.shape == (4, 8, 8, 3)
+    assert all(torch.equal(i, one[0]) for i in img)
 
 
 def test_batch_mismatch_names_both_shapes():
@@ -91,7 +95,9 @@ def test_same_aspect_mask_resized_with_warning(caplog):
 
 
 def test_other_aspect_mask_refused():
-    with pytest.raises(UncropError, match="different aspect ratio"):
+    with pytest.raises(
+        UncropError, match="^mask size 8x8 has a different aspect ratio than image size 16x8"
+    ):
         match_mask(torch.rand(1, 8, 16, 3), torch.rand(1, 8, 8))
 
 

@@ -40,6 +40,7 @@ def test_outpaint_without_new_area_is_a_resize(coffee):
     plan = canvas.plan_target(600, 400, 300, 200, fit="stretch", multiple_of=1)
     out, mask = model_free.outpaint(coffee, plan)
     assert out.shape == (1, 200, 300, 3) and mask.max() == 0
+    assert torch.equal(out, canvas.resize_image(coffee, 300, 200))
 
 
 def test_outpaint_source_mask_is_moved_onto_the_canvas(coffee):

@@ -149,7 +149,9 @@ def test_holes_far_apart_are_each_painted_at_model_size(tree, sd_inpaint, photo)
     last = SamplerSettings(seed=2**64 - 1, prefill="edge", **FAST)
     model = _load(tree, "sd")  # sees the pre-fill
     twice = sampling.inpaint(model, torch.cat([photo, photo]), mask, last).image
-    assert twice.shape == (2, *photo.shape[1:])
+    alone = sampling.inpaint(model, photo, mask, dataclasses.replace(last, seed=999)).image
+    assert torch.equal(twice[1:], alone)  # image 1 takes seed + 1000, wrapped: 999
+    assert not torch.equal(twice[:1], alone)
 
 
 def test_mask_box():

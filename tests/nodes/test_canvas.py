@@ -72,7 +72,7 @@ def test_colour_is_read_only_for_the_color_fill(coffee):
         ExpandCanvas, image=coffee, size_mode="per side", top=8, fill="edge", color=""
     ).args
     assert torch.equal(image[0, 0], coffee[0, 0])
-    with pytest.raises(UncropError, match="color"):
+    with pytest.raises(UncropError, match="^color: expected a hex colour"):
         run_node(ExpandCanvas, image=coffee, size_mode="per side", top=8, fill="color", color="")
 
 

@@ -94,5 +94,5 @@ def test_fill_node_reads_the_colour_only_for_the_color_method() -> None:
     assert torch.allclose(out, image)  # edge extension of a flat image
     (out,) = run_node(Fill, image=image, mask=mask, method="color", color="#ff0000").args
     assert out[0, 16, 16].tolist() == [1.0, 0.0, 0.0]
-    with pytest.raises(UncropError, match="color"):
+    with pytest.raises(UncropError, match="^color: expected a hex colour"):
         run_node(Fill, image=image, mask=mask, method="color", color="grey")

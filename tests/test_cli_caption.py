@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import tiny_captioners
+import torch
 from PIL import Image
 
 from uncrop import cli
@@ -46,6 +47,21 @@ def test_caption_with_mask_and_prefix(models, capsys):
     )
     assert code == 0
     assert capsys.readouterr().out.startswith("a photo of ")
+
+
+def test_caption_invert_describes_the_other_region(models, monkeypatch, capsys):
+    seen = []
+
+    def caption(self, image, mask=None, options=None, progress=None):
+        seen.append(mask)
+        return ["x"]
+
+    monkeypatch.setattr(cli.caption.Captioner, "caption", caption)
+    args = ["caption", str(SAMPLES / "coffee.jpg"), "--mask", str(SAMPLES / "coffee-mask.png")]
+    args += ["--captioner", str(models / "captioners" / "tiny-git")]
+    assert cli.main(args) == 0 and cli.main([*args, "--invert"]) == 0
+    plain, inverted = seen
+    assert 0 < float(plain.mean()) < 0.5 and torch.equal(inverted, 1 - plain)
 
 
 def test_no_captioner_says_where_to_put_it(tmp_path, monkeypatch, capsys):

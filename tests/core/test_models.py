@@ -153,6 +153,17 @@ def test_a_model_lives_only_as_long_as_something_holds_it(tree):
     assert weights() is None
 
 
+def test_a_load_in_another_dtype_is_its_own(tree):
+    # The loader's dtype widget changed while the first load is still held: sharing its
+    # weights would silently keep the old dtype.
+    models.clear_cache()
+    full = models.load_model(tree["sd-inpaint"])
+    half = models.load_model(tree["sd-inpaint"], dtype=torch.bfloat16)
+    assert half.pipe is not full.pipe and half.dtype == torch.bfloat16
+    assert next(half.pipe.unet.parameters()).dtype == torch.bfloat16
+    assert next(full.pipe.unet.parameters()).dtype == torch.float32
+
+
 @pytest.mark.parametrize("suffix", [".ckpt", ".pt", ".bin"])
 def test_pickle_checkpoints_are_refused_by_name(tmp_path, suffix):
     path = tmp_path / f"dangerous{suffix}"
@@ -244,9 +255,20 @@ def test_default_device_names_and_refusal():
         models.default_device(missing)
 
 
+def test_a_cuda_index_past_the_last_gpu_is_refused(monkeypatch):
+    # On a one-GPU machine cuda:1 crashed later, inside torch.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert models.default_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(UncropError, match=r"device: cuda:1 is not available here \(1 CUDA"):
+        models.default_device("cuda:1")
+
+
 def test_tokenizer_override_wins_over_the_hosts_copy(tree, tmp_path, monkeypatch):
     monkeypatch.setenv(models.TOKENIZER_ENV, str(tree["tokenizer"]))
     assert models.find_clip_tokenizer(tmp_path) == tree["tokenizer"]
+    host_copy = shutil.copytree(tree["tokenizer"], tmp_path / "host_tokenizer")
+    assert models.find_clip_tokenizer(host_copy) == tree["tokenizer"]  # a usable one too
     monkeypatch.delenv(models.TOKENIZER_ENV)
     assert models.find_clip_tokenizer(tree["tokenizer"]) == tree["tokenizer"]
     with pytest.raises(UncropError, match="needs the CLIP tokenizer files"):

@@ -96,6 +96,22 @@ def run_node(node_cls, **inputs):
     return node_cls.execute(**kwargs)
 
 
+class ProgressRecorder:
+    """A progress hook that records its updates and counts its checks, cancelling
+    (``KeyboardInterrupt``) at check number ``stop``; 0 never cancels."""
+
+    def __init__(self, stop: int = 0) -> None:
+        self.stop, self.checks, self.updates = stop, 0, []
+
+    def update(self, done: int, total: int, preview: torch.Tensor | None = None) -> None:
+        self.updates.append((done, total))
+
+    def check_interrupted(self) -> None:
+        self.checks += 1
+        if self.checks == self.stop:
+            raise KeyboardInterrupt("cancelled")
+
+
 def fingerprints_around_a_touch(path: Path, fingerprint) -> tuple:
     """``fingerprint()`` before and after ``path``'s date moves a second (then it is put
     back): what a node's ``fingerprint_inputs`` says when a file is replaced."""

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tiny_captioners
 import torch
+from conftest import ProgressRecorder
 
 from uncrop.core import caption as cap
 from uncrop.core.errors import UncropError
@@ -95,18 +96,10 @@ def test_each_device_captions_in_its_own_dtype(models, astronaut, device, family
 
 def test_one_caption_per_image_and_progress(captioner, astronaut, coffee):
     batch = torch.cat([astronaut[:, :200, :300], coffee[:, :200, :300]])
-    updates = []
-
-    class Hook:
-        def update(self, done, total, preview=None):
-            updates.append((done, total))
-
-        def check_interrupted(self):
-            return None
-
-    captions = captioner.caption(batch, progress=Hook())
+    hook = ProgressRecorder()
+    captions = captioner.caption(batch, progress=hook)
     assert len(captions) == 2 and all(isinstance(c, str) and c for c in captions)
-    assert updates == [(1, 2), (2, 2)]
+    assert hook.updates == [(1, 2), (2, 2)]
 
 
 def test_visible_region_hides_the_hole_from_the_model(captioner, spy, astronaut):
@@ -203,22 +196,10 @@ def test_each_picture_is_made_after_the_cancel_check(captioner, astronaut, monke
     original = cap.picture_for_model
     monkeypatch.setattr(cap, "picture_for_model", lambda *a: made.append(1) or original(*a))
 
-    class Cancel(Exception):
-        pass
-
-    class Hook:
-        checks = 0
-
-        def update(self, done, total, preview=None):
-            pass
-
-        def check_interrupted(self):
-            Hook.checks += 1
-            if Hook.checks == 2:
-                raise Cancel
-
-    with pytest.raises(Cancel):
-        captioner.caption(astronaut[:, ::8, ::8].expand(3, -1, -1, -1), progress=Hook())
+    with pytest.raises(KeyboardInterrupt):
+        captioner.caption(
+            astronaut[:, ::8, ::8].expand(3, -1, -1, -1), progress=ProgressRecorder(stop=2)
+        )
     assert len(made) == 1
 
 

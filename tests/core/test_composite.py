@@ -1,5 +1,6 @@
 import pytest
 import torch
+from conftest import ProgressRecorder
 
 from uncrop.core.composite import _match_values, color_match, composite, lab_to_rgb, rgb_to_lab
 from uncrop.core.errors import UncropError
@@ -332,19 +333,7 @@ def test_color_match_reports_each_image_and_stops_at_cancel(astronaut, mode):
     mask[:, 20:40, 20:40] = 1
     mask[2] = 0  # nothing to match: still reported
 
-    class Hook:
-        updates: list = []
-        checks = 0
-
-        def update(self, done, total, preview=None):
-            self.updates.append((done, total))
-
-        def check_interrupted(self):
-            self.checks += 1
-            if self.checks == 3:
-                raise KeyboardInterrupt("cancelled")
-
-    hook = Hook()
+    hook = ProgressRecorder(stop=3)
     with pytest.raises(KeyboardInterrupt):
         color_match((image * 0.5).clamp(0, 1), image, mask, mode, progress=hook)
     assert hook.updates == [(1, 4), (2, 4)]

@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import pytest
 import torch
+from conftest import ProgressRecorder
 
 from uncrop.core.errors import UncropError
 from uncrop.core.fill import FILL_METHODS, fill, nearest_known, parse_color
@@ -124,37 +125,22 @@ def test_result_is_a_new_tensor(method: str, astronaut: torch.Tensor, coffee: to
     assert torch.equal(fill(images, mask, method)[1], before[1])
 
 
-class _Recorder:
-    """A progress hook that records updates and cancels at its ``stop``-th check."""
-
-    def __init__(self, stop: int = 0) -> None:
-        self.stop, self.checks, self.updates = stop, 0, []
-
-    def update(self, done: int, total: int, preview: torch.Tensor | None = None) -> None:
-        self.updates.append((done, total))
-
-    def check_interrupted(self) -> None:
-        self.checks += 1
-        if self.checks == self.stop:
-            raise KeyboardInterrupt("cancelled")
-
-
 @pytest.mark.parametrize("method", ["smooth", "patch", "pattern"])
 def test_cancel_is_honoured_inside_one_image(method: str, astronaut: torch.Tensor) -> None:
     # A long fill of one image asks between its solver or search steps, not only
     # between the images of a batch (an expand with patch ignored Cancel for 49 s).
     image = _crop(astronaut, 192)
     mask = _rect_mask(192, 192, 40, 150, 40, 150)
-    asked = _Recorder()
+    asked = ProgressRecorder()
     fill(image, mask, method, progress=asked)
     assert asked.checks > 5
     with pytest.raises(KeyboardInterrupt):
-        fill(image, mask, method, progress=_Recorder(stop=4))
+        fill(image, mask, method, progress=ProgressRecorder(stop=4))
 
 
 def test_patch_progress_moves_through_the_pyramid_and_the_batch(astronaut: torch.Tensor) -> None:
     images = torch.cat([_crop(astronaut, 160), _crop(astronaut, 160).flip(2)])
-    hook = _Recorder()
+    hook = ProgressRecorder()
     fill(images, _rect_mask(160, 160, 20, 140, 30, 130), "patch", progress=hook)
     done = [d / t for d, t in hook.updates]
     assert len(done) > 4  # levels of each image, not only whole images

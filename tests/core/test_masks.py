@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import ProgressRecorder
 
 from uncrop.core import masks
 from uncrop.core.errors import UncropError
@@ -200,26 +201,14 @@ def test_refine_rejects_bad_values():
 
 
 def test_refine_mask_reports_each_image_and_can_be_cancelled():
-    class Hook:
-        def __init__(self, cancel_at):
-            self.updates, self.checks, self.cancel_at = [], 0, cancel_at
-
-        def update(self, done, total, preview=None):
-            self.updates.append((done, total))
-
-        def check_interrupted(self):
-            self.checks += 1
-            if self.checks == self.cancel_at:
-                raise InterruptedError
-
     m = torch.zeros(3, 16, 16)
     m[:, 6:9, 6:9] = 1
-    hook = Hook(cancel_at=0)
+    hook = ProgressRecorder()
     out = masks.refine_mask(m, grow_px=2, feather_px=1, progress=hook)
     assert hook.updates == [(1, 3), (2, 3), (3, 3)] and hook.checks == 6
     assert torch.equal(out, masks.feather(masks.grow(m, 2), 1))  # as one batched call
-    hook = Hook(cancel_at=4)  # before the second image's grow
-    with pytest.raises(InterruptedError):
+    hook = ProgressRecorder(stop=4)  # before the second image's grow
+    with pytest.raises(KeyboardInterrupt):
         masks.refine_mask(m, grow_px=2, feather_px=1, progress=hook)
     assert hook.updates == [(1, 3)]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import ProgressRecorder
 
 from uncrop.core.pattern import Period, estimate_period, extend_pattern
 
@@ -69,23 +70,12 @@ def test_lattice_fill_is_the_pass_by_pass_copy(seed: int) -> None:
 
 def test_extending_stops_between_passes_at_cancel() -> None:
     # A 60 px band of a 4 px period takes 15 passes; Cancel is asked before each.
-    class Stop:
-        checks = 0
-
-        def update(self, done, total, preview=None):
-            pass
-
-        def check_interrupted(self):
-            self.checks += 1
-            if self.checks == 3:
-                raise KeyboardInterrupt("cancelled")
-
     image = torch.rand(32, 96, 3, generator=torch.Generator().manual_seed(0))
     hole = torch.zeros(32, 96, dtype=torch.bool)
     hole[:, 36:] = True
     out, left = extend_pattern(image, hole, Period((0, 4), None, 0.9))
     assert not bool(left.any())  # as it runs to the end uncancelled
-    hook = Stop()
+    hook = ProgressRecorder(stop=3)
     with pytest.raises(KeyboardInterrupt):
         extend_pattern(image, hole, Period((0, 4), None, 0.9), progress=hook)
     assert hook.checks == 3

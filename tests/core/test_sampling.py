@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from conftest import ProgressRecorder
 
 from uncrop.core import canvas, models, sampling
 from uncrop.core.errors import UncropError
@@ -355,22 +356,13 @@ def test_cancel_stops_within_one_step(sd_inpaint, photo):
     assert len(spy.sizes) == 2
 
 
-class CountChecks(StopAfter):
-    def __init__(self):
-        super().__init__(steps=10**9)
-        self.checks = 0
-
-    def check_interrupted(self):
-        self.checks += 1
-
-
 def test_cancel_reaches_a_slow_prefill(tree, photo):
     # A patch pre-fill of a big hole can take long: it asks the same cancel button,
     # without moving the sampler's step count.
     model = _load(tree, "sd")
     counts = {}
     for prefill in ("edge", "patch"):
-        hook = CountChecks()
+        hook = ProgressRecorder()
         settings = SamplerSettings(prefill=prefill, **FAST)
         sampling.inpaint(model, photo, _hole(), settings, progress=hook)
         counts[prefill] = hook.checks
@@ -627,7 +619,7 @@ def test_outpaint_large_area_uses_overlapping_windows_that_see_context(sd_inpain
 def test_outpaint_progress_ends_full_when_a_window_has_nothing_left(sd_inpaint, photo):
     image = canvas.resize_image(photo, 97, 131)
     plan = canvas.plan_margins(97, 131, left=200, right=200)
-    hook = CountChecks()
+    hook = ProgressRecorder()
     result, _ = sampling.outpaint(
         sd_inpaint, image, plan, SamplerSettings(resolution=64, **FAST), progress=hook
     )

@@ -446,10 +446,15 @@ def fill(
     *,
     seed: int = 0,
     progress: ProgressHook | None = None,
+    device: torch.device | str | None = None,
     **options: object,
 ) -> torch.Tensor:
     """Fill every pixel of the hole (``mask >= HOLE_LEVEL``, 1/255); all other pixels
     are returned as checked (within 0..1), in a new tensor.
+
+    Each image is filled on ``device`` (default: where ``image`` is), one at a time, and
+    its result comes back to ``image``'s device: a batch of frames on the CPU never sits
+    on the GPU whole, only the image being filled.
 
     The result is not blended: use :func:`uncrop.core.composite.composite` to
     feather it into the original along a soft mask. A ``source_mask`` option is read
@@ -467,12 +472,7 @@ def fill(
     if method not in PATCH_METHODS:
         source_mask = None  # read only where patches are copied
     if source_mask is not None:
-        _, source_mask = match_mask(image, source_mask, mask_name="source_mask", marks_fill=False)
-        if source_mask.shape[0] != image.shape[0]:
-            raise UncropError(
-                f"source_mask: a batch of {source_mask.shape[0]} for {image.shape[0]} image(s); "
-                "use one source mask for all images or one per image."
-            )
+        source_mask = match_source(image, source_mask)
     out = image.new_empty(image.shape)  # each image's fill goes straight in: no batch copy
     for i in range(image.shape[0]):
         hook.check_interrupted()
@@ -483,16 +483,27 @@ def fill(
             out[i : i + 1] = fill_color(image[i : i + 1], hole[i : i + 1])
         else:
             if source_mask is not None:
-                options["source_mask"] = source_mask[i : i + 1]
+                options["source_mask"] = source_mask[i : i + 1].to(device)
             part = Part(hook, i, image.shape[0])
             run = FILL_METHODS[method]
             if method in MIXING and image.shape[-1] == 4:
                 run = _alpha_weighted(run)
-            out[i : i + 1] = run(
-                image[i : i + 1], hole[i : i + 1], seed=seed + i, progress=part, **options
-            )
+            one, its_hole = image[i : i + 1].to(device), hole[i : i + 1].to(device)
+            out[i : i + 1] = run(one, its_hole, seed=seed + i, progress=part, **options)
         hook.update(i + 1, image.shape[0])
     return out
+
+
+def match_source(image: torch.Tensor, source_mask: torch.Tensor) -> torch.Tensor:
+    """``source_mask`` (1 = may be copied from) checked and matched to ``image``'s size
+    and batch: one mask for all images, or one per image."""
+    _, source = match_mask(image, source_mask, mask_name="source_mask", marks_fill=False)
+    if source.shape[0] != image.shape[0]:
+        raise UncropError(
+            f"source_mask: a batch of {source.shape[0]} for {image.shape[0]} image(s); "
+            "use one source mask for all images or one per image."
+        )
+    return source
 
 
 def parse_color(text: str, name: str = "color") -> tuple[float, ...]:

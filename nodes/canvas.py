@@ -140,7 +140,7 @@ class ExpandCanvas(io.ComfyNode):
     def execute(
         cls, image, overlap: int, fill: str, color: str, seed: int, **geometry
     ) -> io.NodeOutput:
-        image = check_image(image, values=False).to(host.torch_device())  # the core checks them
+        image = check_image(image, values=False)  # the core checks the values
         plan = plan_canvas(image, **geometry)
         out, mask = model_free.outpaint(
             image,
@@ -149,6 +149,7 @@ class ExpandCanvas(io.ComfyNode):
             overlap=overlap,
             seed=seed,
             progress=host.Progress(),
+            device=host.torch_device(),  # one image at a time: the batch stays where it is
             **filling.color_option(fill, color),
         )
         return io.NodeOutput(host.node_output(out), host.node_output(mask))

@@ -91,11 +91,7 @@ class Fill(io.ComfyNode):
         source_mask=None,
     ) -> io.NodeOutput:
         # model_free.inpaint and fill() check and match image, mask and (for the methods
-        # that copy) source_mask.
-        device = host.torch_device()
-        image, mask = image.to(device), mask.to(device)
-        if source_mask is not None:
-            source_mask = source_mask.to(device)
+        # that copy) source_mask, and move each image to the device as it is filled.
         out = model_free.inpaint(
             image,
             mask,
@@ -104,6 +100,7 @@ class Fill(io.ComfyNode):
             patch_size=patch_size,
             source_mask=source_mask,
             progress=host.Progress(),
+            device=host.torch_device(),  # one image at a time: the batch stays where it is
             **filling.color_option(method, color),
         )
         return io.NodeOutput(host.node_output(out))

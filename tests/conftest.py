@@ -112,6 +112,18 @@ class ProgressRecorder:
             raise KeyboardInterrupt("cancelled")
 
 
+class FillRecorder:
+    """A fill method that notes where and how many images it was given (then returns
+    them, on the CPU): a stand-in for a real method where only the hand-over is tested."""
+
+    def __init__(self) -> None:
+        self.calls = []
+
+    def __call__(self, image, hole, source_mask=None, **_):
+        self.calls.append((image.device, image.shape[0], hole.device, source_mask))
+        return torch.zeros(image.shape)
+
+
 def fingerprints_around_a_touch(path: Path, fingerprint) -> tuple:
     """``fingerprint()`` before and after ``path``'s date moves a second (then it is put
     back): what a node's ``fingerprint_inputs`` says when a file is replaced."""

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from conftest import ProgressRecorder
+from conftest import FillRecorder, ProgressRecorder
 
 from uncrop.core.errors import UncropError
 from uncrop.core.fill import FILL_METHODS, fill, nearest_known, parse_color
@@ -123,6 +123,23 @@ def test_result_is_a_new_tensor(method: str, astronaut: torch.Tensor, coffee: to
         out.fill_(0.25)
         assert torch.equal(images, before)
     assert torch.equal(fill(images, mask, method)[1], before[1])
+
+
+def test_each_image_is_filled_alone_on_the_device_asked(monkeypatch) -> None:
+    # A batch of frames given on the CPU is never moved to the GPU whole: fill moves one
+    # image (and its hole and source mask) to ``device`` at a time, and its result back.
+    # ("meta" stands in for a GPU: a device tensors can be moved to but not read on.)
+    method = FillRecorder()
+    monkeypatch.setitem(FILL_METHODS, "patch", method)
+    images = torch.rand(3, 16, 16, 3)
+    mask = _rect_mask(16, 16, 4, 12, 4, 12)
+    out = fill(images, mask, "patch", source_mask=torch.ones(1, 16, 16), device="meta")
+    meta = torch.device("meta")
+    assert [(d, n, hd, s.device, s.shape[0]) for d, n, hd, s in method.calls] == [
+        (meta, 1, meta, meta, 1)
+    ] * 3
+    assert out.device == images.device and out.shape == images.shape
+    assert bool((out[:, 4:12, 4:12] == 0).all())  # the method's results, brought back
 
 
 @pytest.mark.parametrize("method", ["smooth", "patch", "pattern"])

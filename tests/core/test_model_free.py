@@ -1,8 +1,11 @@
 import pytest
 import torch
+from conftest import ProgressRecorder
 
 from uncrop.core import canvas, model_free
 from uncrop.core.errors import UncropError
+from uncrop.core.fill import FILL_METHODS
+from uncrop.core.inputs import SEED_LIMIT
 
 
 def test_inpaint_keeps_unmasked_pixels_and_fills_hole(coffee, device):
@@ -67,3 +70,47 @@ def test_outpaint_reads_the_source_mask_only_for_the_methods_that_copy(coffee):
     assert torch.equal(out, model_free.outpaint(coffee, plan, "mirror")[0])
     with pytest.raises(UncropError, match="source_mask size 50x50"):
         model_free.outpaint(coffee, plan, "pattern", source_mask=wrong)
+
+
+def test_outpaint_fills_a_batch_one_image_at_a_time_on_the_device(coffee, device, monkeypatch):
+    images = torch.cat([coffee[:, :96, :128], coffee[:, 200:296, 300:428]])
+    plan = canvas.plan_margins(128, 96, left=24, right=8, multiple_of=8)
+    seed = SEED_LIMIT - 1  # the second image's seed wraps to 0
+    given = []
+    noise = FILL_METHODS["noise"]
+
+    def seen(image, hole, **options):
+        given.append((image.device, image.shape[0]))
+        return noise(image, hole, **options)
+
+    monkeypatch.setitem(FILL_METHODS, "noise", seen)
+    asked = ProgressRecorder()
+    out, mask = model_free.outpaint(
+        images, plan, "noise", overlap=4, seed=seed, progress=asked, device=device
+    )
+    assert given == [(device, 1), (device, 1)]
+    assert out.device == mask.device == images.device  # the batch stays where it was
+    assert out.shape == (2, 96, 160, 3) and mask.shape == (2, 96, 160)
+    assert asked.updates[-1] == (2, 2)
+    for i, s in enumerate((seed, 0)):
+        alone, alone_mask = model_free.outpaint(images[i : i + 1], plan, "noise", overlap=4, seed=s)
+        assert torch.equal(out[i : i + 1], alone) and torch.equal(mask[i : i + 1], alone_mask)
+    assert not torch.equal(out[0, :, :24], out[1, :, :24])
+
+
+def test_outpaint_takes_one_source_mask_per_image(coffee):
+    images = torch.cat([coffee[:, :96, :128], coffee[:, 200:296, 300:428]])
+    plan = canvas.plan_margins(128, 96, left=16, multiple_of=8)
+    sources = torch.ones(2, 96, 128)
+    sources[0, :, :64] = 0
+    sources[1, :, 64:] = 0
+    out, _ = model_free.outpaint(images, plan, "patch", source_mask=sources, seed=3)
+    for i in range(2):
+        alone, _ = model_free.outpaint(
+            images[i : i + 1], plan, "patch", source_mask=sources[i], seed=3 + i
+        )
+        assert torch.equal(out[i : i + 1], alone)
+    with pytest.raises(UncropError, match="source_mask batch of 3 does not match image batch"):
+        model_free.outpaint(images, plan, "patch", source_mask=torch.ones(3, 96, 128))
+    with pytest.raises(UncropError, match=r"source_mask: a batch of 2 for 1 image"):
+        model_free.outpaint(images[:1], plan, "patch", source_mask=sources)

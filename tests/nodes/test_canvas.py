@@ -5,6 +5,8 @@ from conftest import run_node
 from uncrop.core import model_free
 from uncrop.core.canvas import plan_target
 from uncrop.core.errors import UncropError
+from uncrop.nodes import canvas as canvas_node
+from uncrop.nodes import host
 from uncrop.nodes.canvas import ExpandCanvas
 
 
@@ -80,3 +82,20 @@ def test_an_unknown_size_mode_is_named(coffee):
     """A linked or API value skips the combo's check: it ran as a target size."""
     with pytest.raises(UncropError, match="size_mode: expected one of per side, target size"):
         run_node(ExpandCanvas, image=coffee, size_mode="per_side", left=8)
+
+
+def test_the_node_fills_on_the_device_and_keeps_the_batch_where_it_is(coffee, monkeypatch):
+    asked = []
+    outpaint = model_free.outpaint
+
+    def seen(image, plan, method, device=None, **options):
+        asked.append((image.device, device))
+        return outpaint(image, plan, method, **options)  # the CPU stands in for the device
+
+    monkeypatch.setattr(host, "torch_device", lambda: torch.device("meta"))
+    monkeypatch.setattr(canvas_node.model_free, "outpaint", seen)
+    (out, mask) = run_node(
+        ExpandCanvas, image=coffee, size_mode="per side", left=16, fill="edge"
+    ).args
+    assert asked == [(torch.device("cpu"), torch.device("meta"))]
+    assert out.shape == (1, 400, 616, 3) and torch.equal(out[:, :, 16:], coffee)

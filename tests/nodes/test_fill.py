@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import run_node
+from conftest import FillRecorder, run_node
 
 from uncrop.core import model_free
 from uncrop.core.errors import UncropError
+from uncrop.core.fill import FILL_METHODS
+from uncrop.nodes import host
 from uncrop.nodes.fill import Fill
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -96,3 +98,19 @@ def test_fill_node_reads_the_colour_only_for_the_color_method() -> None:
     assert out[0, 16, 16].tolist() == [1.0, 0.0, 0.0]
     with pytest.raises(UncropError, match="^color: expected a hex colour"):
         run_node(Fill, image=image, mask=mask, method="color", color="grey")
+
+
+def test_fill_node_moves_one_image_at_a_time_to_the_device(monkeypatch) -> None:
+    # A batch of frames stays where ComfyUI keeps it; each image goes to the device
+    # as it is filled ("meta" stands in for the GPU: tensors move there, nothing reads).
+    monkeypatch.setattr(host, "torch_device", lambda: torch.device("meta"))
+    method = FillRecorder()
+    monkeypatch.setitem(FILL_METHODS, "smooth", method)
+    images = torch.rand(3, 32, 32, 3)
+    mask = torch.zeros(1, 32, 32)
+    mask[:, 8:24, 8:24] = 1
+    (out,) = run_node(Fill, image=images, mask=mask, method="smooth").args
+    assert [call[:3] for call in method.calls] == [
+        (torch.device("meta"), 1, torch.device("meta"))
+    ] * 3
+    assert out.device.type == "cpu" and bool((out[:, 8:24, 8:24] == 0).all())

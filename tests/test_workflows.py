@@ -110,13 +110,13 @@ def test_there_are_workflows_for_each_scenario():
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
 def test_every_workflow_has_a_thumbnail_for_the_template_browser(path):
-    """ComfyUI's template browser shows ``<name>.jpg`` beside ``<name>.json``
-    (workflows/make_thumbnails.py draws them)."""
+    """ComfyUI's template browser shows ``<name>.jpg`` beside ``<name>.json``, fitted
+    into a square card (workflows/make_thumbnails.py draws them)."""
     thumb = path.with_suffix(".jpg")
     assert thumb.is_file(), f"no {thumb.name}: run workflows/make_thumbnails.py"
     with Image.open(thumb) as picture:
         assert picture.format == "JPEG" and picture.mode == "RGB"
-        assert picture.width == 512 and 200 <= picture.height <= 512
+        assert picture.size == (512, 512)
     assert thumb.stat().st_size < 100_000  # served to every editor that opens the browser
 
 

@@ -1,16 +1,16 @@
 """Draw the template browser's thumbnails: ``workflows/<name>.jpg`` for each workflow.
 
 ComfyUI's template browser shows ``<name>.jpg`` beside ``<name>.json`` (a gradient
-where there is none). Each picture is drawn from the bundled sample with the
-workflow's own settings:
+where there is none), fitted into a square card. Each picture is square and drawn
+from the bundled sample with the workflow's own settings, labelled with how it works:
 
-- model-free workflows show their real output; the inpaint as a before/after split
-  (left: the photo with the area to fill tinted red; right: the fill);
-- diffusion workflows cannot be run without a model, so they show what the model is
-  given: the photo or canvas, with the area the model paints striped over its
-  pre-fill.
+- inpaint: the area around the hole, split through it into before (the area to fill
+  tinted red) and after;
+- outpaint: the photo above, the grown canvas below (a white line marks the photo).
 
-A thin white line marks where the original photo sits on an outpaint canvas.
+Model-free workflows show their real output. Diffusion workflows cannot run without a
+model, so they show what the model is given: the area it paints is striped over the
+pre-fill.
 
     .venv/bin/python workflows/make_thumbnails.py
 """
@@ -21,14 +21,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from uncrop.core import canvas, imageio, masks, model_free
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "coffee.jpg"
 SAMPLE_MASK = ROOT / "samples" / "coffee-mask.png"
-WIDTH = 512  # px; the browser's cards are about 250 px wide, twice that for sharp screens
+SIDE = 512  # px; the browser's cards are about 250 px wide, twice that for sharp screens
+BACKGROUND = (32, 32, 32)  # the editor's dark theme
 RED = np.array([0.95, 0.15, 0.15])
 STRIPE = np.array([0.55, 0.35, 0.95])
 
@@ -49,15 +50,29 @@ def _stripes(rgb: np.ndarray, mask: np.ndarray, period: int = 24) -> np.ndarray:
     return _tint(rgb, mask * np.where(on, 0.75, 0.45), STRIPE, 1.0)
 
 
-def _frame(picture: Image.Image, plan: canvas.CanvasPlan) -> None:
-    x0, y0 = max(plan.x, 0), max(plan.y, 0)
-    x1 = min(plan.x + plan.scaled_w, plan.canvas_w) - 1
-    y1 = min(plan.y + plan.scaled_h, plan.canvas_h) - 1
-    ImageDraw.Draw(picture).rectangle((x0, y0, x1, y1), outline=(255, 255, 255), width=2)
-
-
 def _picture(rgb: np.ndarray) -> Image.Image:
     return Image.fromarray((rgb.clip(0, 1) * 255 + 0.5).astype(np.uint8))
+
+
+def _label(card: Image.Image, text: str) -> Image.Image:
+    draw = ImageDraw.Draw(card)
+    font = ImageFont.load_default(size=26)
+    x0, y0, x1, y1 = draw.textbbox((22, SIDE - 48), text, font=font)
+    draw.rounded_rectangle((x0 - 10, y0 - 8, x1 + 10, y1 + 8), radius=8, fill=BACKGROUND)
+    draw.text((22, SIDE - 48), text, font=font, fill=(255, 255, 255))
+    return card
+
+
+def _inpaint_card(before: np.ndarray, after: np.ndarray, mask: torch.Tensor) -> Image.Image:
+    """A square around the hole, before left of the hole's middle and after right of it."""
+    h, w = before.shape[:2]
+    xs = torch.nonzero(mask[0].amax(dim=0) > 0.5).flatten()
+    cut = int(xs.float().mean())
+    side = min(h, w)
+    x0 = min(max(cut - side // 2, 0), w - side)
+    split = np.concatenate([before[:, :cut], after[:, cut:]], axis=1)
+    split[:, cut - 1 : cut + 1] = 1.0
+    return _picture(split[:side, x0 : x0 + side]).resize((SIDE, SIDE), Image.LANCZOS)
 
 
 def _inpaint_mask(grow: int, feather: float) -> torch.Tensor:
@@ -69,37 +84,52 @@ def inpaint_model_free(image: torch.Tensor) -> Image.Image:
     mask = _inpaint_mask(grow=4, feather=3.0)  # the workflow's Refine Mask
     out = model_free.inpaint(image, mask, "smooth")
     before = _tint(_rgb(image), mask[0].numpy(), RED, 0.6)
-    xs = torch.nonzero(mask[0].amax(dim=0) > 0.5).flatten()
-    cut = int(xs.float().mean())  # the divider crosses the hole: half before, half after
-    split = np.concatenate([before[:, :cut], _rgb(out)[:, cut:]], axis=1)
-    split[:, cut - 1 : cut + 1] = 1.0
-    return _picture(split)
+    return _inpaint_card(before, _rgb(out), mask)
 
 
 def inpaint_diffusion(image: torch.Tensor) -> Image.Image:
     mask = _inpaint_mask(grow=8, feather=0.0)
     prefill = model_free.inpaint(image, mask, "edge")  # the workflow's pre-fill
-    return _picture(_stripes(_rgb(prefill), mask[0].numpy()))
+    before = _tint(_rgb(image), mask[0].numpy(), RED, 0.6)
+    return _inpaint_card(before, _stripes(_rgb(prefill), mask[0].numpy()), mask)
 
 
 def _outpaint(image: torch.Tensor, method: str, striped: bool) -> Image.Image:
+    """The photo in the top half, the 1024x512 canvas (the workflows' size) below."""
     plan = canvas.plan_target(image.shape[2], image.shape[1], 1024, 512, "pad", "center", 8)
     out, mask = model_free.outpaint(image, plan, method)
     rgb = _rgb(out)
     if striped:
         rgb = _stripes(rgb, mask[0].numpy())
-    picture = _picture(rgb)
-    _frame(picture, plan)
-    return picture
+    grown = _picture(rgb)
+    ImageDraw.Draw(grown).rectangle(
+        (plan.x, plan.y, plan.x + plan.scaled_w - 1, plan.y + plan.scaled_h - 1),
+        outline=(255, 255, 255),
+        width=3,
+    )
+    card = Image.new("RGB", (SIDE, SIDE), BACKGROUND)
+    half = SIDE // 2
+    photo = _picture(_rgb(image))
+    fit = min((half - 16) / photo.height, SIDE / photo.width)
+    photo = photo.resize((round(photo.width * fit), round(photo.height * fit)), Image.LANCZOS)
+    card.paste(photo, ((SIDE - photo.width) // 2, (half - photo.height) // 2))
+    card.paste(grown.resize((SIDE, half), Image.LANCZOS), (0, half))
+    return card
 
 
 RECIPES = {
-    "inpaint-model-free": inpaint_model_free,
-    "inpaint-diffusion": inpaint_diffusion,
-    "outpaint-model-free": lambda image: _outpaint(image, "mirror", striped=False),
-    "outpaint-diffusion": lambda image: _outpaint(image, "edge", striped=True),
-    "outpaint-autocaption": lambda image: _outpaint(image, "edge", striped=True),
-    "outpaint-comfyui-ksampler": lambda image: _outpaint(image, "edge", striped=True),
+    "inpaint-model-free": lambda image: _label(inpaint_model_free(image), "model-free"),
+    "inpaint-diffusion": lambda image: _label(inpaint_diffusion(image), "diffusion"),
+    "outpaint-model-free": lambda image: _label(
+        _outpaint(image, "mirror", striped=False), "model-free"
+    ),
+    "outpaint-diffusion": lambda image: _label(_outpaint(image, "edge", striped=True), "diffusion"),
+    "outpaint-autocaption": lambda image: _label(
+        _outpaint(image, "edge", striped=True), "diffusion + auto caption"
+    ),
+    "outpaint-comfyui-ksampler": lambda image: _label(
+        _outpaint(image, "edge", striped=True), "ComfyUI KSampler"
+    ),
 }
 
 
@@ -110,13 +140,10 @@ def main() -> None:
     if missing:
         raise SystemExit(f"no thumbnail recipe for: {', '.join(missing)}")
     for name in names:
-        picture = RECIPES[name](image)
-        picture = picture.resize(
-            (WIDTH, round(WIDTH * picture.height / picture.width)), Image.LANCZOS
-        )
+        card = RECIPES[name](image)
         path = ROOT / "workflows" / f"{name}.jpg"
-        picture.save(path, quality=85, optimize=True)
-        print(f"{path.relative_to(ROOT)}: {picture.width}x{picture.height}")
+        card.save(path, quality=85, optimize=True)
+        print(f"{path.relative_to(ROOT)}: {card.width}x{card.height}")
 
 
 if __name__ == "__main__":

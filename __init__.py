@@ -8,6 +8,7 @@ WEB_DIRECTORY = None
 
 
 async def comfy_entrypoint():
-    from .nodes import UncropExtension
+    from .nodes import UncropExtension, provide_samples
 
+    provide_samples()  # here, not in on_load, which ComfyUI 0.8 and older never call
     return UncropExtension()

@@ -31,8 +31,8 @@ from .core.patchmatch import check_patch_size
 log = logging.getLogger("uncrop")
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
-SAMPLE_IMAGE = SAMPLES / "coffee.jpg"
-SAMPLE_MASK = SAMPLES / "coffee-mask.png"
+SAMPLE_IMAGE = SAMPLES / "uncrop-coffee.jpg"
+SAMPLE_MASK = SAMPLES / "uncrop-coffee-mask.png"
 
 
 class TqdmProgress:

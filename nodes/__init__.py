@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from comfy_api.latest import ComfyExtension, io
 
 from . import host
@@ -15,6 +17,17 @@ from .sampling import Inpaint, LoadInpaintModel, Outpaint
 NODES: list[type[io.ComfyNode]] = [LoadMask, RefineMask, ExpandCanvas, Fill, Composite]
 NODES += [LoadCaptioner, CaptionImage]
 NODES += [LoadInpaintModel, Inpaint, Outpaint]
+
+# The photo and mask the example workflows load.
+SAMPLES = [Path(__file__).resolve().parent.parent / "samples" / name for name in (
+    "uncrop-coffee.jpg", "uncrop-coffee-mask.png"
+)]  # fmt: skip
+
+
+def provide_samples() -> None:
+    """Copy the samples into the input folder where no file of their name is, so that a
+    workflow dropped into the editor runs as it is."""
+    host.provide_input_files(SAMPLES)
 
 
 class UncropExtension(ComfyExtension):

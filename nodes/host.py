@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +154,35 @@ def show_text(node, text: str) -> None:
 def input_directory() -> str:
     fp = _folder_paths()
     return fp.get_input_directory() if fp is not None else os.path.abspath("input")
+
+
+def provide_input_files(files: list[Path]) -> list[str]:
+    """Copy each file into the input folder under its own name where no file of that name
+    is there (one is never replaced); return the names copied. A folder that cannot be
+    written to is logged, not raised: the pack still loads. Outside ComfyUI there is no
+    input folder to provide for, and nothing is copied."""
+    if _folder_paths() is None:
+        return []
+    folder = input_directory()
+    copied = []
+    for source in files:
+        target = os.path.join(folder, source.name)
+        if os.path.lexists(target):
+            continue
+        try:
+            os.makedirs(folder, exist_ok=True)
+            shutil.copyfile(source, target)
+        except OSError as exc:
+            log.warning(
+                "Uncrop: could not copy %s into the input folder %s (%s); copy it there from "
+                "%s to run the example workflows as they are.", source.name, folder, exc,
+                source.parent,
+            )  # fmt: skip
+            continue
+        copied.append(source.name)
+    if copied:
+        log.info("Uncrop: copied %s into %s for the example workflows.", ", ".join(copied), folder)
+    return copied
 
 
 def input_files(content: str = "image") -> list[str]:

@@ -21,7 +21,12 @@ def models() -> Path:
 
 def test_caption_prints_the_prompt(models, monkeypatch, capsys):
     monkeypatch.setenv("UNCROP_MODELS_DIR", str(models))
-    args = ["caption", str(SAMPLES / "coffee.jpg"), "--template", "{caption}, detailed photo"]
+    args = [
+        "caption",
+        str(SAMPLES / "uncrop-coffee.jpg"),
+        "--template",
+        "{caption}, detailed photo",
+    ]
     args += ["--max-length", "8"]
     assert cli.main(args) == 0
     first = capsys.readouterr().out.strip()
@@ -34,9 +39,9 @@ def test_caption_with_mask_and_prefix(models, capsys):
     code = cli.main(
         [
             "caption",
-            str(SAMPLES / "coffee.jpg"),
+            str(SAMPLES / "uncrop-coffee.jpg"),
             "--mask",
-            str(SAMPLES / "coffee-mask.png"),
+            str(SAMPLES / "uncrop-coffee-mask.png"),
             "--captioner",
             str(models / "captioners" / "tiny-git"),
             "--prefix",
@@ -57,7 +62,12 @@ def test_caption_invert_describes_the_other_region(models, monkeypatch, capsys):
         return ["x"]
 
     monkeypatch.setattr(cli.caption.Captioner, "caption", caption)
-    args = ["caption", str(SAMPLES / "coffee.jpg"), "--mask", str(SAMPLES / "coffee-mask.png")]
+    args = [
+        "caption",
+        str(SAMPLES / "uncrop-coffee.jpg"),
+        "--mask",
+        str(SAMPLES / "uncrop-coffee-mask.png"),
+    ]
     args += ["--captioner", str(models / "captioners" / "tiny-git")]
     assert cli.main(args) == 0 and cli.main([*args, "--invert"]) == 0
     plain, inverted = seen
@@ -66,14 +76,14 @@ def test_caption_invert_describes_the_other_region(models, monkeypatch, capsys):
 
 def test_no_captioner_says_where_to_put_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("UNCROP_MODELS_DIR", str(tmp_path))
-    assert cli.main(["caption", str(SAMPLES / "coffee.jpg")]) == 2
+    assert cli.main(["caption", str(SAMPLES / "uncrop-coffee.jpg")]) == 2
     err = capsys.readouterr().err
     assert str(tmp_path / "captioners") in err and "model.safetensors" in err
 
 
 def test_captioner_without_a_model_is_refused(models, tmp_path, capsys):
     out = tmp_path / "out.png"
-    args = ["outpaint", str(SAMPLES / "coffee.jpg"), "--left", "32"]
+    args = ["outpaint", str(SAMPLES / "uncrop-coffee.jpg"), "--left", "32"]
     args += ["--captioner", str(models / "captioners" / "tiny-git"), "-o", str(out)]
     assert cli.main(args) == 2 and not out.exists()
     assert "--captioner writes the prompt for --model" in capsys.readouterr().err
@@ -106,7 +116,7 @@ def test_outpaint_with_model_samples_with_the_caption(models, tmp_path, monkeypa
         InpaintModel, "to", lambda self, d: (steps.append("model to device"), to(self, d))[1]
     )
     out = tmp_path / "out.png"
-    args = ["outpaint", str(SAMPLES / "coffee.jpg"), "--left", "32", "--model", str(sd)]
+    args = ["outpaint", str(SAMPLES / "uncrop-coffee.jpg"), "--left", "32", "--model", str(sd)]
     args += ["--steps", "1", "--captioner", str(models / "captioners" / "tiny-git"), "-o", str(out)]
     assert cli.main(args) == 0 and out.exists()
     err = capsys.readouterr().err

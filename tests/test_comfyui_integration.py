@@ -69,10 +69,7 @@ def comfy(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("comfyui")
     comfy_harness.prepare_comfyui(COMFYUI_PATH, str(root))
-    ids = comfy_harness.load_pack(str(ROOT))
-    for sample in (ROOT / "samples").iterdir():
-        if sample.suffix in (".png", ".jpg"):
-            shutil.copy(sample, root / "input" / sample.name)
+    ids = comfy_harness.load_pack(str(ROOT))  # which copies the samples into input/
     install_tiny_models(root)
     return comfy_harness, root, ids
 

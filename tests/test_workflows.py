@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from uncrop.nodes import NODES
+from uncrop.nodes import NODES, SAMPLES
 
 WORKFLOWS = sorted((Path(__file__).resolve().parent.parent / "workflows").glob("*.json"))
 OURS = {node.define_schema().node_id: node.define_schema() for node in NODES}
@@ -118,6 +118,19 @@ def test_every_workflow_has_a_thumbnail_for_the_template_browser(path):
         assert picture.format == "JPEG" and picture.mode == "RGB"
         assert picture.size == (512, 512)
     assert thumb.stat().st_size < 100_000  # served to every editor that opens the browser
+
+
+def test_every_file_a_workflow_loads_is_a_sample_the_pack_provides(workflow):
+    # The pack copies SAMPLES into ComfyUI's input folder on load (nodes/__init__.py).
+    loaders = {"LoadImage": 0, "UncropLoadMask": 0}
+    names = {
+        node["widgets_values"][loaders[node["type"]]]
+        for node in workflow["nodes"]
+        if node["type"] in loaders
+    }
+    assert names, "no file loaded"
+    assert names <= {sample.name for sample in SAMPLES}
+    assert all(sample.is_file() for sample in SAMPLES)
 
 
 def test_nodes_exist_and_widgets_fit(workflow):

@@ -26,8 +26,8 @@ from PIL import Image, ImageDraw, ImageFont
 from uncrop.core import canvas, imageio, masks, model_free
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT / "samples" / "coffee.jpg"
-SAMPLE_MASK = ROOT / "samples" / "coffee-mask.png"
+SAMPLE = ROOT / "samples" / "uncrop-coffee.jpg"
+SAMPLE_MASK = ROOT / "samples" / "uncrop-coffee-mask.png"
 SIDE = 512  # px; the browser's cards are about 250 px wide, twice that for sharp screens
 BACKGROUND = (32, 32, 32)  # the editor's dark theme
 RED = np.array([0.95, 0.15, 0.15])

@@ -1,12 +1,15 @@
 """host.py outside ComfyUI: the fallbacks the CLI and tests rely on."""
 
+import asyncio
+import logging
 import sys
 import types
 
 import torch
 
+import uncrop
 from uncrop.core import models
-from uncrop.nodes import host
+from uncrop.nodes import SAMPLES, host
 
 
 def test_devices_fall_back_without_comfyui():
@@ -139,3 +142,41 @@ def test_captioner_dtype_inside_comfyui_is_comfyuis_fp16_choice(monkeypatch):
     assert host.caption_dtype(torch.device("cpu")) == torch.float32
     monkeypatch.setattr(host, "_comfy_mm", lambda: None)  # outside ComfyUI: the engine's
     assert host.caption_dtype(gpu) == torch.float16
+
+
+def in_comfyui(monkeypatch, input_folder) -> None:
+    """As inside ComfyUI, with ``input_folder`` as its input folder."""
+    fake = types.SimpleNamespace(get_input_directory=lambda: str(input_folder))
+    monkeypatch.setattr(host, "_folder_paths", lambda: fake)
+
+
+def test_the_samples_are_copied_into_the_input_folder_on_load(tmp_path, monkeypatch):
+    # The example workflows load the sample photo and mask by name: on load the pack puts
+    # them in the input folder, so a workflow dropped into the editor runs as it is.
+    in_comfyui(monkeypatch, tmp_path / "input")
+    asyncio.run(uncrop.comfy_entrypoint())  # what ComfyUI calls, in every version
+    for sample in SAMPLES:
+        assert (tmp_path / "input" / sample.name).read_bytes() == sample.read_bytes()
+
+
+def test_outside_comfyui_no_input_folder_is_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where host.input_directory() falls back to ./input
+    asyncio.run(uncrop.comfy_entrypoint())
+    assert host.provide_input_files(SAMPLES) == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_of_the_same_name_in_the_input_folder_is_never_replaced(tmp_path, monkeypatch):
+    in_comfyui(monkeypatch, tmp_path)
+    (tmp_path / SAMPLES[0].name).write_bytes(b"the user's own")
+    assert host.provide_input_files(SAMPLES) == [SAMPLES[1].name]
+    assert (tmp_path / SAMPLES[0].name).read_bytes() == b"the user's own"
+    assert host.provide_input_files(SAMPLES) == []  # nothing again on the next start
+
+
+def test_an_input_folder_that_cannot_be_written_is_logged_not_raised(tmp_path, monkeypatch, caplog):
+    (tmp_path / "a file").write_text("")
+    in_comfyui(monkeypatch, tmp_path / "a file" / "input")
+    with caplog.at_level(logging.WARNING, logger="uncrop"):
+        assert host.provide_input_files(SAMPLES) == []
+    assert f"could not copy {SAMPLES[0].name} into the input folder" in caplog.text

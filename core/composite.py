@@ -84,6 +84,7 @@ def composite(
     generated: torch.Tensor,
     mask: torch.Tensor,
     seam: torch.Tensor | None = None,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """``original * (1 - mask) + generated * mask``: the original bit for bit where
     ``mask == 0`` (values a resampler left past 0..1 included) and exactly the generated
@@ -93,6 +94,9 @@ def composite(
 
     ``seam`` (the samplers' feathered weight, 0 where ``mask`` is) blends in the mask's
     place; the transparent pixels' share is still reckoned from ``mask``.
+
+    Each image is blended on ``device`` (default: where ``original`` is) and comes back
+    to ``original``'s device: a batch never sits on the GPU whole.
     """
     given = check_image(original, "original", values=False)
     original, generated, mask = match_generated(original, generated, mask)
@@ -105,9 +109,10 @@ def composite(
     given = given.expand_as(original)
     out = original.new_empty(original.shape)
     for i in range(out.shape[0]):  # one image at a time: no batch-sized temporaries
-        w = weight[i]
+        w, kept = weight[i].to(device), given[i].to(device)
+        blend = _blend(original[i].to(device), generated[i].to(device), w)
         # At 0 lerp gives original + 0, which turns -0.0 into +0.0, so those are copied.
-        out[i] = torch.where(w > 0, _blend(original[i], generated[i], w), given[i])
+        out[i] = torch.where(w > 0, blend, kept)
     return out
 
 
@@ -228,6 +233,7 @@ def color_match(
     mode: str = "mean_std",
     band: int = 32,
     progress: ProgressHook | None = None,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """Match the colours of ``generated`` inside the mask to ``reference`` around it.
 
@@ -237,7 +243,8 @@ def color_match(
     quantiles (``histogram``); a grey image by its one channel. Pixels outside the
     mask are not changed. Returns ``generated`` matched to ``reference`` (see
     :func:`match_generated`). ``progress`` hears of each image done and can cancel
-    between them.
+    between them. Each image is matched on ``device`` (default: where ``generated`` is)
+    and comes back to ``generated``'s device.
     """
     if mode not in COLOR_MATCH_MODES:
         raise UncropError(
@@ -246,15 +253,19 @@ def color_match(
     if mode == "none":
         return generated
     reference, generated, mask = match_generated(reference, generated, mask)
-    inside = hole_of(mask)
-    ring = (dilate(inside.to(mask.dtype), band) > 0) & ~inside
-    if reference.shape[-1] == 4:  # a transparent pixel's colour is hidden, not seen
-        ring &= reference[..., 3] >= 0.5
     out = generated.clone()
     hook = or_null(progress)
     for i in range(generated.shape[0]):
         hook.check_interrupted()
-        if inside[i].any() and int(ring[i].sum()) >= 16:
-            _match_into(out[i], reference[i], inside[i], ring[i], mode)
+        inside = hole_of(mask[i].to(device))
+        if inside.any():
+            ring = (dilate(inside[None].to(mask.dtype), band)[0] > 0) & ~inside
+            ref = reference[i].to(device)
+            if ref.shape[-1] == 4:  # a transparent pixel's colour is hidden, not seen
+                ring &= ref[..., 3] >= 0.5
+            if int(ring.sum()) >= 16:
+                matched = out[i].to(device)  # out[i] itself where the device is the same
+                _match_into(matched, ref, inside, ring, mode)
+                out[i] = matched
         hook.update(i + 1, generated.shape[0])
     return out

@@ -45,12 +45,14 @@ class Composite(io.ComfyNode):
 
     @classmethod
     def execute(cls, original, generated, mask, color_match: str) -> io.NodeOutput:
-        # color_match and composite check the values and match the inputs themselves.
+        # color_match and composite check the values and match the inputs themselves, and
+        # take one image at a time to the device: the batch stays where it is.
         device = host.torch_device()
-        original = check_image(original, "original", values=False).to(device)
-        generated = check_image(generated, "generated", values=False).to(device)
-        mask = check_mask(mask, size=tuple(original.shape[1:3])).to(device)
+        original = check_image(original, "original", values=False)
+        generated = check_image(generated, "generated", values=False)
+        mask = check_mask(mask, size=tuple(original.shape[1:3]))
         generated = compositing.color_match(
-            generated, original, mask, color_match, progress=host.Progress()
+            generated, original, mask, color_match, progress=host.Progress(), device=device
         )
-        return io.NodeOutput(host.node_output(compositing.composite(original, generated, mask)))
+        out = compositing.composite(original, generated, mask, device=device)
+        return io.NodeOutput(host.node_output(out))

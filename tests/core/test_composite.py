@@ -337,3 +337,23 @@ def test_color_match_reports_each_image_and_stops_at_cancel(astronaut, mode):
     with pytest.raises(KeyboardInterrupt):
         color_match((image * 0.5).clamp(0, 1), image, mask, mode, progress=hook)
     assert hook.updates == [(1, 4), (2, 4)]
+
+
+@pytest.mark.parametrize("mode", ["mean_std", "histogram"])
+def test_a_batch_on_the_cpu_is_matched_and_blended_on_the_device(astronaut, coffee, mode, device):
+    # One image at a time goes to the device and back: the same pixels as a run where
+    # the whole batch is there, and the result where the batch was.
+    original = torch.cat([astronaut[:, :256, :384], coffee[:, :256, :384]])
+    generated = (original.flip(2) * 0.7 + 0.2).clamp(0, 1)
+    mask = torch.zeros(2, 256, 384)
+    mask[0, 64:192, 96:288] = 1
+    mask[1, 32:96, 32:320] = 1
+    mask = feather(mask, 6)
+    matched = color_match(generated, original, mask, mode, device=device)
+    out = composite(original, matched, mask, device=device)
+    assert matched.device == out.device == original.device
+    there = [t.to(device) for t in (original, generated, mask)]
+    assert torch.equal(matched, color_match(there[1], there[0], there[2], mode).cpu())
+    assert torch.equal(out, composite(there[0], matched.to(device), there[2]).cpu())
+    keep = mask == 0
+    assert torch.equal(out[keep], original[keep]) and torch.equal(matched[keep], generated[keep])

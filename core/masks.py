@@ -319,11 +319,13 @@ def refine_mask(
     min_speck_area: int = 0,
     threshold_level: float = 0.0,
     progress: ProgressHook | None = None,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """Clean up a mask in a fixed order: threshold, specks, holes, grow, feather.
 
     Image by image: ``progress`` is told after each, and may cancel before each step
-    (a wide grow over a batch of 4K masks takes seconds on a CPU)."""
+    (a wide grow over a batch of 4K masks takes seconds on a CPU). Each mask is refined
+    on ``device`` (default: where ``mask`` is) and comes back to ``mask``'s device."""
     if not 0 <= threshold_level <= 1:  # NaN too
         raise UncropError(f"threshold: expected a value in 0..1, got {threshold_level}.")
     if not 0 <= feather_px <= MAX_FEATHER:
@@ -341,10 +343,10 @@ def refine_mask(
     hook = or_null(progress)
     out = []
     for i in range(mask.shape[0]):
-        m = mask[i : i + 1]
+        m = mask[i : i + 1].to(device)
         for step in steps:
             hook.check_interrupted()
             m = step(m)
-        out.append(m)
+        out.append(m.to(mask.device))
         hook.update(i + 1, mask.shape[0])
     return torch.cat(out) if len(out) != 1 else out[0]

@@ -214,7 +214,7 @@ class RefineMask(io.ComfyNode):
     def execute(
         cls, mask, grow: int, feather: float, fill_holes: bool, remove_specks: int, threshold: float
     ) -> io.NodeOutput:
-        mask = check_mask(mask).to(host.torch_device())
+        mask = check_mask(mask)
         out = refine_mask(
             mask,
             grow_px=grow,
@@ -223,5 +223,6 @@ class RefineMask(io.ComfyNode):
             min_speck_area=remove_specks,
             threshold_level=threshold,
             progress=host.Progress(),
+            device=host.torch_device(),  # one mask at a time: the batch stays where it is
         )
         return io.NodeOutput(host.node_output(out))

@@ -237,3 +237,15 @@ def test_a_feathered_mask_is_exactly_1_inside_in_any_dtype(dtype):
         out = masks.feather(mask, pixels)
         assert out.dtype == dtype and bool((out[:, 340:360, 340:360] == 1).all()), pixels
         assert bool((out[:, :3, :3] == 0).all())
+
+
+def test_refine_takes_a_batch_on_the_cpu_to_the_device_one_mask_at_a_time(device):
+    m = torch.zeros(3, 64, 80)
+    m[0, 10:30, 10:40] = 1
+    m[1, 5:60, 50:55] = 1
+    m[2, 20:22, 20:70] = 0.6
+    options = {"grow_px": 3, "feather_px": 4.0, "fill_holes_": True, "min_speck_area": 6}
+    out = masks.refine_mask(m, device=device, **options)
+    assert out.device == m.device and out.shape == m.shape
+    assert torch.equal(out, masks.refine_mask(m.to(device), **options).cpu())
+    assert torch.equal(out[1:2], masks.refine_mask(m[1:2], **options))

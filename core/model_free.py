@@ -23,11 +23,11 @@ def inpaint(
     **options: object,
 ) -> torch.Tensor:
     """Fill the masked area and blend it in along the mask; mask == 0 stays exact (values
-    a resampler left past 0..1 included). Each image is filled on ``device`` (see
-    :func:`~.fill.fill`); the blend runs where the inputs are."""
+    a resampler left past 0..1 included). Each image is filled and blended on ``device``
+    (see :func:`~.fill.fill`) and comes back to ``image``'s device."""
     checked, mask = match_mask(image, mask)
     filled = fill(checked, mask, method, seed=seed, progress=progress, device=device, **options)
-    return composite(image, filled, mask)
+    return composite(image, filled, mask, device=device)
 
 
 def outpaint(

@@ -20,6 +20,16 @@ def test_inpaint_keeps_unmasked_pixels_and_fills_hole(coffee, device):
     assert (out[:, 150:250, 250:350] - coffee[:, 150:250, 250:350]).abs().mean() > 0.01
 
 
+def test_inpaint_fills_and_blends_a_cpu_batch_on_the_device(coffee, device):
+    images = torch.cat([coffee[:, :128, :160], coffee[:, 200:328, 300:460]])
+    mask = torch.zeros(1, 128, 160)
+    mask[:, 40:90, 50:120] = 1
+    out = model_free.inpaint(images, mask, "patch", seed=5, device=device)
+    assert out.device == images.device
+    there = model_free.inpaint(images.to(device), mask.to(device), "patch", seed=5)
+    assert torch.equal(out, there.cpu())
+
+
 def test_empty_mask_returns_input_untouched(coffee):
     out = model_free.inpaint(coffee, torch.zeros(1, 400, 600), "smooth")
     assert torch.equal(out, coffee)

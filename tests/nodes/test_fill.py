@@ -106,6 +106,14 @@ def test_fill_node_moves_one_image_at_a_time_to_the_device(monkeypatch) -> None:
     monkeypatch.setattr(host, "torch_device", lambda: torch.device("meta"))
     method = FillRecorder()
     monkeypatch.setitem(FILL_METHODS, "smooth", method)
+    blended = []
+    composite = model_free.composite
+
+    def blend(*args, device=None):
+        blended.append(device)
+        return composite(*args)  # on the CPU: nothing can be read back from "meta"
+
+    monkeypatch.setattr(model_free, "composite", blend)
     images = torch.rand(3, 32, 32, 3)
     mask = torch.zeros(1, 32, 32)
     mask[:, 8:24, 8:24] = 1
@@ -113,4 +121,5 @@ def test_fill_node_moves_one_image_at_a_time_to_the_device(monkeypatch) -> None:
     assert [call[:3] for call in method.calls] == [
         (torch.device("meta"), 1, torch.device("meta"))
     ] * 3
+    assert blended == [torch.device("meta")]
     assert out.device.type == "cpu" and bool((out[:, 8:24, 8:24] == 0).all())

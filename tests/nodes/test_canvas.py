@@ -3,7 +3,7 @@ import torch
 from conftest import run_node
 
 from uncrop.core import model_free
-from uncrop.core.canvas import plan_target
+from uncrop.core.canvas import plan_margins, plan_target
 from uncrop.core.errors import UncropError
 from uncrop.nodes import canvas as canvas_node
 from uncrop.nodes import host
@@ -99,3 +99,29 @@ def test_the_node_fills_on_the_device_and_keeps_the_batch_where_it_is(coffee, mo
     ).args
     assert asked == [(torch.device("cpu"), torch.device("meta"))]
     assert out.shape == (1, 400, 616, 3) and torch.equal(out[:, :, 16:], coffee)
+
+
+@pytest.mark.parametrize(
+    "geometry, plan",
+    [
+        (
+            {"size_mode": "per side", "left": 10, "bottom": 25, "unit": "%", "multiple_of": 16},
+            lambda: plan_margins(600, 400, 10, 0, 0, 25, unit="%", multiple_of=16),
+        ),
+        (
+            {
+                "width": 500,
+                "height": 500,
+                "fit": "crop",
+                "anchor": "bottom-right",
+                "multiple_of": 64,
+            },
+            lambda: plan_target(600, 400, 500, 500, "crop", "bottom-right", 64),
+        ),
+    ],
+    ids=["per side", "target size"],
+)
+def test_every_geometry_widget_and_the_seed_reach_the_canvas(coffee, geometry, plan):
+    image, mask = run_node(ExpandCanvas, image=coffee, fill="noise", seed=11, **geometry).args
+    expected, expected_mask = model_free.outpaint(coffee, plan(), "noise", seed=11)
+    assert torch.equal(image, expected) and torch.equal(mask, expected_mask)

@@ -123,3 +123,12 @@ def test_fill_node_moves_one_image_at_a_time_to_the_device(monkeypatch) -> None:
     ] * 3
     assert blended == [torch.device("meta")]
     assert out.device.type == "cpu" and bool((out[:, 8:24, 8:24] == 0).all())
+
+
+def test_fill_node_passes_its_patch_size(brick: torch.Tensor) -> None:
+    image = brick[:, :96, :96].contiguous()
+    mask = torch.zeros(1, 96, 96)
+    mask[:, 30:66, 30:66] = 1
+    (eleven,) = run_node(Fill, image=image, mask=mask, method="patch", patch_size=11, seed=1).args
+    assert torch.equal(eleven, model_free.inpaint(image, mask, "patch", seed=1, patch_size=11))
+    assert not torch.equal(eleven, model_free.inpaint(image, mask, "patch", seed=1))

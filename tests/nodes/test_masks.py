@@ -6,6 +6,7 @@ import torch
 from conftest import run_node
 from PIL import Image
 
+from uncrop.core import imageio
 from uncrop.core.errors import UncropError
 from uncrop.core.masks import refine_mask
 from uncrop.nodes import host
@@ -188,3 +189,19 @@ def test_refine_node_refines_on_the_device_and_keeps_the_batch_where_it_is(monke
     assert asked == [(torch.device("cpu"), torch.device("meta"))]
     assert out.shape == (2, 32, 32) and torch.equal(out[1], refine(mask[:1], grow_px=2)[0])
     assert out[1, 6, 12] == 1 and out[1, 5, 12] == 0  # grown by 2 px
+
+
+@pytest.mark.parametrize("channel", ["alpha", "red", "green", "blue", "luminance"])
+def test_load_mask_reads_the_channel_and_threshold_asked(input_dir, channel):
+    # Each channel holds a different ramp, so a channel or threshold that did not reach
+    # the loader gives other values.
+    y, x = np.mgrid[:8, :10]
+    arr = np.stack([x * 25, y * 30, 250 - x * 20, 40 + y * 25], axis=-1).astype(np.uint8)
+    Image.fromarray(arr, "RGBA").save(input_dir / "ramps.png")
+    for invert, threshold in ((False, 0.0), (True, 0.0), (False, 0.45)):
+        (mask,) = run_node(
+            LoadMask, image="ramps.png", channel=channel, invert=invert, threshold=threshold
+        ).args
+        expected = imageio.load_mask(input_dir / "ramps.png", channel, invert, threshold)
+        assert torch.equal(mask, expected), (channel, invert, threshold)
+        assert len(mask.unique()) == (2 if threshold else len(expected.unique())) > 1

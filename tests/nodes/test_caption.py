@@ -152,3 +152,35 @@ def test_loader_hands_the_model_to_the_hosts_memory_management(in_models, astron
     assert isinstance(placement.modules, torch.nn.ModuleDict), "ModelPatcher sets .device"
     assert captioner.caption(astronaut[:, ::8, ::8])[0]
     assert placement.activate() == host.torch_device()  # the GPU where there is one
+
+
+OPTIONS = {
+    "region": "whole",
+    "max_length": 9,
+    "beams": 2,
+    "template": "{caption}, photo",
+    "prefix": "a picture of",
+}
+
+
+def test_every_loader_option_reaches_the_captioner(in_models):
+    (captioner,) = run_node(nodes.LoadCaptioner, model="tiny-blip", **OPTIONS).result
+    assert captioner.options == cap.CaptionOptions(**OPTIONS)
+
+
+def test_a_bad_option_is_refused_by_the_loader_itself(in_models):
+    with pytest.raises(UncropError, match="template: must contain"):
+        run_node(nodes.LoadCaptioner, model="tiny-blip", template="a photo")
+
+
+def test_caption_image_passes_every_option_and_shows_the_text(in_models, astronaut, monkeypatch):
+    (captioner,) = run_node(nodes.LoadCaptioner, model="tiny-blip").result
+    asked, shown = [], []
+    monkeypatch.setattr(
+        captioner, "caption", lambda image, mask, options, progress: asked.append(options) or ["x"]
+    )
+    monkeypatch.setattr(nodes.host, "show_text", lambda node, text: shown.append(text))
+    (text,) = run_node(nodes.CaptionImage, captioner=captioner, image=astronaut, **OPTIONS).result
+    assert asked == [cap.CaptionOptions(**OPTIONS)] and shown == ["x"] and str(text) == "x"
+    # An output node: it runs, and shows its caption, with nothing wired to its output.
+    assert nodes.CaptionImage.define_schema().is_output_node

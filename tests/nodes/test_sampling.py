@@ -155,3 +155,66 @@ def test_outpaint_node_per_side(in_models, photo):
     ).args  # fmt: skip
     assert torch.equal(image[:, :, :120], photo[:, :, :120])
     assert float(mask[:, :, :120].max()) == 0.0 and 0 < float(mask[0, 0, 124]) < 1
+
+
+def test_loader_passes_dtype_tiling_and_tokenizer_and_shows_what_it_found(in_models, monkeypatch):
+    asked, shown = [], []
+    load = models.load_model
+
+    def spy(path, **options):
+        asked.append(options)
+        return load(path, **options)
+
+    monkeypatch.setattr(models, "load_model", spy)
+    monkeypatch.setattr(nodes.host, "clip_tokenizer_dir", lambda: str(in_models["tokenizer"]))
+    monkeypatch.setattr(nodes.host, "show_text", lambda node, text: shown.append(text))
+    model, info = run_node(
+        nodes.LoadInpaintModel, model="tiny-sd-inpaint", dtype="bf16", vae_tiling=True
+    ).args
+    assert asked == [
+        {
+            "controlnet": None,
+            "dtype": torch.bfloat16,
+            "vae_tiling": True,
+            "tokenizer_dir": str(in_models["tokenizer"]),
+        }
+    ]
+    assert model.vae_tiling and shown == [info]
+
+
+def test_loader_names_a_controlnet_that_is_not_there(in_models):
+    with pytest.raises(
+        UncropError, match="controlnet: 'gone.safetensors' is not in models/control"
+    ):
+        run_node(nodes.LoadInpaintModel, model="tiny-sd", controlnet="gone.safetensors")
+
+
+def test_a_controlnet_folder_is_a_choice_only_with_its_config(in_models):
+    assert "tiny-inpaint-cn" in nodes.controlnet_choices()
+    stray = Path(in_models["root"], "controlnet", "not-a-model")
+    stray.mkdir()
+    try:
+        (stray / "notes.txt").write_text("")
+        assert "not-a-model" not in nodes.controlnet_choices()
+    finally:
+        (stray / "notes.txt").unlink()
+        stray.rmdir()
+
+
+def test_outpaint_node_takes_its_prompt_from_the_captioner(in_models, photo, monkeypatch):
+    (model, _info) = run_node(nodes.LoadInpaintModel, model="tiny-sd-inpaint").args
+    prepared, shown = [], []
+    prepare = nodes.host.load_to_device
+    monkeypatch.setattr(nodes.host, "load_to_device", lambda *a: prepared.append(1) or prepare(*a))
+    monkeypatch.setattr(nodes.host, "show_text", lambda node, text: shown.append(text))
+    out = run_node(
+        nodes.Outpaint, image=photo, model=model, size_mode="per side", right=16,
+        captioner=FakeCaptioner(), **FAST,
+    )  # fmt: skip
+    assert out.args[2] == "a photo of the sea" and shown == ["a photo of the sea"]
+    assert prepared, "the model is put on the device through the host (ComfyUI's manager)"
+
+
+def test_a_sampler_widget_without_a_setting_is_a_bug_not_ignored():
+    with pytest.raises(TypeError, match="without a SamplerSettings field: \\['denoise'\\]"):
+        nodes._settings({"steps": 2, "denoise": 0.5})

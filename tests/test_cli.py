@@ -133,23 +133,26 @@ def test_the_model_free_fill_takes_the_seed(tmp_path):
 
 def test_source_mask_keeps_patch_from_copying_excluded_area(tmp_path):
     image = np.asarray(Image.open(cli.SAMPLE_IMAGE)).copy()
-    image[20:80, 20:80] = [255, 0, 255]  # a colour found nowhere else, to be excluded
+    # A colour found nowhere else, against the hole's edge: copied in unless excluded.
+    image[150:230, 220:250] = [255, 0, 255]
     Image.fromarray(image).save(tmp_path / "img.png")
     mask = np.zeros(image.shape[:2], np.uint8)
     mask[150:230, 250:330] = 255
     Image.fromarray(mask).save(tmp_path / "hole.png")
     source = np.full(image.shape[:2], 255, np.uint8)
-    source[10:90, 10:90] = 0
+    source[140:240, 210:250] = 0
     Image.fromarray(source).save(tmp_path / "source.png")
-    out = tmp_path / "out.png"
-    code = cli.main(
-        ["inpaint", str(tmp_path / "img.png"), "--mask", str(tmp_path / "hole.png"), "--method", "patch",
-         "--patch-size", "5", "--source-mask", str(tmp_path / "source.png"), "-o", str(out)]
-    )  # fmt: skip
-    assert code == 0
-    filled = np.asarray(Image.open(out))[150:230, 250:330].reshape(-1, 3).astype(int)
-    magenta = (filled[:, 0] > 200) & (filled[:, 1] < 60) & (filled[:, 2] > 200)
-    assert not magenta.any()
+    found = []
+    for extra in ([], ["--source-mask", str(tmp_path / "source.png")]):
+        out = tmp_path / "out.png"
+        code = cli.main(
+            ["inpaint", str(tmp_path / "img.png"), "--mask", str(tmp_path / "hole.png"),
+             "--method", "patch", "--patch-size", "5", *extra, "-o", str(out)]
+        )  # fmt: skip
+        assert code == 0
+        filled = np.asarray(Image.open(out))[150:230, 250:330].reshape(-1, 3).astype(int)
+        found.append(int(((filled[:, 0] > 200) & (filled[:, 1] < 60) & (filled[:, 2] > 200)).sum()))
+    assert found[0] > 100 and found[1] == 0  # copied when allowed, never when excluded
 
 
 def test_bad_patch_size_is_refused(tmp_path, capsys):
@@ -374,3 +377,65 @@ def test_the_input_colour_profile_is_written_with_the_result(tmp_path, caplog):
             assert "profile is for GRAY and this output is RGB" in caplog.text
         else:
             assert written.mode == "L" and written.info.get("icc_profile") == grey
+
+
+def test_inpaint_reads_the_mask_channel_asked_and_a_mask_url(tmp_path, monkeypatch):
+    # Red marks one box and green another: --channel picks which is filled.
+    marks = np.zeros((400, 600, 3), np.uint8)
+    marks[100:150, 100:200, 0] = 255
+    marks[250:300, 350:450, 1] = 255
+    Image.fromarray(marks).save(tmp_path / "marks.png")
+    original = np.asarray(Image.open(cli.SAMPLE_IMAGE))
+    fetched = []
+
+    def fetch(url, name):
+        fetched.append((url, name))
+        return (tmp_path / "marks.png").read_bytes()
+
+    monkeypatch.setattr(cli.imageio, "fetch_url", fetch)
+    for mask, channel, filled, kept in (
+        (str(tmp_path / "marks.png"), "red", np.s_[100:150, 100:200], np.s_[250:300, 350:450]),
+        (
+            "https://example.com/marks.png",
+            "green",
+            np.s_[250:300, 350:450],
+            np.s_[100:150, 100:200],
+        ),
+    ):
+        out = tmp_path / "out.png"
+        args = ["inpaint", str(cli.SAMPLE_IMAGE), "--mask", mask, "--channel", channel]
+        assert cli.main([*args, "--method", "noise", "-o", str(out)]) == 0
+        result = np.asarray(Image.open(out))
+        assert np.array_equal(result[kept], original[kept])
+        assert not np.array_equal(result[filled], original[filled])
+    assert fetched == [("https://example.com/marks.png", "--mask")]
+
+
+def _as_8bit(image):
+    """A ``[1,H,W,C]`` result as the CLI writes it to an 8-bit file."""
+    return (image[0].clamp(0, 1).numpy() * 255.0 + 0.5).astype(np.uint8)
+
+
+def test_outpaint_follows_fit_anchor_seed_and_its_default_method(tmp_path):
+    from uncrop.core import canvas, imageio, model_free
+
+    image, _ = imageio.load_image(cli.SAMPLE_IMAGE)
+    args = ["outpaint", str(cli.SAMPLE_IMAGE), "--width", "640", "--height", "640"]
+    pad = canvas.plan_target(600, 400, 640, 640, "pad", "center", 8)
+    for extra, plan, method, seed in (
+        (["--fit", "crop", "--anchor", "bottom-right"],
+         canvas.plan_target(600, 400, 640, 640, "crop", "bottom-right", 8), "pattern", 0),
+        ([], pad, "pattern", 0),  # without --method a pattern is continued, with --fit pad
+        (["--method", "noise", "--seed", "5"], pad, "noise", 5),
+    ):  # fmt: skip
+        out = tmp_path / "o.png"
+        assert cli.main([*args, *extra, "-o", str(out)]) == 0
+        expected, _ = model_free.outpaint(image, plan, method, seed=seed)
+        assert np.array_equal(np.asarray(Image.open(out)), _as_8bit(expected)), extra
+
+
+def test_an_error_about_the_image_is_not_named_as_a_flag(tmp_path, capsys):
+    args = ["outpaint", str(tmp_path / "missing.png"), "--left", "8", "-o", str(tmp_path / "o.png")]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert "error: image:" in err and "--image" not in err

@@ -125,3 +125,30 @@ def test_outpaint_with_model_samples_with_the_caption(models, tmp_path, monkeypa
     assert used == [[caption]] and caption  # captioned once, on the canvas the model sees
     assert steps == ["release", "model to device"]
     assert Image.open(out).text[sampling.PROMPT_METADATA_KEY] == caption
+
+
+def test_caption_passes_every_option_and_the_mask_channel(models, monkeypatch, tmp_path, capsys):
+    from uncrop.core import imageio
+
+    monkeypatch.setenv("UNCROP_MODELS_DIR", str(models))
+    seen = []
+
+    def caption(self, image, mask=None, options=None, progress=None):
+        seen.append((mask, options))
+        return ["x"]
+
+    monkeypatch.setattr(cli.caption.Captioner, "caption", caption)
+    marks = torch.zeros(400, 600, 3, dtype=torch.uint8)
+    marks[100:200, 100:300, 0] = 255
+    Image.fromarray(marks.numpy()).save(tmp_path / "marks.png")
+    args = [
+        "caption", str(SAMPLES / "uncrop-coffee.jpg"), "--mask", str(tmp_path / "marks.png"),
+        "--channel", "red", "--region", "whole", "--max-length", "9", "--beams", "2",
+        "--template", "{caption}, photo", "--prefix", "a picture of",
+    ]  # fmt: skip
+    assert cli.main(args) == 0 and capsys.readouterr().out.strip() == "x"
+    ((mask, options),) = seen
+    assert torch.equal(mask, imageio.load_mask(tmp_path / "marks.png", "red"))
+    assert options == cli.caption.CaptionOptions(
+        region="whole", max_length=9, beams=2, template="{caption}, photo", prefix="a picture of"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from uncrop import cli
@@ -129,3 +130,27 @@ def test_controlnet_and_captioner_paths_are_checked_before_the_model_loads(
         assert message in capsys.readouterr().err
     assert cli.main([*base, "--captioner", str(files / "no-captioner")]) == 2
     assert "Captioner folder" in capsys.readouterr().err
+
+
+def test_the_seed_and_dtype_reach_the_sampler_and_the_loader(tree, files, monkeypatch):
+    monkeypatch.setenv(models.TOKENIZER_ENV, str(tree["tokenizer"]))
+    loaded = []
+    load = models.load_model
+
+    def spy(path, **options):
+        loaded.append(options["dtype"])
+        return load(path, **options)
+
+    monkeypatch.setattr(cli.models, "load_model", spy)
+    results = []
+    for seed in ("3", "4", "3"):
+        out = files / f"out{seed}.png"
+        code = cli.main([
+            "inpaint", str(files / "in.png"), "--mask", str(files / "mask.png"), "-o", str(out),
+            "--model", str(tree["sd-inpaint"]), "--prompt", "a cat", "--steps", "2",
+            "--seed", seed, "--device", "cpu", "--resolution", "64", "--dtype", "bf16",
+        ])  # fmt: skip
+        assert code == 0
+        results.append(np.asarray(Image.open(out)))
+    assert loaded == [torch.bfloat16] * 3
+    assert np.array_equal(results[0], results[2]) and not np.array_equal(results[0], results[1])

@@ -5,6 +5,7 @@ import logging
 import sys
 import types
 
+import pytest
 import torch
 
 import uncrop
@@ -180,3 +181,62 @@ def test_an_input_folder_that_cannot_be_written_is_logged_not_raised(tmp_path, m
     with caplog.at_level(logging.WARNING, logger="uncrop"):
         assert host.provide_input_files(SAMPLES) == []
     assert f"could not copy {SAMPLES[0].name} into the input folder" in caplog.text
+
+
+def test_a_preview_past_0_to_1_is_clipped_not_wrapped():
+    _fmt, image, _size = host._preview(torch.tensor([[[[1.5, -0.5, 0.5]]]]))
+    assert image.getpixel((0, 0)) == (255, 0, 127)
+
+
+def test_model_folders_list_in_order_of_registration_and_find_nested_files(tmp_path, monkeypatch):
+    first, second = tmp_path / "a" / "diffusers", tmp_path / "b" / "diffusers"
+    (first / "shared" / "unet").mkdir(parents=True)
+    (second / "shared").mkdir(parents=True)
+    (second / "only-b").mkdir()
+    (second / "loose.safetensors").write_text("")
+    (first / "deep" / "er").mkdir(parents=True)
+    (first / "deep" / "er" / "x.safetensors").write_text("")
+    monkeypatch.setattr(host, "model_folders", lambda name: [str(first), str(second)])
+    assert host.list_model_dirs("diffusers") == ["deep", "only-b", "shared"]  # no files
+    assert host.list_model_files("diffusers") == ["deep/er/x.safetensors", "loose.safetensors"]
+    assert host.model_path("diffusers", "shared") == str(first / "shared")  # the first wins
+    assert host.model_path("diffusers", "only-b") == str(second / "only-b")
+    assert host.model_path("diffusers", "missing") is None
+
+
+def test_input_files_are_comfyuis_images_sorted_and_annotated_names_find_their_folder(
+    tmp_path, monkeypatch
+):
+    for name in ("b.png", "a.png", "notes.txt"):
+        (tmp_path / name).write_text("")
+    fake = types.SimpleNamespace(
+        get_input_directory=lambda: str(tmp_path),
+        filter_files_content_types=lambda files, kinds: [  # in an order of its own
+            f for f in sorted(files, reverse=True) if f.endswith(".png")
+        ],
+        annotated_filepath=lambda name: (
+            (name[: -len(" [output]")], "/out") if name.endswith(" [output]") else (name, None)
+        ),
+    )
+    monkeypatch.setattr(host, "_folder_paths", lambda: fake)
+    assert host.input_files() == ["a.png", "b.png"]
+    assert host.input_file_path("a.png [output]") == ("/out", "a.png")
+    assert host.input_file_path("a.png") == (str(tmp_path), "a.png")
+
+
+def test_comfyuis_cancel_button_and_offload_device_are_used(monkeypatch):
+    class Interrupted(Exception):
+        pass
+
+    def interrupted():
+        raise Interrupted
+
+    mm = types.SimpleNamespace(
+        throw_exception_if_processing_interrupted=interrupted,
+        unet_offload_device=lambda: torch.device("meta"),
+        get_torch_device=lambda: torch.device("cpu"),
+    )
+    monkeypatch.setattr(host, "_comfy_mm", lambda: mm)
+    assert host.offload_device() == torch.device("meta")
+    with pytest.raises(Interrupted):
+        host.check_interrupted()

@@ -205,3 +205,30 @@ def test_load_mask_reads_the_channel_and_threshold_asked(input_dir, channel):
         expected = imageio.load_mask(input_dir / "ramps.png", channel, invert, threshold)
         assert torch.equal(mask, expected), (channel, invert, threshold)
         assert len(mask.unique()) == (2 if threshold else len(expected.unique())) > 1
+
+
+def test_load_mask_keeps_the_latest_downloads_within_the_size_limit(input_dir, monkeypatch):
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((8, 10), 255, np.uint8)).save(buffer, format="PNG")
+    monkeypatch.setattr(masks_node.imageio, "fetch_url", lambda url, name: buffer.getvalue())
+    monkeypatch.setattr(masks_node, "_fetched", masks_node.OrderedDict())
+    args = {"image": "mask.png", "channel": "luminance", "invert": False, "threshold": 0.0}
+    url = "https://example.com/m.png"
+    size = len(buffer.getvalue())
+    monkeypatch.setattr(masks_node.imageio, "URL_MAX_BYTES", 2 * size)
+    for n in (0, 1, 0, 2):  # the second look at ?0 makes it the latest but one
+        LoadMask.fingerprint_inputs(**args, url=f"{url}?{n}")
+    assert list(masks_node._fetched) == [f"{url}?0", f"{url}?2"]
+    monkeypatch.setattr(masks_node.imageio, "URL_MAX_BYTES", size // 2)
+    LoadMask.fingerprint_inputs(**args, url=f"{url}?3")
+    assert list(masks_node._fetched) == [f"{url}?3"]  # one download is kept, however big
+
+
+def test_load_mask_runs_again_when_only_the_end_of_its_file_changes(input_dir):
+    pixels = np.zeros((64, 64), np.uint8)
+    Image.fromarray(pixels).save(input_dir / "big.png", compress_level=0)
+    args = {"image": "big.png", "channel": "luminance", "invert": False, "threshold": 0.0}
+    before = LoadMask.fingerprint_inputs(**args)
+    pixels[-1, -1] = 255
+    Image.fromarray(pixels).save(input_dir / "big.png", compress_level=0)
+    assert LoadMask.fingerprint_inputs(**args) != before

@@ -196,6 +196,7 @@ def test_model_folders_list_in_order_of_registration_and_find_nested_files(tmp_p
     (second / "loose.safetensors").write_text("")
     (first / "deep" / "er").mkdir(parents=True)
     (first / "deep" / "er" / "x.safetensors").write_text("")
+    monkeypatch.setattr(host, "_folder_paths", lambda: None)  # listed by the pack itself
     monkeypatch.setattr(host, "model_folders", lambda name: [str(first), str(second)])
     assert host.list_model_dirs("diffusers") == ["deep", "only-b", "shared"]  # no files
     assert host.list_model_files("diffusers") == ["deep/er/x.safetensors", "loose.safetensors"]
@@ -240,3 +241,97 @@ def test_comfyuis_cancel_button_and_offload_device_are_used(monkeypatch):
     assert host.offload_device() == torch.device("meta")
     with pytest.raises(Interrupted):
         host.check_interrupted()
+
+
+class FakeComfy:
+    """ComfyUI's model management and ModelPatcher, as far as load_to_device uses them."""
+
+    def __init__(self, monkeypatch):
+        self.patchers, self.loads = [], []
+        fake = self
+
+        class ModelPatcher:
+            def __init__(self, model, load_device, offload_device):
+                fake.patchers.append(self)
+                self.model, self.load_device = model, load_device
+                self.offload_device = offload_device
+
+        self.mm = types.SimpleNamespace(
+            get_torch_device=lambda: torch.device("cpu"),
+            unet_offload_device=lambda: torch.device("meta"),
+            load_models_gpu=lambda patchers, **kw: self.loads.append((patchers, kw)),
+        )
+        patcher_module = types.ModuleType("comfy.model_patcher")
+        patcher_module.ModelPatcher = ModelPatcher
+        monkeypatch.setattr(host, "_comfy_mm", lambda: self.mm)
+        monkeypatch.setitem(sys.modules, "comfy.model_patcher", patcher_module)
+        comfy = sys.modules.get("comfy") or types.ModuleType("comfy")
+        monkeypatch.setitem(sys.modules, "comfy", comfy)
+        monkeypatch.setattr(comfy, "model_patcher", patcher_module, raising=False)
+
+
+def test_a_model_is_wrapped_once_and_loaded_whole_by_comfyuis_manager(monkeypatch):
+    comfy = FakeComfy(monkeypatch)
+    modules, holder = torch.nn.Linear(2, 2), {}
+    assert host.load_to_device(modules, holder) == torch.device("cpu")
+    assert host.load_to_device(modules, holder) == torch.device("cpu")
+    (patcher,) = comfy.patchers  # one wrapper for the model's life: ComfyUI tracks it
+    assert patcher.model is modules and patcher.offload_device == torch.device("meta")
+    # Diffusers layers cannot be part-loaded by ComfyUI's lowvram: the whole model goes.
+    assert comfy.loads == [([patcher], {"force_full_load": True})] * 2
+
+
+def test_a_captioner_is_loaded_once_and_released_to_the_offload_device(monkeypatch):
+    from uncrop.nodes.caption import ComfyPlacement
+
+    comfy = FakeComfy(monkeypatch)
+    model = torch.nn.Linear(2, 2)
+    placement = ComfyPlacement(model, torch.device("cpu"))
+    placement.activate(), placement.activate()
+    assert len(comfy.patchers) == 1 and comfy.patchers[0].model is placement.modules
+    placement.release()
+    assert placement.holder == {} and model.weight.device == torch.device("meta")
+    placement.activate()
+    assert len(comfy.patchers) == 2  # a released captioner is wrapped afresh
+
+
+def test_a_model_folder_comfyui_does_not_know_is_looked_for_under_its_models_dir(
+    monkeypatch, tmp_path
+):
+    fake = types.SimpleNamespace(
+        models_dir=str(tmp_path),
+        folder_names_and_paths={"checkpoints": ([str(tmp_path / "ckpt")], set())},
+        get_folder_paths=lambda name: fake.folder_names_and_paths[name][0],
+    )
+    monkeypatch.setattr(host, "_folder_paths", lambda: fake)
+    assert host.model_folders("checkpoints") == [str(tmp_path / "ckpt")]
+    assert host.model_folders("captioners") == [str(tmp_path / "captioners")]
+
+
+@pytest.mark.parametrize("base", ["sd15", "sdxl"])
+def test_latent_previews_use_the_families_factors_unless_previews_are_off(monkeypatch, base):
+    class SD15:
+        latent_rgb_factors = [[0.1, 0.0, 0.0]] * 4
+        latent_rgb_factors_bias = None
+
+    class SDXL:
+        latent_rgb_factors = [[0.0, 0.2, 0.0]] * 4
+        latent_rgb_factors_bias = [0.0, 0.0, -0.5]
+
+    method = types.SimpleNamespace(NoPreviews="none", Latent2RGB="latent2rgb")
+    cli_args = types.SimpleNamespace(LatentPreviewMethod=method, args=types.SimpleNamespace())
+    formats = types.SimpleNamespace(SD15=SD15, SDXL=SDXL)
+    comfy = types.SimpleNamespace(latent_formats=formats, cli_args=cli_args)
+    for name, module in (
+        ("comfy", comfy),
+        ("comfy.latent_formats", formats),
+        ("comfy.cli_args", cli_args),
+    ):
+        monkeypatch.setitem(sys.modules, name, module)
+    cli_args.args.preview_method = "none"
+    assert host.latent_previewer(base) is None
+    cli_args.args.preview_method = "latent2rgb"
+    rgb = host.latent_previewer(base)(torch.ones(2, 4, 3, 5))
+    expected = [0.7, 0.5, 0.5] if base == "sd15" else [0.5, 0.9, 0.25]  # (x + 1) / 2
+    assert rgb.shape == (1, 3, 5, 3)
+    assert torch.allclose(rgb[0, 0, 0], torch.tensor(expected))

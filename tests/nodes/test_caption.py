@@ -184,3 +184,11 @@ def test_caption_image_passes_every_option_and_shows_the_text(in_models, astrona
     assert asked == [cap.CaptionOptions(**OPTIONS)] and shown == ["x"] and str(text) == "x"
     # An output node: it runs, and shows its caption, with nothing wired to its output.
     assert nodes.CaptionImage.define_schema().is_output_node
+
+
+def test_a_missing_captioners_fingerprint_is_steady(in_models):
+    # A NaN never equals itself: ComfyUI would run the node on every queue. Execute
+    # says what is missing.
+    args = dict(region="visible", max_length=8, beams=1, template="{caption}", prefix="")
+    first = nodes.LoadCaptioner.fingerprint_inputs(model="gone", **args)
+    assert first == nodes.LoadCaptioner.fingerprint_inputs(model="gone", **args) == "gone"

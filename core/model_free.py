@@ -62,7 +62,7 @@ def outpaint(
     hook = or_null(progress)
     b = image.shape[0]
     new_area = canvas.outpaint_mask(plan, 0, device=device)
-    out = None
+    out = image.new_empty((b, plan.canvas_h, plan.canvas_w, image.shape[-1]))
     for i in range(b):  # one image at a time on ``device``: the batch stays where it is
         placed, _ = canvas.expand_canvas(image[i : i + 1].to(device), plan)
         if source is not None:
@@ -72,8 +72,6 @@ def outpaint(
             placed, new_area, method, seed=(seed + i) % SEED_LIMIT, progress=Part(hook, i, b),
             **options,
         )  # fmt: skip
-        if out is None:
-            out = image.new_empty((b, *placed.shape[1:]))
         out[i : i + 1] = torch.where(new_area[..., None] > 0, filled, placed)
     mask = canvas.outpaint_mask(plan, overlap, device=image.device).to(out.dtype)
     return out, mask.expand(b, -1, -1).contiguous()

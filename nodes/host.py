@@ -265,7 +265,10 @@ def list_model_files(name: str) -> list[str]:
 
 
 def model_path(name: str, entry: str) -> str | None:
-    """Full path of a file or folder ``entry`` in the ``name`` model folders."""
+    """Full path of a file or folder ``entry`` in the ``name`` model folders; None for an
+    empty ``entry`` (a linked or API value), which would name the folder itself."""
+    if not entry.strip():
+        return None
     for root in model_folders(name):
         candidate = os.path.join(root, entry)
         if os.path.exists(candidate):

@@ -203,6 +203,7 @@ def test_model_folders_list_in_order_of_registration_and_find_nested_files(tmp_p
     assert host.model_path("diffusers", "shared") == str(first / "shared")  # the first wins
     assert host.model_path("diffusers", "only-b") == str(second / "only-b")
     assert host.model_path("diffusers", "missing") is None
+    assert host.model_path("diffusers", "") is None  # not the folder itself
 
 
 def test_input_files_are_comfyuis_images_sorted_and_annotated_names_find_their_folder(

@@ -218,3 +218,8 @@ def test_outpaint_node_takes_its_prompt_from_the_captioner(in_models, photo, mon
 def test_a_sampler_widget_without_a_setting_is_a_bug_not_ignored():
     with pytest.raises(TypeError, match="without a SamplerSettings field: \\['denoise'\\]"):
         nodes._settings({"steps": 2, "denoise": 0.5})
+
+
+def test_an_empty_model_name_is_named_not_taken_for_the_folder(in_models):
+    with pytest.raises(UncropError, match="'' is not there"):
+        run_node(nodes.LoadInpaintModel, model="")

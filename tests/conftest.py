@@ -124,6 +124,28 @@ class FillRecorder:
         return torch.zeros(image.shape)
 
 
+class DeviceSpy:
+    """Stands in for an engine function a node calls with ``device=``: notes the name,
+    where its first argument is and the device asked, then runs the real function
+    without the device (the CPU stands in for a GPU that nothing can be read back from,
+    "meta" in the tests)."""
+
+    def __init__(self) -> None:
+        self.asked = []
+
+    def __call__(self, real):
+        def call(*args, device=None, **kwargs):
+            self.asked.append((real.__name__, args[0].device, device))
+            return real(*args, **kwargs)
+
+        return call
+
+
+def on_meta(monkeypatch, host) -> None:
+    """Make ``host.torch_device()`` the "meta" device."""
+    monkeypatch.setattr(host, "torch_device", lambda: torch.device("meta"))
+
+
 def fingerprints_around_a_touch(path: Path, fingerprint) -> tuple:
     """``fingerprint()`` before and after ``path``'s date moves a second (then it is put
     back): what a node's ``fingerprint_inputs`` says when a file is replaced."""

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import run_node
+from conftest import DeviceSpy, on_meta, run_node
 
 from uncrop.core import model_free
 from uncrop.core.canvas import plan_margins, plan_target
@@ -85,19 +85,13 @@ def test_an_unknown_size_mode_is_named(coffee):
 
 
 def test_the_node_fills_on_the_device_and_keeps_the_batch_where_it_is(coffee, monkeypatch):
-    asked = []
-    outpaint = model_free.outpaint
-
-    def seen(image, plan, method, device=None, **options):
-        asked.append((image.device, device))
-        return outpaint(image, plan, method, **options)  # the CPU stands in for the device
-
-    monkeypatch.setattr(host, "torch_device", lambda: torch.device("meta"))
-    monkeypatch.setattr(canvas_node.model_free, "outpaint", seen)
+    spy = DeviceSpy()
+    on_meta(monkeypatch, host)
+    monkeypatch.setattr(canvas_node.model_free, "outpaint", spy(model_free.outpaint))
     (out, mask) = run_node(
         ExpandCanvas, image=coffee, size_mode="per side", left=16, fill="edge"
     ).args
-    assert asked == [(torch.device("cpu"), torch.device("meta"))]
+    assert spy.asked == [("outpaint", torch.device("cpu"), torch.device("meta"))]
     assert out.shape == (1, 400, 616, 3) and torch.equal(out[:, :, 16:], coffee)
 
 

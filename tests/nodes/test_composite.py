@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import run_node
+from conftest import DeviceSpy, on_meta, run_node
 
 from uncrop.core.errors import UncropError
 from uncrop.nodes import host
@@ -69,24 +69,15 @@ def test_composite_node_color_match_stops_at_cancel(astronaut, monkeypatch):
 def test_the_node_matches_and_blends_on_the_device_one_image_at_a_time(astronaut, monkeypatch):
     from uncrop.core import composite as compositing
 
-    asked = []
-    color_match, composite = compositing.color_match, compositing.composite
-
-    def seen(real):
-        def call(*args, device=None, **kwargs):
-            asked.append((real.__name__, args[0].device, device))
-            return real(*args, **kwargs)  # the CPU stands in for the device
-
-        return call
-
-    monkeypatch.setattr(host, "torch_device", lambda: torch.device("meta"))
-    monkeypatch.setattr(compositing, "color_match", seen(color_match))
-    monkeypatch.setattr(compositing, "composite", seen(composite))
+    spy = DeviceSpy()
+    on_meta(monkeypatch, host)
+    monkeypatch.setattr(compositing, "color_match", spy(compositing.color_match))
+    monkeypatch.setattr(compositing, "composite", spy(compositing.composite))
     mask = torch.zeros(1, 512, 512)
     mask[:, 200:300, 200:300] = 1
     (out,) = run_node(
         Composite, original=astronaut, generated=1 - astronaut, mask=mask, color_match="mean_std"
     ).args
     cpu, meta = torch.device("cpu"), torch.device("meta")
-    assert asked == [("color_match", cpu, meta), ("composite", cpu, meta)]
+    assert spy.asked == [("color_match", cpu, meta), ("composite", cpu, meta)]
     assert torch.equal(out[0][mask[0] == 0], astronaut[0][mask[0] == 0])

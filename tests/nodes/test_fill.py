@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import FillRecorder, run_node
+from conftest import DeviceSpy, FillRecorder, on_meta, run_node
 
 from uncrop.core import model_free
 from uncrop.core.errors import UncropError
@@ -103,17 +103,11 @@ def test_fill_node_reads_the_colour_only_for_the_color_method() -> None:
 def test_fill_node_moves_one_image_at_a_time_to_the_device(monkeypatch) -> None:
     # A batch of frames stays where ComfyUI keeps it; each image goes to the device
     # as it is filled ("meta" stands in for the GPU: tensors move there, nothing reads).
-    monkeypatch.setattr(host, "torch_device", lambda: torch.device("meta"))
+    on_meta(monkeypatch, host)
     method = FillRecorder()
     monkeypatch.setitem(FILL_METHODS, "smooth", method)
-    blended = []
-    composite = model_free.composite
-
-    def blend(*args, device=None):
-        blended.append(device)
-        return composite(*args)  # on the CPU: nothing can be read back from "meta"
-
-    monkeypatch.setattr(model_free, "composite", blend)
+    spy = DeviceSpy()
+    monkeypatch.setattr(model_free, "composite", spy(model_free.composite))
     images = torch.rand(3, 32, 32, 3)
     mask = torch.zeros(1, 32, 32)
     mask[:, 8:24, 8:24] = 1
@@ -121,7 +115,7 @@ def test_fill_node_moves_one_image_at_a_time_to_the_device(monkeypatch) -> None:
     assert [call[:3] for call in method.calls] == [
         (torch.device("meta"), 1, torch.device("meta"))
     ] * 3
-    assert blended == [torch.device("meta")]
+    assert spy.asked == [("composite", torch.device("cpu"), torch.device("meta"))]
     assert out.device.type == "cpu" and bool((out[:, 8:24, 8:24] == 0).all())
 
 

@@ -3,7 +3,7 @@ import io
 import numpy as np
 import pytest
 import torch
-from conftest import run_node
+from conftest import DeviceSpy, on_meta, run_node
 from PIL import Image
 
 from uncrop.core import imageio
@@ -174,19 +174,13 @@ def test_load_mask_names_a_malformed_url_at_every_stage(input_dir, url):
 
 
 def test_refine_node_refines_on_the_device_and_keeps_the_batch_where_it_is(monkeypatch):
-    asked = []
-    refine = masks_node.refine_mask
-
-    def seen(mask, device=None, **options):
-        asked.append((mask.device, device))
-        return refine(mask, **options)  # the CPU stands in for the device
-
-    monkeypatch.setattr(host, "torch_device", lambda: torch.device("meta"))
-    monkeypatch.setattr(masks_node, "refine_mask", seen)
+    spy, refine = DeviceSpy(), masks_node.refine_mask
+    on_meta(monkeypatch, host)
+    monkeypatch.setattr(masks_node, "refine_mask", spy(refine))
     mask = torch.zeros(2, 32, 32)
     mask[:, 8:16, 8:16] = 1
     (out,) = run_node(RefineMask, mask=mask, grow=2).args
-    assert asked == [(torch.device("cpu"), torch.device("meta"))]
+    assert spy.asked == [("refine_mask", torch.device("cpu"), torch.device("meta"))]
     assert out.shape == (2, 32, 32) and torch.equal(out[1], refine(mask[:1], grow_px=2)[0])
     assert out[1, 6, 12] == 1 and out[1, 5, 12] == 0  # grown by 2 px
 

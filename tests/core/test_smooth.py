@@ -293,18 +293,45 @@ def test_thin_solve_matches_a_direct_solve(
 def test_thin_strokes_each_get_their_own_tension(astronaut: torch.Tensor) -> None:
     """A band open to the frame edge and a stroke inside, solved directly box by box:
     each with the default tension for its kind (the band OPEN_TENSION_FACTOR times the
-    frame's, the closed thin stroke none: the pure biharmonic)."""
+    frame's, the closed scratch none: the pure biharmonic)."""
     image = astronaut[0, 200:264, 200:296].double().contiguous()
     band = torch.zeros(64, 96, dtype=torch.bool)
     band[:, :6] = True
-    stroke = torch.zeros(64, 96, dtype=torch.bool)
-    stroke[20:30, 40:80] = True
-    out = sm.smooth_fill(image, band | stroke)
+    scratch = torch.zeros(64, 96, dtype=torch.bool)
+    scratch[20:22, 40:80] = True  # 1 px deep: a scratch at any frame size
+    out = sm.smooth_fill(image, band | scratch)
     lam = sm.TENSION_AT_512 * (512 / 96) ** 2
     assert (out[band] - _direct(image, band, lam * sm.OPEN_TENSION_FACTOR)).abs().max() < 1e-9
-    assert (out[stroke] - _direct(image, stroke, 0.0)).abs().max() < 1e-9
-    assert (out[stroke] - _direct(image, stroke, lam)).abs().max() > 1e-5
+    assert (out[scratch] - _direct(image, scratch, 0.0)).abs().max() < 1e-9
+    assert (out[scratch] - _direct(image, scratch, lam)).abs().max() > 1e-6
     assert (out[band] - _direct(image, band, lam)).abs().max() > 1e-4  # the tension tells
+
+
+@pytest.mark.parametrize("side", [512, 256])
+def test_closed_holes_take_their_tension_by_depth(astronaut: torch.Tensor, side: int) -> None:
+    """Closed holes by their depth at the frame's scale (STROKE_DEPTH is in px at 512):
+    a scratch takes no tension, a stroke the open holes' (OPEN_TENSION_FACTOR times the
+    frame's), a deeper hole the frame's; the same shapes scaled with the frame take the
+    same tensions."""
+
+    def px(v: int) -> int:
+        return v * side // 512
+
+    image = astronaut[0, : px(160), :side].double().contiguous()
+    holes = {name: torch.zeros(px(160), side, dtype=torch.bool) for name in ("s", "t", "b")}
+    holes["s"][px(20) : px(24), px(40) : px(140)] = True  # 4 px wide at 512: 2 deep
+    holes["t"][px(60) : px(84), px(40) : px(200)] = True  # 24 wide: 12 deep
+    holes["b"][px(40) : px(140), px(280) : px(380)] = True  # 100 wide: 50 deep
+    assert sm.STROKE_DEPTH[0] < 12 < sm.STROKE_DEPTH[1] < 50
+    out = sm.smooth_fill(image, holes["s"] | holes["t"] | holes["b"])
+    lam = sm.TENSION_AT_512 * (512 / side) ** 2
+    want = {"s": 0.0, "t": lam * sm.OPEN_TENSION_FACTOR, "b": lam}
+    other = {"s": lam, "t": lam, "b": lam * sm.OPEN_TENSION_FACTOR}
+    for name, hole in holes.items():
+        alone = sm.smooth_fill(image, hole, tension=want[name])[hole]
+        assert (out[hole] - alone).abs().max() < 1e-6, name
+        wrong = sm.smooth_fill(image, hole, tension=other[name])[hole]
+        assert (out[hole] - wrong).abs().max() > 1e-4, name  # the tension tells
 
 
 def test_deeper_closed_holes_take_the_frame_tension(astronaut: torch.Tensor) -> None:

@@ -948,12 +948,12 @@ def smooth_fill(
 
     ``tension`` is ``λ`` at this resolution (default: ``TENSION_AT_512`` scaled to
     the frame, times ``OPEN_TENSION_FACTOR`` for holes that reach the frame edge and
-    for strokes, 0 for closed scratches; 0 gives the pure biharmonic fill). ``iterations`` caps
-    the grid solves' conjugate-gradient steps; ``rtol`` is the residual reduction
-    that ends them (thin holes are solved directly, to float64 precision). Each
-    hole component stays within the range of its border's values. ``progress`` is
-    asked between solver steps whether to stop (it reports no progress: one box can
-    be all of the work).
+    for strokes, 0 for closed scratches; 0 gives the pure biharmonic fill).
+    ``iterations`` caps the grid solves' conjugate-gradient steps; ``rtol`` is the
+    residual reduction that ends them (thin holes are solved directly, to float64
+    precision). Each hole component stays within the range of its border's values.
+    ``progress`` is asked between solver steps whether to stop (it reports no
+    progress: one box can be all of the work).
     """
     if tension is not None and not (
         isinstance(tension, numbers.Real)

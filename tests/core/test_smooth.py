@@ -290,8 +290,8 @@ def test_thin_solve_matches_a_direct_solve(
     assert torch.equal(out[~hole], image[~hole])
 
 
-def test_thin_strokes_each_get_their_own_tension(astronaut: torch.Tensor) -> None:
-    """A band open to the frame edge and a stroke inside, solved directly box by box:
+def test_thin_holes_each_get_their_own_tension(astronaut: torch.Tensor) -> None:
+    """A band open to the frame edge and a scratch inside, solved directly box by box:
     each with the default tension for its kind (the band OPEN_TENSION_FACTOR times the
     frame's, the closed scratch none: the pure biharmonic)."""
     image = astronaut[0, 200:264, 200:296].double().contiguous()
@@ -336,7 +336,7 @@ def test_closed_holes_take_their_tension_by_depth(astronaut: torch.Tensor, side:
 
 def test_deeper_closed_holes_take_the_frame_tension(astronaut: torch.Tensor) -> None:
     """Past THIN_DEPTH a closed hole is pulled towards the harmonic fill: the default
-    is the frame's tension, not the thin holes' zero."""
+    is the frame's tension, not the scratches' zero."""
     image = astronaut[0, 100:196, 100:196].contiguous()
     hole = torch.zeros(96, 96, dtype=torch.bool)
     d = sm.THIN_DEPTH + 2

@@ -1054,7 +1054,8 @@ def _fill(
     long side is ``side`` (the frame's own, or the frame's at a coarser level);
     ``check`` raises to cancel."""
     out = work.clone(memory_format=torch.contiguous_format)
-    deep = _deep(hole, THIN_DEPTH)
+    deep_at = functools.cache(lambda depth: _deep(hole, depth))  # whole frame, once each
+    deep = deep_at(THIN_DEPTH)
     thin_boxes: dict[tuple, list[tuple[slice, slice]]] = {}  # by tension and cell
     for ys, xs in _boxes(hole, _REACH):
         check()
@@ -1066,7 +1067,7 @@ def _fill(
             if _open(box_hole, ys, xs, hole.shape):
                 lam *= OPEN_TENSION_FACTOR
             else:
-                lam *= _closed_factor(box_hole, side)
+                lam *= _closed_factor(deep_at, ys, xs, side)
         if thin:
             cell = (lam, ys.start // THIN_CELL, xs.start // THIN_CELL)
             thin_boxes.setdefault(cell, []).append((ys, xs))
@@ -1094,14 +1095,17 @@ def _fill(
     return out
 
 
-def _closed_factor(box_hole: torch.Tensor, side: float) -> float:
-    """The default tension of a closed hole, as a multiple of the frame's: none for a
-    scratch, ``OPEN_TENSION_FACTOR`` for a stroke, 1 deeper (``STROKE_DEPTH``, scaled to
-    ``side``). The box's ring of known pixels bounds every depth, so the box alone tells."""
+def _closed_factor(
+    deep_at: Callable[[int], torch.Tensor], ys: slice, xs: slice, side: float
+) -> float:
+    """The default tension of the closed hole in box ``ys, xs``, as a multiple of the
+    frame's: none for a scratch, ``OPEN_TENSION_FACTOR`` for a stroke, 1 deeper
+    (``STROKE_DEPTH``, scaled to ``side``). ``deep_at(d)`` is the frame's :func:`_deep`
+    map: computed once, not per box (a dust mask has thousands of boxes)."""
     shallow, deep = (max(1, round(d * side / 512)) for d in STROKE_DEPTH)
-    if not bool(_deep(box_hole, shallow).any()):
+    if not bool(deep_at(shallow)[ys, xs].any()):
         return 0.0
-    return 1.0 if bool(_deep(box_hole, deep).any()) else OPEN_TENSION_FACTOR
+    return 1.0 if bool(deep_at(deep)[ys, xs].any()) else OPEN_TENSION_FACTOR
 
 
 # Thin boxes that start in one cell of this side are solved together (see

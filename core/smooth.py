@@ -631,7 +631,8 @@ class _TileLevel:
     A field is ``[C,N,t,t]``, one slice per listed tile; the other tiles hold no
     hole, so every field solved for (zero off the hole) is zero there. Halos are
     gathered with one flat index per halo width (pixels of unlisted tiles or off
-    the box read a zero).
+    the box read a zero). The Laplacian, most of a V-cycle's work, reads its
+    neighbours' edge rows and columns directly instead (see :meth:`laplace`).
     """
 
     def __init__(self, hole: torch.Tensor, t: int, tiles: tuple, dtype: torch.dtype) -> None:
@@ -653,6 +654,15 @@ class _TileLevel:
         self.mask = self.gather(canvas_hole, 0)
         self.deg = self.gather(self.deg_canvas, 0)
         self.inv_degree = _Multigrid.OMEGA * self.mask / self.deg.clamp_min(1)
+        # For each side, the listed tiles with a listed neighbour there and that
+        # neighbour (the edge rows and columns the Laplacian reads across).
+        grid = torch.full((self.ny + 2, self.nx + 2), -1, dtype=torch.long, device=dev)
+        grid[self.ty + 1, self.tx + 1] = torch.arange(self.n, device=dev)
+        self._across = []
+        for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+            other = grid[self.ty + 1 + dy, self.tx + 1 + dx]
+            has = torch.nonzero(other >= 0).flatten()
+            self._across.append((has, other[has]))
 
     def gather(self, dense: torch.Tensor, halo: int) -> torch.Tensor:
         """The listed tiles, with ``halo``, of a dense ``[C,h,w]`` field (zero beyond it)."""
@@ -720,8 +730,27 @@ class _TileLevel:
 
     def laplace(self, e: torch.Tensor, masked: bool = True) -> torch.Tensor:
         """``L_h e`` for ``e`` zero outside the hole (result zero there too, unless not
-        ``masked``)."""
-        out = _laplace_tiles(self.halo(e, 1), self.deg)
+        ``masked``).
+
+        :func:`_laplace_tiles` of ``halo(e, 1)`` to the bit, without the halo's copy
+        of every tile: the neighbours within a tile are shifted slices, and only the
+        edge rows and columns add what the listed tile across holds. The sums run in
+        the same order. The bench's brush strokes at 1536 px: 4.05 s to 3.29 s (one
+        thread, median of 7 runs interleaved with the halo's version).
+        """
+        t = self.t
+        up, down, left, right = self._across
+        out = torch.empty_like(e)
+        torch.add(e[:, :, :-2], e[:, :, 2:], out=out[:, :, 1:-1])
+        out[:, :, 0] = e[:, :, 1]
+        out[:, :, 0].index_add_(1, up[0], e[:, up[1], t - 1])
+        out[:, :, t - 1] = e[:, :, t - 2]
+        out[:, :, t - 1].index_add_(1, down[0], e[:, down[1], 0])
+        out[:, :, :, 1:] += e[:, :, :, :-1]
+        out[:, :, :, 0].index_add_(1, left[0], e[:, left[1], :, t - 1])
+        out[:, :, :, :-1] += e[:, :, :, 1:]
+        out[:, :, :, t - 1].index_add_(1, right[0], e[:, right[1], :, 0])
+        out.neg_().addcmul_(self.deg, e)
         return out.mul_(self.mask) if masked else out
 
 

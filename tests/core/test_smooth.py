@@ -220,6 +220,29 @@ def test_halo_reads_the_neighbouring_tiles() -> None:
     assert torch.allclose(tiled, dense, atol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(64, 96), (75, 101)])
+def test_tiled_laplacian_reads_across_tiles_as_the_halo_does(shape: tuple[int, int]) -> None:
+    """The Laplacian from the neighbours' edges is the one on the gathered halo, to the
+    bit, on every level: tiles with and without listed neighbours, box edges inside
+    tiles, and values in every stored pixel (not only the hole's)."""
+    h, w = shape
+    gen = torch.Generator().manual_seed(3)
+    hole = torch.zeros(h, w, dtype=torch.bool)
+    hole[4:24, 3:90] = True  # a row of tiles
+    hole[20:, 36:56] = True  # a column crossing it, to the bottom edge
+    hole[-16:, -20:] = True  # a lone tile in the corner, at the box's edges
+    mg = sm._TiledMultigrid(hole, sm._active_tiles(hole), torch.float32)
+    assert len(mg.levels) >= 3
+    for lv in mg.levels:
+        assert any(bool((other < 0).any()) or other.numel() < lv.n for _has, other in lv._across)
+        e = torch.randn(3, lv.n, lv.t, lv.t, generator=gen)
+        for masked in (False, True):
+            halo = sm._laplace_tiles(lv.halo(e, 1), lv.deg)
+            if masked:
+                halo = halo * lv.mask
+            assert torch.equal(lv.laplace(e, masked), halo)
+
+
 def test_sparse_masks_take_the_tiled_path() -> None:
     hole = torch.zeros(512, 512, dtype=torch.bool)
     hole[100:104, 20:500] = True

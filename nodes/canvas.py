@@ -92,6 +92,15 @@ class ExpandCanvas(io.ComfyNode):
             node_id="UncropExpandCanvas",
             display_name="Expand Canvas",
             category="Uncrop/canvas",
+            **host.search_aliases(
+                "outpaint",
+                "uncrop",
+                "extend canvas",
+                "pad image",
+                "zoom out",
+                "enlarge canvas",
+                "resize canvas",
+            ),
             description=(
                 "Grows the canvas for outpainting, per side or to a target size with a fit mode and "
                 "anchor. Outputs the new image, with the new area pre-filled, and the mask of the "

@@ -107,6 +107,9 @@ class LoadCaptioner(io.ComfyNode):
             node_id="UncropLoadCaptioner",
             display_name="Load Captioner",
             category="Uncrop/caption",
+            **host.search_aliases(
+                "blip", "git captioner", "image captioning model", "interrogator", "image to prompt"
+            ),
             description=(
                 "Loads an image-captioning model (BLIP or GIT) from models/captioners/<name>/. "
                 "Connect it to Caption Image, or to the Inpaint/Outpaint samplers, which then write "
@@ -169,6 +172,9 @@ class CaptionImage(io.ComfyNode):
             node_id="UncropCaptionImage",
             display_name="Caption Image",
             category="Uncrop/caption",
+            **host.search_aliases(
+                "caption", "image to prompt", "interrogate", "describe image", "auto prompt", "blip"
+            ),
             description=(
                 "Writes a prompt describing the image with a captioning model. With a mask and "
                 "region 'visible', only what the mask leaves visible is described. One line per "

@@ -16,6 +16,14 @@ class Composite(io.ComfyNode):
             node_id="UncropComposite",
             display_name="Composite",
             category="Uncrop/composite",
+            **host.search_aliases(
+                "paste back",
+                "blend",
+                "image composite masked",
+                "color match",
+                "colour match",
+                "stitch",
+            ),
             description=(
                 "Pastes the generated image into the original through the mask: every pixel where "
                 "the mask is 0 stays bit-identical, soft mask values blend. Optionally matches the "

@@ -17,6 +17,16 @@ class Fill(io.ComfyNode):
             node_id="UncropFill",
             display_name="Fill (model-free)",
             category="Uncrop/fill",
+            **host.search_aliases(
+                "inpaint",
+                "remove object",
+                "content aware fill",
+                "patchmatch",
+                "erase",
+                "fill hole",
+                "heal",
+                "mask fill",
+            ),
             description=(
                 "Fills the masked area without any model and blends it in along the mask's soft "
                 "edge; pixels where the mask is 0 are returned bit-identical."

@@ -8,7 +8,9 @@ same code paths run from scripts.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import inspect
 import logging
 import os
 import shutil
@@ -134,6 +136,22 @@ class Progress:
 
     def check_interrupted(self) -> None:
         check_interrupted()
+
+
+@functools.cache
+def _schema_fields() -> frozenset[str]:
+    from comfy_api.latest import io
+
+    return frozenset(inspect.signature(io.Schema).parameters)
+
+
+def search_aliases(*words: str) -> dict[str, list[str]]:
+    """``io.Schema`` keywords naming other words the node search finds the node by.
+
+    ComfyUI after 0.8.0 takes ``search_aliases``; 0.8.0 and older refuse the keyword,
+    so there it is left out (spread the result into ``io.Schema``).
+    """
+    return {"search_aliases": list(words)} if "search_aliases" in _schema_fields() else {}
 
 
 def show_text(node, text: str) -> None:

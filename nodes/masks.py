@@ -20,6 +20,7 @@ class LoadMask(io.ComfyNode):
             node_id="UncropLoadMask",
             display_name="Load Mask",
             category="Uncrop/mask",
+            **host.search_aliases("load image mask", "mask from image", "alpha mask", "mask url"),
             description=(
                 "Loads a mask from an image in ComfyUI's input folder or from an http(s) URL. "
                 "White (or transparent, with the alpha channel) marks the area to fill."
@@ -158,6 +159,17 @@ class RefineMask(io.ComfyNode):
             node_id="UncropRefineMask",
             display_name="Refine Mask",
             category="Uncrop/mask",
+            **host.search_aliases(
+                "grow mask",
+                "shrink mask",
+                "feather mask",
+                "blur mask",
+                "fill mask holes",
+                "remove specks",
+                "dilate",
+                "erode",
+                "threshold mask",
+            ),
             description=(
                 "Cleans up a mask in a fixed order: threshold, remove specks, fill holes, "
                 "grow or shrink, feather. Batched, on the GPU when there is one."

@@ -208,6 +208,14 @@ class LoadInpaintModel(io.ComfyNode):
             node_id="UncropLoadInpaintModel",
             display_name="Load Inpaint Model",
             category="Uncrop/diffusion",
+            **host.search_aliases(
+                "inpainting checkpoint",
+                "inpaint model loader",
+                "diffusers loader",
+                "controlnet inpaint",
+                "sdxl inpaint",
+                "sd inpaint",
+            ),
             description=(
                 "Loads an SD 1.x/2.x or SDXL model, inpainting or ordinary, from a diffusers folder "
                 "(models/diffusers) or a single .safetensors file (models/checkpoints), offline, and "
@@ -298,6 +306,13 @@ class Inpaint(io.ComfyNode):
             node_id="UncropInpaint",
             display_name="Inpaint",
             category="Uncrop/diffusion",
+            **host.search_aliases(
+                "inpainting",
+                "remove object",
+                "fill masked area",
+                "diffusion inpaint",
+                "crop and stitch",
+            ),
             description=(
                 "Fills the masked area with a diffusion model. Only the mask's box plus context is "
                 "sampled (a window for each group of holes far apart), at the model's native "
@@ -343,6 +358,14 @@ class Outpaint(io.ComfyNode):
             node_id="UncropOutpaint",
             display_name="Outpaint",
             category="Uncrop/diffusion",
+            **host.search_aliases(
+                "uncrop",
+                "outpainting",
+                "extend image",
+                "zoom out",
+                "expand image",
+                "generative expand",
+            ),
             description=(
                 "Extends the image with a diffusion model, per side or to a target size with a fit "
                 "mode and anchor (the Expand Canvas geometry). A large new area is covered by "

@@ -76,3 +76,31 @@ def test_validate_inputs_names_its_inputs(node):
     """ComfyUI skips its own min/max/options checks for a validate_inputs with **kwargs."""
     if "validate_inputs" in vars(node):
         assert inspect.getfullargspec(node.validate_inputs).varkw is None
+
+
+def test_search_aliases_where_comfyui_takes_them(monkeypatch):
+    """ComfyUI after 0.8.0 finds nodes by ``search_aliases``; 0.8.0 and older refuse the keyword
+    (the stub is 0.8's Schema), so each node gives aliases only where they are taken."""
+    import dataclasses
+
+    from comfy_api.latest import io
+
+    from uncrop.nodes import host
+
+    assert all(not hasattr(s, "search_aliases") for _, s in schemas())
+
+    @dataclasses.dataclass
+    class NewerSchema(io.Schema):
+        search_aliases: list[str] = dataclasses.field(default_factory=list)
+
+    monkeypatch.setattr(io, "Schema", NewerSchema)
+    host._schema_fields.cache_clear()
+    try:
+        for _, schema in schemas():
+            words = schema.search_aliases
+            assert len(words) >= 3, schema.node_id
+            assert len(set(words)) == len(words), schema.node_id
+            assert all(w == w.strip().lower() and w != schema.display_name.lower() for w in words)
+    finally:
+        monkeypatch.undo()
+        host._schema_fields.cache_clear()

@@ -306,18 +306,23 @@ def pattern_section(runs: int, warm: bool, time_col: str) -> list[str]:
 def contact_sheet(rows: list[list[np.ndarray]], titles: list[str], path: str) -> None:
     from PIL import Image, ImageDraw
 
-    cell = 150
-    width = cell * len(titles)
-    sheet = Image.new("RGB", (width, 16 + cell * len(rows)), "white")
+    cell = 200  # a column's width; each row is as high as its photo at that width
+    tiles = []
+    for row in rows:
+        tiles.append([Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)) for img in row])
+        for tile in tiles[-1]:
+            tile.thumbnail((cell, cell))
+    heights = [max(t.height for t in row) for row in tiles]
+    sheet = Image.new("RGB", (cell * len(titles), 16 + sum(heights)), "white")
     draw = ImageDraw.Draw(sheet)
     for j, title in enumerate(titles):
         draw.text((j * cell + 3, 2), title, fill="black")
-    for i, row in enumerate(rows):
-        for j, img in enumerate(row):
-            tile = Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8))
-            tile.thumbnail((cell, cell))
-            sheet.paste(tile, (j * cell, 16 + i * cell))
-    sheet.save(path, quality=80)
+    top = 16
+    for row, height in zip(tiles, heights, strict=True):
+        for j, tile in enumerate(row):
+            sheet.paste(tile, (j * cell, top))
+        top += height
+    sheet.save(path, quality=85)
 
 
 if __name__ == "__main__":

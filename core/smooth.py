@@ -654,15 +654,16 @@ class _TileLevel:
         self.mask = self.gather(canvas_hole, 0)
         self.deg = self.gather(self.deg_canvas, 0)
         self.inv_degree = _Multigrid.OMEGA * self.mask / self.deg.clamp_min(1)
-        # For each side, the listed tiles with a listed neighbour there and that
-        # neighbour (the edge rows and columns the Laplacian reads across).
+        # For each side, every listed tile's neighbour there (the edge rows and
+        # columns the Laplacian reads across), and 1 where that is listed, 0 where
+        # it reads zero (any tile's edge, times 0).
         grid = torch.full((self.ny + 2, self.nx + 2), -1, dtype=torch.long, device=dev)
         grid[self.ty + 1, self.tx + 1] = torch.arange(self.n, device=dev)
         self._across = []
         for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
             other = grid[self.ty + 1 + dy, self.tx + 1 + dx]
-            has = torch.nonzero(other >= 0).flatten()
-            self._across.append((has, other[has]))
+            listed = (other >= 0).to(dtype)[None, :, None]
+            self._across.append((other.clamp_min(0), listed))
 
     def gather(self, dense: torch.Tensor, halo: int) -> torch.Tensor:
         """The listed tiles, with ``halo``, of a dense ``[C,h,w]`` field (zero beyond it)."""
@@ -739,17 +740,19 @@ class _TileLevel:
         thread, median of 7 runs interleaved with the halo's version).
         """
         t = self.t
-        up, down, left, right = self._across
+        (up, up_listed), (down, down_listed), (left, left_listed), (right, right_listed) = (
+            self._across
+        )
         out = torch.empty_like(e)
         torch.add(e[:, :, :-2], e[:, :, 2:], out=out[:, :, 1:-1])
-        out[:, :, 0] = e[:, :, 1]
-        out[:, :, 0].index_add_(1, up[0], e[:, up[1], t - 1])
-        out[:, :, t - 1] = e[:, :, t - 2]
-        out[:, :, t - 1].index_add_(1, down[0], e[:, down[1], 0])
+        above = e[:, :, t - 1].index_select(1, up).mul_(up_listed)
+        torch.add(above, e[:, :, 1], out=out[:, :, 0])
+        below = e[:, :, 0].index_select(1, down).mul_(down_listed)
+        torch.add(e[:, :, t - 2], below, out=out[:, :, t - 1])
         out[:, :, :, 1:] += e[:, :, :, :-1]
-        out[:, :, :, 0].index_add_(1, left[0], e[:, left[1], :, t - 1])
+        out[:, :, :, 0] += e[:, :, :, t - 1].index_select(1, left).mul_(left_listed)
         out[:, :, :, :-1] += e[:, :, :, 1:]
-        out[:, :, :, t - 1].index_add_(1, right[0], e[:, right[1], :, 0])
+        out[:, :, :, t - 1] += e[:, :, :, 0].index_select(1, right).mul_(right_listed)
         out.neg_().addcmul_(self.deg, e)
         return out.mul_(self.mask) if masked else out
 

@@ -735,9 +735,10 @@ class _TileLevel:
 
         :func:`_laplace_tiles` of ``halo(e, 1)`` to the bit, without the halo's copy
         of every tile: the neighbours within a tile are shifted slices, and only the
-        edge rows and columns add what the listed tile across holds. The sums run in
-        the same order. The bench's brush strokes at 1536 px: 4.05 s to 3.29 s (one
-        thread, median of 7 runs interleaved with the halo's version).
+        edge rows and columns add the edge of the tile across (gathered for every
+        tile, times 0 where none is listed). The sums run in the same order. The
+        bench's brush strokes at 1536 px: 3.91 s to 3.20 s (one thread, median of 7
+        runs interleaved with the halo's version).
         """
         t = self.t
         (up, up_listed), (down, down_listed), (left, left_listed), (right, right_listed) = (

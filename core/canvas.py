@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UncropError
-from .inputs import at_least_float32, check_image, premultiplied, unpremultiplied
+from .inputs import at_least_float32, check_image, is_whole, premultiplied, unpremultiplied
 
 FITS = ("pad", "crop", "stretch")
 ANCHORS = (
@@ -218,6 +218,8 @@ def outpaint_mask(plan: CanvasPlan, overlap: int = 0, device=None) -> torch.Tens
     deeper than the side's new strip is wide: the 2 px a side gains from rounding to
     ``multiple_of`` do not hand 64 px of the photo along it to the model.
     """
+    if not is_whole(overlap) or overlap < 0:
+        raise UncropError(f"overlap: expected a whole number of px, 0 or more, got {overlap!r}.")
     h, w = plan.canvas_h, plan.canvas_w
     mask = torch.ones((1, h, w), device=device)
     ys, xs, _, _ = known_region(plan)

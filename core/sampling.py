@@ -30,7 +30,7 @@ import torch
 
 from . import canvas
 from .caption import Captions
-from .composite import color_match, composite
+from .composite import COLOR_MATCH_MODES, color_match, composite
 from .errors import OutOfMemory, UncropError
 from .fill import FILL_METHODS, fill
 from .inputs import (
@@ -230,8 +230,12 @@ class SamplerSettings:
                 raise UncropError(f"{name}: expected text, got {getattr(self, name)!r}.")
         if not is_whole(self.steps) or not 1 <= self.steps <= 1000:
             raise UncropError(f"steps: expected a whole number from 1 to 1000, got {self.steps!r}.")
-        if not 0.0 < self.strength <= 1.0:
-            raise UncropError(f"strength: expected a value in (0, 1], got {self.strength}.")
+        if (
+            isinstance(self.strength, bool)
+            or not isinstance(self.strength, numbers.Real)
+            or not 0.0 < self.strength <= 1.0
+        ):
+            raise UncropError(f"strength: expected a value in (0, 1], got {self.strength!r}.")
         if int(self.steps * self.strength) < 1:
             raise UncropError(
                 f"strength: {self.strength} of {self.steps} steps leaves no denoising step; "
@@ -241,15 +245,21 @@ class SamplerSettings:
         _check_between("mask_blur", self.mask_blur, 0.0, MAX_FEATHER, " px")
         _check_between("context", self.context, 0.0, MAX_CONTEXT)
         _check_between("controlnet_scale", self.controlnet_scale, 0.0, MAX_CONTROLNET_SCALE)
-        if self.resolution and not 64 <= self.resolution <= 4096:
+        if not is_whole(self.resolution) or (self.resolution and not 64 <= self.resolution <= 4096):
             raise UncropError(
-                f"resolution: expected 0 (native) or 64..4096, got {self.resolution}."
+                f"resolution: expected 0 (native) or a whole number of px from 64 to 4096, "
+                f"got {self.resolution!r}."
+            )
+        if self.color_match not in COLOR_MATCH_MODES:
+            raise UncropError(
+                f"color_match: expected one of {', '.join(COLOR_MATCH_MODES)}, "
+                f"got {self.color_match!r}."
             )
         if self.prefill != "none" and self.prefill not in FILL_METHODS:
             raise UncropError(
                 f"prefill: expected none or one of {', '.join(FILL_METHODS)}, got '{self.prefill}'."
             )
-        check_seed(self.seed)
+        self.seed = check_seed(self.seed)  # a Python int: numpy's overflowed in seed + 1000 i
 
 
 # Far past any use (the nodes stop at 30, 4 and 2), and finite: inf or NaN failed only
@@ -773,8 +783,9 @@ def _sample_region(
     if settings.prefill == "none" or not _prefill_is_seen(model, settings):
         current = shown.clone()
         if image.shape[-1] == 4:  # the model paints RGB: the alpha it paints under comes
-            # from around the hole, as a pre-fill gives it (a new area stayed transparent)
-            current[..., 3:] = fill(image[..., 3:], hole, "edge")
+            # from around the hole, as a pre-fill gives it (a new area stayed transparent),
+            # and is opaque where nothing is known (the alpha alone filled grey: 0.5)
+            current[..., 3:] = fill(image, hole, "edge")[..., 3:]
     else:
         current = fill(shown, hole, settings.prefill, seed=seed, progress=CancelOnly(reporter.hook))
     remaining = mask.clone()
@@ -869,13 +880,14 @@ def outpaint(
     ``TILE_ABOVE`` times the native side, it is covered with overlapping native-size
     windows, each sampled after its neighbours nearer the photo so it sees them.
     """
+    settings = settings or SamplerSettings()
+    settings.check()  # where there is nothing to generate too: bad settings fail alike
     placed, mask = canvas.expand_canvas(image, plan, overlap=overlap)
     if not plan.adds_area:
-        prompts = given_prompts(settings.prompt if settings else "", placed.shape[0])
-        return SampleResult(placed, prompts), mask
+        return SampleResult(placed, given_prompts(settings.prompt, placed.shape[0])), mask
     new_area = canvas.outpaint_mask(plan, 0, device=placed.device).to(placed.dtype)
     result = sample(
-        model, placed, mask, settings or SamplerSettings(), tiles=True,
+        model, placed, mask, settings, tiles=True,
         solid=new_area.expand_as(mask), captioner=captioner, prepare_model=prepare_model,
         progress=progress, preview=preview,
     )  # fmt: skip

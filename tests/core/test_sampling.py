@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 import torch
 from conftest import ProgressRecorder
@@ -485,9 +486,34 @@ def test_bad_settings_name_the_setting(sd_inpaint, photo):
         ({"guidance": float("nan")}, "guidance: expected 0 to 100, got nan"),
         ({"context": -0.1}, "context: expected 0 to 16"),
         ({"controlnet_scale": float("nan")}, "controlnet_scale: expected 0 to 10"),
+        # these came as raw TypeErrors, after the model had loaded (resolution 64.0 once
+        # windows were cut), or in color_match's case after every window was sampled
+        ({"strength": None}, r"strength: expected a value in \(0, 1\], got None"),
+        ({"strength": True}, r"strength: expected a value in \(0, 1\], got True"),
+        ({"resolution": 64.0}, "resolution: expected 0 .native. or a whole number of px"),
+        ({"resolution": "128"}, "resolution: expected 0 .native. or a whole number of px"),
+        ({"color_match": "bogus"}, "color_match: expected one of none, mean_std, histogram"),
     ]:
         with pytest.raises(UncropError, match=name):
             sampling.inpaint(sd_inpaint, photo, _hole(), SamplerSettings(**bad))
+    plan = canvas.plan_margins(128, 96, right=16)
+    for overlap in (None, 2.5, -5):  # None was a raw TypeError; 2.5 and -5 went through
+        with pytest.raises(UncropError, match="overlap: expected a whole number of px"):
+            sampling.outpaint(sd_inpaint, photo, plan, SamplerSettings(**FAST), overlap=overlap)
+    # with nothing to generate, the settings are checked all the same
+    with pytest.raises(UncropError, match="strength"):
+        sampling.outpaint(
+            sd_inpaint, photo, canvas.plan_margins(128, 96), SamplerSettings(strength=5)
+        )
+
+
+def test_a_numpy_seed_is_the_same_seed(sd_inpaint, photo):
+    """A numpy integer passed the check, then overflowed in seed + 1000 i % 2**64."""
+    two = photo.expand(2, -1, -1, -1)
+    by_int = sampling.inpaint(sd_inpaint, two, _hole(), SamplerSettings(seed=5, **FAST))
+    for seed in (np.int64(5), np.uint64(5), np.int32(5)):
+        settings = SamplerSettings(seed=seed, **FAST)
+        assert torch.equal(sampling.inpaint(sd_inpaint, two, _hole(), settings).image, by_int.image)
 
 
 def test_values_are_checked_where_the_sampler_reads_them(sd_inpaint):
@@ -711,6 +737,16 @@ def test_an_rgba_outpaint_is_opaque_where_the_model_painted(sd_inpaint, photo, p
     result, mask = sampling.outpaint(sd_inpaint, image, plan, settings)
     assert torch.equal(result.image[:, :, :128], image)
     assert float(result.image[0, :, 128:, 3].min()) == 1.0
+
+
+@pytest.mark.parametrize("level", [1.0, 0.5])
+def test_an_opaque_rgba_image_masked_whole_stays_opaque(sd_inpaint, photo, level):
+    """With no known pixel the alpha under the painted pixels was filled alone, as a grey
+    image of one channel: 0.5, and 0.75 once blended at a mask of 0.5 everywhere."""
+    image = torch.cat([photo, torch.ones_like(photo[..., :1])], dim=-1)
+    mask = torch.full(photo.shape[:3], level)
+    result = sampling.inpaint(sd_inpaint, image, mask, SamplerSettings(resolution=128, **FAST))
+    assert float(result.image[..., 3].min()) == 1.0
 
 
 def test_an_rgba_transparent_hole_is_opaque_through_the_seam_feather(sd_inpaint, photo):

@@ -126,6 +126,62 @@ def test_crop_plan_crops_by_anchor(astronaut):
     assert torch.equal(out, astronaut[:, :256])
 
 
+@pytest.mark.parametrize(
+    "target,channels",
+    [((64, 300), 3), ((300, 64), 3), ((300, 64), 4), ((150, 150), 3), ((1, 97), 1)],
+)
+def test_a_crop_resamples_only_what_the_canvas_shows(monkeypatch, coffee, target, channels):
+    """The whole image was scaled to cover the canvas, then cut: a 2x2 image cropped to an
+    8x16384 canvas took 6.6 GB. Now each axis is cut right after its pass: the same
+    pixels as scaling whole (to the bit when the width goes first, to float rounding
+    when the height does), and nothing resampled much larger than the canvas."""
+    image = coffee[..., :3] if channels in (3, 4) else coffee.mean(-1, keepdim=True)
+    if channels == 4:
+        image = torch.cat([image, torch.rand_like(image[..., :1]).round()], -1)
+    h, w = image.shape[1:3]
+    plan = canvas.plan_target(w, h, *target, fit="crop", anchor="bottom-right", multiple_of=1)
+    ys, xs, sys_, sxs = canvas.known_region(plan)
+    whole = canvas.resize_image(image, plan.scaled_w, plan.scaled_h)[:, sys_, sxs]
+    out, _ = canvas.expand_canvas(image, plan)
+    assert out.shape[1:3] == (target[1], target[0])
+    width_first = (sxs.stop - sxs.start) / plan.scaled_w <= (sys_.stop - sys_.start) / plan.scaled_h
+    if width_first:
+        assert torch.equal(out, whole)
+    else:  # RGBA's colour is divided by its alpha, where nearly transparent
+        assert (out - whole).abs().max() < (1e-4 if channels == 4 else 1e-6)
+    sizes = []
+    interpolate = canvas.F.interpolate
+    monkeypatch.setattr(
+        canvas.F, "interpolate", lambda t, **kw: sizes.append(kw["size"]) or interpolate(t, **kw)
+    )
+    tiny = torch.rand(1, 2, 2, 3)
+    plan = canvas.plan_target(2, 2, 8, 16384, fit="crop", multiple_of=8)
+    assert (plan.scaled_w, plan.scaled_h) == (16384, 16384)
+    out, _ = canvas.expand_canvas(tiny, plan)
+    assert out.shape == (1, 16384, 8, 3)
+    assert max(a * b for a, b in sizes) <= 16384 * 8
+
+
+@pytest.mark.parametrize("w", [1, 2, 7])
+def test_an_image_resized_to_1px_wide_keeps_its_column(w):
+    """torch's antialiased bicubic repeated the first row down a 1 px wide output: a 10x1000
+    image padded onto a 1x500 canvas came back one colour."""
+    ramp = torch.linspace(0, 1, 400).view(1, 400, 1, 1).expand(1, 400, w, 3)
+    out = canvas.resize_image(ramp.contiguous(), 1, 97)
+    wide = canvas.resize_image(ramp[:, :, :1].expand(1, 400, 3, 3).contiguous(), 3, 97)
+    if w == 1:
+        assert torch.equal(out, wide[:, :, 1:2])
+    assert (out - wide[:, :, 1:2]).abs().max() < 1e-6
+    assert bool((out[0, 1:, 0, 0] > out[0, :-1, 0, 0]).all())
+    plan = canvas.plan_target(10, 1000, 1, 500, fit="pad", multiple_of=1)
+    column = torch.linspace(0, 1, 1000).view(1, 1000, 1, 1).expand(1, -1, 10, 3)
+    placed, _ = canvas.expand_canvas(column, plan)
+    ys, xs, _, _ = canvas.known_region(plan)
+    assert (plan.scaled_w, ys.stop - ys.start) == (1, 100)
+    shown = placed[0, ys, xs, 0].flatten()
+    assert float(shown[-1] - shown[0]) > 0.9
+
+
 def test_expand_canvas_refuses_other_size(coffee):
     plan = canvas.plan_margins(100, 100, left=8)
     with pytest.raises(UncropError, match="100x100"):

@@ -14,6 +14,7 @@ Fit modes for a target size:
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -79,13 +80,19 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 def _check_multiple(multiple: int) -> None:
-    if multiple < 1:
-        raise UncropError(f"multiple_of: expected 1 or more, got {multiple}.")
+    if not is_whole(multiple) or multiple < 1:
+        raise UncropError(f"multiple_of: expected 1 or more, a whole number, got {multiple!r}.")
 
 
 def _check_size(w: int, h: int, what: str) -> None:
-    if w < 1 or h < 1 or w > MAX_SIDE or h > MAX_SIDE:
-        raise UncropError(f"{what}: {w}x{h} is outside 1..{MAX_SIDE} px per side.")
+    if not (is_whole(w) and is_whole(h)) or w < 1 or h < 1 or w > MAX_SIDE or h > MAX_SIDE:
+        raise UncropError(f"{what}: {w!r}x{h!r} is outside 1..{MAX_SIDE} whole px per side.")
+
+
+def _check_image_size(w: int, h: int) -> None:
+    """Any size with pixels: a big panorama may be scaled down or grown."""
+    if not (is_whole(w) and is_whole(h)) or w < 1 or h < 1:
+        raise UncropError(f"image size: expected whole px, 1 or more a side, got {w!r}x{h!r}.")
 
 
 def plan_margins(
@@ -104,10 +111,16 @@ def plan_margins(
     already being grown (split evenly); an axis with no growth is centred.
     """
     _check_multiple(multiple_of)
+    _check_image_size(width, height)
     margins = {"left": left, "top": top, "right": right, "bottom": bottom}
     for side, value in margins.items():
-        if not math.isfinite(value) or value < 0:
-            raise UncropError(f"{side}: expected a finite margin >= 0, got {value}.")
+        real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        try:  # text, a bool or an int past float's range (10**400) fail here, by name
+            number = float(value) if real else math.nan
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number) or number < 0:
+            raise UncropError(f"{side}: expected a finite margin >= 0, got {value!r}.")
     if unit == "%":
         exact = {
             s: v / 100.0 * (width if s in ("left", "right") else height) for s, v in margins.items()
@@ -154,8 +167,7 @@ def plan_target(
     _check_multiple(multiple_of)
     if fit not in FITS:
         raise UncropError(f"fit: expected one of {', '.join(FITS)}, got '{fit}'.")
-    if width < 1 or height < 1:  # any size above: a big panorama may be scaled down
-        raise UncropError(f"image size: {width}x{height} has no pixels.")
+    _check_image_size(width, height)
     _check_size(target_w, target_h, "target size")
     cw, ch = _round_up(target_w, multiple_of), _round_up(target_h, multiple_of)
     _check_size(cw, ch, "target size rounded to multiple_of")

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .errors import UncropError
-from .inputs import MODEL_HOLE, check_image, match_mask
+from .inputs import MODEL_HOLE, check_image, is_whole, match_mask
 from .masks import box_of
 from .models import PICKLE_SUFFIXES, default_device, file_stamp
 from .progress import ProgressHook, or_null
@@ -97,10 +97,10 @@ class CaptionOptions:
     def checked(self) -> CaptionOptions:
         if self.region not in REGIONS:
             raise UncropError(f"region: expected one of {', '.join(REGIONS)}, got '{self.region}'.")
-        if not 1 <= int(self.max_length) <= 512:
-            raise UncropError(f"max_length: expected 1 to 512 tokens, got {self.max_length}.")
-        if not 1 <= int(self.beams) <= 16:
-            raise UncropError(f"beams: expected 1 to 16, got {self.beams}.")
+        if not is_whole(self.max_length) or not 1 <= self.max_length <= 512:
+            raise UncropError(f"max_length: expected 1 to 512 tokens, got {self.max_length!r}.")
+        if not is_whole(self.beams) or not 1 <= self.beams <= 16:
+            raise UncropError(f"beams: expected 1 to 16, got {self.beams!r}.")
         if "{caption}" not in self.template:
             raise UncropError(
                 f"template: must contain {{caption}} where the caption goes, got '{self.template}'."

@@ -17,6 +17,7 @@ from .inputs import (
     at_least_float32,
     check_image,
     hole_of,
+    is_whole,
     match_mask,
     premultiplied,
     unpremultiplied,
@@ -250,6 +251,8 @@ def color_match(
         raise UncropError(
             f"color_match: expected one of {', '.join(COLOR_MATCH_MODES)}, got '{mode}'."
         )
+    if not is_whole(band) or band < 1:
+        raise UncropError(f"band: expected a whole number of px, 1 or more, got {band!r}.")
     if mode == "none":
         return generated
     reference, generated, mask = match_generated(reference, generated, mask)

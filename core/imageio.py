@@ -456,12 +456,19 @@ def _write(
 def resolve_in_folder(folder: str | os.PathLike, filename: str, name: str = "image") -> Path:
     """The path of ``filename`` inside ``folder``; refuses anything that leaves it."""
     root = Path(folder).resolve()
-    candidate = (root / filename).resolve()
-    if not filename or os.path.isabs(filename) or not candidate.is_relative_to(root):
+    try:  # a NUL byte or a name too long for the system fail here
+        candidate = (root / filename).resolve()
+        inside = candidate.is_relative_to(root)
+        found = candidate.is_file()
+    except (OSError, ValueError):
+        raise UncropError(
+            f"{name}: {filename[:100]!r} is not a file name this system can open."
+        ) from None
+    if not filename or os.path.isabs(filename) or not inside:
         raise UncropError(
             f"{name}: '{filename}' is outside the folder {root}; pick a file inside it."
         )
-    if not candidate.is_file():
+    if not found:
         raise UncropError(f"{name}: '{filename}' was not found in the folder {root}.")
     return candidate
 

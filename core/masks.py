@@ -332,6 +332,10 @@ def refine_mask(
         raise UncropError(f"feather: expected 0 to {MAX_FEATHER:g} px, got {feather_px}.")
     if not -MAX_GROW <= grow_px <= MAX_GROW:
         raise UncropError(f"grow: expected -{MAX_GROW} to {MAX_GROW} px, got {grow_px}.")
+    if not mask.is_floating_point():  # a feather or shrink of 0/1 values is no use
+        mask = mask.float()
+    if mask.shape[0] == 0:
+        return mask.clone()
     steps = []
     if threshold_level > 0:
         steps.append(lambda m: threshold(m, threshold_level))

@@ -284,8 +284,13 @@ def list_model_files(name: str) -> list[str]:
 
 def model_path(name: str, entry: str) -> str | None:
     """Full path of a file or folder ``entry`` in the ``name`` model folders; None for an
-    empty ``entry`` (a linked or API value), which would name the folder itself."""
+    empty ``entry`` (a linked or API value), which would name the folder itself, and for
+    one that leaves the folders (an absolute path, ``..``). The name is read as written,
+    as ComfyUI reads its own: a model linked in from elsewhere is found."""
     if not entry.strip():
+        return None
+    normal = os.path.normpath(entry)
+    if os.path.isabs(normal) or normal == os.pardir or normal.startswith(os.pardir + os.sep):
         return None
     for root in model_folders(name):
         candidate = os.path.join(root, entry)

@@ -83,8 +83,24 @@ def test_bad_geometry_errors():
         canvas.plan_target(10, 10, 0, 20)
     with pytest.raises(UncropError, match="multiple_of"):
         canvas.plan_target(10, 10, 20, 20, multiple_of=0)
-    with pytest.raises(UncropError, match="image size: 0x3 has no pixels"):
+    with pytest.raises(
+        UncropError, match="image size: expected whole px, 1 or more a side, got 0x3"
+    ):
         canvas.plan_target(0, 3, 5, 5)  # was a ZeroDivisionError
+    # found by a fuzz: raw OverflowError, TypeError or ValueError (NaN passed the range
+    # checks), or a plan for an image of -5 px
+    for bad in (10**400, "8", True):
+        with pytest.raises(UncropError, match="left: expected a finite margin >= 0"):
+            canvas.plan_margins(10, 10, left=bad)
+    for size in ((-5, 10), (0, 10), (10.5, 10)):
+        with pytest.raises(UncropError, match="image size: expected whole px"):
+            canvas.plan_margins(*size, left=8)
+    with pytest.raises(
+        UncropError, match="multiple_of: expected 1 or more, a whole number, got nan"
+    ):
+        canvas.plan_margins(10, 10, 8, multiple_of=float("nan"))
+    with pytest.raises(UncropError, match="target size: nanx2.5 is outside 1..16384 whole px"):
+        canvas.plan_target(160, 5, float("nan"), 2.5)
     assert canvas.plan_target(20000, 1000, 2048, 1024).scaled_w == 2048  # a panorama, down
     # 'crop' scales the whole image before cutting: a 1x1000 strip to cover 512x512 would
     # be 512x512000 px (6 GB), so it is refused by name; 'pad' of the same is fine.

@@ -320,6 +320,9 @@ def test_git_caption_keeps_to_its_room(models, monkeypatch, astronaut):
         ({"region": "hole"}, "region"),
         ({"beams": 0}, "beams"),
         ({"max_length": 0}, "max_length"),
+        ({"max_length": float("nan")}, "max_length: expected 1 to 512 tokens, got nan"),  # raw
+        ({"beams": float("inf")}, "beams: expected 1 to 16, got inf"),  # int() errors before
+        ({"max_length": 8.5}, "max_length: expected 1 to 512 tokens, got 8.5"),  # cut to 8
     ],
 )
 def test_bad_options_are_refused(change, message):

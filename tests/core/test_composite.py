@@ -186,6 +186,9 @@ def test_color_match_none_and_bad_mode():
     assert color_match(x, x, torch.ones(1, 8, 8), "none") is x
     with pytest.raises(UncropError, match="color_match"):
         color_match(x, x, torch.ones(1, 8, 8), "lut")
+    for band in (2.5, 0, None):  # 2.5 was a TypeError deep in a padding
+        with pytest.raises(UncropError, match="band: expected a whole number of px"):
+            color_match(x, x, torch.ones(1, 8, 8), "mean_std", band=band)
 
 
 def test_histogram_match_keeps_equal_values_equal(astronaut):

@@ -311,6 +311,9 @@ def test_resolve_in_folder_refuses_escape(tmp_path):
     # The folder is named as it is (ComfyUI's "[output]" names point elsewhere).
     with pytest.raises(UncropError, match=r"'missing.png' was not found in the folder .*in\."):
         imageio.resolve_in_folder(tmp_path / "in", "missing.png")
+    for bad in ["a\x00b.png", "x" * 5000 + ".png"]:  # were a raw ValueError and OSError
+        with pytest.raises(UncropError, match="is not a file name this system can open"):
+            imageio.resolve_in_folder(tmp_path / "in", bad)
 
 
 def test_save_image_roundtrip(tmp_path):

@@ -249,3 +249,19 @@ def test_refine_takes_a_batch_on_the_cpu_to_the_device_one_mask_at_a_time(device
     assert out.device == m.device and out.shape == m.shape
     assert torch.equal(out, masks.refine_mask(m.to(device), **options).cpu())
     assert torch.equal(out[1:2], masks.refine_mask(m[1:2], **options))
+
+
+def test_refine_mask_takes_integer_masks_and_empty_batches():
+    """Found by a fuzz: a bool or uint8 mask came back feathered to 0/1 (the blur was cast
+    back to the mask's type), a bool one could not shrink, and an empty batch raised."""
+    square = torch.zeros(1, 32, 32)
+    square[:, 8:24, 8:24] = 1
+    soft = masks.refine_mask(square, feather_px=6)
+    for kind in (torch.bool, torch.uint8):
+        out = masks.refine_mask(square.to(kind), feather_px=6)
+        assert out.is_floating_point() and torch.equal(out, soft)
+        assert torch.equal(
+            masks.refine_mask(square.to(kind), grow_px=-2), masks.refine_mask(square, grow_px=-2)
+        )
+    empty = masks.refine_mask(torch.zeros(0, 4, 4), grow_px=2, feather_px=1)
+    assert empty.shape == (0, 4, 4)

@@ -204,6 +204,14 @@ def test_model_folders_list_in_order_of_registration_and_find_nested_files(tmp_p
     assert host.model_path("diffusers", "only-b") == str(second / "only-b")
     assert host.model_path("diffusers", "missing") is None
     assert host.model_path("diffusers", "") is None  # not the folder itself
+    # a name leaving the folders is not looked for (a linked or API value), as ComfyUI
+    # reads its own names; a model linked in from elsewhere is found
+    outside = first.parent / "elsewhere"  # reached by .. from the first folder
+    outside.mkdir()
+    for name in (str(outside), "../elsewhere", "shared/../../elsewhere"):
+        assert host.model_path("diffusers", name) is None, name
+    (first / "linked").symlink_to(outside, target_is_directory=True)
+    assert host.model_path("diffusers", "linked") == str(first / "linked")
 
 
 def test_input_files_are_comfyuis_images_sorted_and_annotated_names_find_their_folder(
